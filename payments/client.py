@@ -1,0 +1,341 @@
+"""The target API client: one pooled HTTP session, one cached token, retries that never double-post.
+
+Retrying is safe only when the target certainly did not act: a 429, a 503, a 502/504 that carries
+`Retry-After`, a 401 (once, with a fresh token) or a connection that failed before the request left.
+Anything else after the request was sent is an ambiguous outcome and is reported, not re-posted.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import quote
+
+import requests
+import urllib3.exceptions
+from azure.core.credentials import AccessTokenInfo, TokenCredential
+from azure.core.exceptions import ClientAuthenticationError
+from requests.adapters import HTTPAdapter
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, stop_before_delay
+from tenacity.wait import wait_exponential_jitter
+
+from . import __version__, codec
+from .errors import (
+    AmbiguousOutcome,
+    IdentityUnavailable,
+    NotAuthorized,
+    PermanentRejection,
+    TargetUnavailable,
+    Throttled,
+    Transient,
+)
+from .settings import Settings
+
+log = logging.getLogger("payments.client")
+
+USER_AGENT = f"payments-relay/{__version__} (+azure-functions; python-requests)"
+_REFRESH_MARGIN = 300  # seconds before expiry at which a cached token is replaced
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    """The target's answer to a successful create: its object (amounts exact) and our correlation id."""
+
+    body: dict[str, Any]
+    client_request_id: str
+    attempts: int
+
+
+class _Retry(Exception):
+    """Internal: this attempt certainly did not act at the target; another may be made."""
+
+    def __init__(self, unavailable: TargetUnavailable, retry_after: float | None):
+        super().__init__(unavailable.message)
+        self.unavailable = unavailable
+        self.retry_after = retry_after
+
+
+class TokenSource:
+    """One token per scope, reused until shortly before it expires, refreshed on demand after a 401.
+
+    azure-identity's managed identity credential caches too, but the developer credentials do
+    not (Azure CLI starts a process per call), so the relay keeps its own copy.
+    """
+
+    def __init__(self, credential: TokenCredential, scope: str):
+        self._credential = credential
+        self._scope = scope
+        self._lock = threading.Lock()
+        self._info: AccessTokenInfo | None = None
+
+    def token(self, *, force: bool = False, claims: str | None = None) -> str:
+        with self._lock:
+            now = time.time()
+            info = self._info
+            fresh = info is not None and now < (info.refresh_on or info.expires_on - _REFRESH_MARGIN)
+            if fresh and not force:
+                return info.token  # type: ignore[union-attr]
+            options: dict[str, Any] = {}
+            if force:
+                # A claims value makes azure-identity bypass its own cache and fetch a new token.
+                options["claims"] = claims or "{}"
+            try:
+                if hasattr(self._credential, "get_token_info"):
+                    info = self._credential.get_token_info(self._scope, options=options or None)  # type: ignore[attr-defined]
+                else:  # pragma: no cover - every azure-identity credential has get_token_info today
+                    tok = self._credential.get_token(self._scope, claims=options.get("claims"))
+                    info = AccessTokenInfo(tok.token, tok.expires_on)
+            except ClientAuthenticationError as exc:
+                raise IdentityUnavailable(
+                    f"no token for {self._scope}: {exc.message.splitlines()[0]}"
+                ) from None
+            self._info = info
+            return info.token
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header given as delay-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(int(value))
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    current = datetime.fromtimestamp(now if now is not None else time.time(), UTC)
+    return max(0.0, (when - current).total_seconds())
+
+
+def _sent_nothing(exc: requests.RequestException) -> bool:
+    """True when the connection failed before any byte of the request reached the target."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    reason: Any = exc.args[0] if exc.args else None
+    if isinstance(reason, urllib3.exceptions.MaxRetryError):
+        reason = reason.reason
+    return isinstance(reason, urllib3.exceptions.NewConnectionError | urllib3.exceptions.ConnectTimeoutError)
+
+
+def _odata_error(response: requests.Response) -> tuple[str, str]:
+    try:
+        err = codec.loads(response.content).get("error") or {}
+        return str(err.get("code") or f"HTTP{response.status_code}"), str(err.get("message") or "")[:1000]
+    except (ValueError, AttributeError):
+        return f"HTTP{response.status_code}", (response.text or response.reason or "")[:300]
+
+
+class TargetClient:
+    """Creates and reads customerPayments at Graph or Business Central, with retries and a cached token."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        credential: TokenCredential,
+        *,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self.settings = settings
+        self._tokens = TokenSource(credential, settings.scope)
+        self._session = session or self._new_session()
+        self._sleep = sleep
+
+    @staticmethod
+    def _new_session() -> requests.Session:
+        session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
+        session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
+        return session
+
+    def close(self) -> None:
+        self._session.close()
+
+    # -- public operations -------------------------------------------------------------------
+
+    def create_payment(self, company_id: str, journal_id: str, payload: dict[str, Any]) -> Created:
+        """POST one customerPayment; raises a TargetError subclass unless the target created it."""
+        url = self.settings.collection_url(company_id, journal_id)
+        body = codec.dumpb(payload)
+        response, request_id, attempts = self._with_retries("POST", url, body, idempotent=False)
+        if response.status_code in (200, 201):
+            try:
+                created = codec.loads(response.content)
+            except ValueError:
+                created = None
+            if not isinstance(created, dict):
+                log.warning("payment created but the answer was unreadable client-request-id=%s", request_id)
+                created = {}
+            log.info(
+                "payment created id=%s client-request-id=%s attempts=%d",
+                created.get("id"),
+                request_id,
+                attempts,
+            )
+            return Created(created, request_id, attempts)
+        raise self._failure(response, request_id)  # pragma: no cover - _with_retries returns only 2xx
+
+    def find_payments(self, company_id: str, journal_id: str, odata_filter: str) -> list[dict[str, Any]]:
+        """GET the journal's customerPayments matching an OData `$filter` (for reconciliation)."""
+        url = (
+            self.settings.collection_url(company_id, journal_id) + "?$filter=" + quote(odata_filter, safe="")
+        )
+        response, _, _ = self._with_retries("GET", url, None, idempotent=True)
+        found = codec.loads(response.content)
+        return list(found.get("value", [])) if isinstance(found, dict) else []
+
+    # -- the retry loop ----------------------------------------------------------------------
+
+    def _wait(self, state: RetryCallState) -> float:
+        s = self.settings
+        backoff = wait_exponential_jitter(
+            initial=s.backoff_base_seconds, max=s.backoff_max_seconds, jitter=s.backoff_base_seconds
+        )(state)
+        exc = state.outcome.exception() if state.outcome else None
+        hinted = exc.retry_after if isinstance(exc, _Retry) else None
+        return max(backoff, hinted) if hinted is not None else backoff
+
+    def _with_retries(
+        self, method: str, url: str, body: bytes | None, *, idempotent: bool
+    ) -> tuple[requests.Response, str, int]:
+        request_id = str(uuid.uuid4())
+        s = self.settings
+        retrying = Retrying(
+            stop=stop_after_attempt(s.max_attempts) | stop_before_delay(s.retry_max_seconds),
+            wait=self._wait,
+            retry=retry_if_exception_type(_Retry),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        started = time.monotonic()
+        attempts = 0
+        try:
+            for attempt in retrying:
+                with attempt:
+                    attempts = attempt.retry_state.attempt_number
+                    response = self._attempt(method, url, body, request_id, idempotent=idempotent)
+        except _Retry as exc:
+            unavailable = exc.unavailable
+            unavailable.client_request_id = request_id
+            log.warning(
+                "%s gave up after %d attempts in %.1fs client-request-id=%s: %s",
+                method,
+                attempts,
+                time.monotonic() - started,
+                request_id,
+                unavailable.message,
+            )
+            raise unavailable from None
+        return response, request_id, attempts
+
+    def _attempt(
+        self, method: str, url: str, body: bytes | None, request_id: str, *, idempotent: bool
+    ) -> requests.Response:
+        refreshed = False
+        while True:
+            headers = {
+                "Authorization": "Bearer " + self._tokens.token(),
+                "client-request-id": request_id,
+                "return-client-request-id": "true",
+            }
+            if body is not None:
+                headers["Content-Type"] = "application/json"
+            try:
+                response = self._session.request(
+                    method,
+                    url,
+                    data=body,
+                    headers=headers,
+                    timeout=(self.settings.connect_timeout_seconds, self.settings.read_timeout_seconds),
+                    allow_redirects=False,
+                )
+            except requests.RequestException as exc:
+                if _sent_nothing(exc) or idempotent:
+                    raise _Retry(
+                        Transient(f"could not reach the target: {type(exc).__name__}", retry_after=30), None
+                    ) from None
+                log.error(
+                    "%s outcome unknown client-request-id=%s: %s", method, request_id, type(exc).__name__
+                )
+                raise AmbiguousOutcome(
+                    "the request was sent but no answer came back "
+                    f"({'timed out' if isinstance(exc, requests.Timeout) else 'connection dropped'}); "
+                    "the payment may exist at the target",
+                    client_request_id=request_id,
+                ) from None
+            status = response.status_code
+            if 200 <= status < 300:
+                return response
+            if status == 401 and not refreshed:
+                refreshed = True
+                log.info("target answered 401; fetching a new token client-request-id=%s", request_id)
+                self._tokens.token(force=True, claims=_claims(response))
+                continue
+            raise self._failure(response, request_id, idempotent=idempotent)
+
+    def _failure(
+        self, response: requests.Response, request_id: str, *, idempotent: bool = False
+    ) -> Exception:
+        status = response.status_code
+        code, message = _odata_error(response)
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        hint = int(retry_after + 0.999) if retry_after is not None else 30
+        log.warning("target answered %d %s client-request-id=%s", status, code, request_id)
+        if status == 429:
+            return _Retry(
+                Throttled(f"throttled by the target ({code})", retry_after=hint, status=status), retry_after
+            )
+        if (
+            status == 503
+            or (status in (502, 504) and (retry_after is not None or idempotent))
+            or (idempotent and status >= 500)
+        ):
+            return _Retry(
+                Transient(f"target unavailable: {status} {code}", retry_after=hint, status=status),
+                retry_after,
+            )
+        if status in (401, 403):
+            return NotAuthorized(
+                f"the target refused the relay's identity: {code}: {message}",
+                status=status,
+                code=code,
+                client_request_id=request_id,
+            )
+        if 400 <= status < 500 and status != 408:
+            return PermanentRejection(message or code, status=status, code=code, client_request_id=request_id)
+        return AmbiguousOutcome(
+            f"the target answered {status} {code} after receiving the request; "
+            "the payment may exist at the target",
+            status=status,
+            client_request_id=request_id,
+        )
+
+
+def _claims(response: requests.Response) -> str | None:
+    """The claims challenge of a 401, if the target sent one (CAE); otherwise None."""
+    header = response.headers.get("WWW-Authenticate", "")
+    marker = 'claims="'
+    if marker in header:
+        start = header.index(marker) + len(marker)
+        end = header.find('"', start)
+        if end > start:
+            import base64
+
+            raw = header[start:end]
+            try:
+                return base64.b64decode(raw + "=" * (-len(raw) % 4)).decode("utf-8")
+            except ValueError:
+                return None
+    return None

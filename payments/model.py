@@ -1,0 +1,257 @@
+"""The customerPayment contract, validated strictly before anything reaches the target.
+
+Field types follow the Edm types of the Graph page; string lengths follow Business Central's
+Code[n] / Text[n] columns. Amounts are `Decimal` from the first byte to the last: the JSON codec
+never produces floats, and the validator refuses any it is handed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo
+
+ODATA_TYPE = "#microsoft.graph.customerPayment"
+READ_ONLY = ("id", "lastModifiedDateTime")
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+
+_DECIMAL_TEXT = re.compile(r"[+-]?(?:\d+(?:\.\d+)?|\.\d+)")
+_INT_TEXT = re.compile(r"[+-]?\d+")
+_DATE_TEXT = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """What validation depends on besides the record itself (from settings, or the input's form)."""
+
+    amount_decimals: int = 2
+    target: Literal["graph", "businesscentral"] = "graph"
+    from_text: bool = False  # CSV cells are text: allow "10" for an Int32 there, not in JSON
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """One reason a record is invalid: a JSON Pointer (RFC 6901) into the record and a sentence."""
+
+    pointer: str
+    detail: str
+
+    def under(self, prefix: str) -> FieldError:
+        return FieldError(prefix + self.pointer, self.detail)
+
+    def as_dict(self) -> dict[str, str]:
+        return {"pointer": self.pointer, "detail": self.detail}
+
+
+def _rules(info: ValidationInfo) -> Rules:
+    return info.context if isinstance(info.context, Rules) else Rules()
+
+
+def _guid(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("must be a GUID string such as 3992e4c5-e4c5-3992-c5e4-9239c5e49239")
+    try:
+        return str(uuid.UUID(value.strip()))
+    except ValueError:
+        raise ValueError(f"{value!r} is not a GUID (expected 8-4-4-4-12 hexadecimal digits)") from None
+
+
+def _int32(value: Any, info: ValidationInfo) -> Any:
+    if isinstance(value, str) and _rules(info).from_text and _INT_TEXT.fullmatch(value.strip()):
+        return int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, Decimal) and value == value.to_integral_value():
+            raise ValueError("must be a whole number written without a decimal point or exponent")
+        raise ValueError("must be a whole number (Int32)")
+    if not INT32_MIN <= value <= INT32_MAX:
+        raise ValueError(f"must be between {INT32_MIN} and {INT32_MAX} (Int32)")
+    return value
+
+
+def _date(value: Any) -> date:
+    if not isinstance(value, str) or not _DATE_TEXT.fullmatch(value):
+        raise ValueError(f"must be a date written YYYY-MM-DD, got {value!r}")
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a calendar date") from None
+
+
+def _amount(value: Any, info: ValidationInfo) -> Decimal:
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not true/false")
+    if isinstance(value, float):
+        raise ValueError(
+            "arrived as binary floating point, which cannot hold money exactly; send decimal text"
+        )
+    if isinstance(value, int):
+        amount = Decimal(value)
+    elif isinstance(value, Decimal):
+        amount = value
+    elif isinstance(value, str):
+        text = value.strip()
+        if re.fullmatch(r"[+-]?\d{1,3}(?:\.\d{3})+,\d+|[+-]?\d+,\d+", text):
+            raise ValueError(
+                f"{value!r} uses a decimal comma; write amounts with a decimal point and no "
+                "thousands separator, e.g. 1234.56"
+            )
+        if not _DECIMAL_TEXT.fullmatch(text):
+            raise ValueError(f"{value!r} is not a decimal number (digits with an optional '.' and sign)")
+        try:
+            amount = Decimal(text)
+        except InvalidOperation:  # pragma: no cover - the pattern admits only valid literals
+            raise ValueError(f"{value!r} is not a decimal number") from None
+    else:
+        raise ValueError("must be a decimal number")
+    if not amount.is_finite():
+        raise ValueError("must be a finite number")
+    if amount.is_zero():
+        raise ValueError("must not be zero")
+    limit = _rules(info).amount_decimals
+    places = -amount.normalize().as_tuple().exponent  # type: ignore[operator]
+    if places > limit:
+        raise ValueError(
+            f"has {places} decimal places; at most {limit} are allowed (it is never rounded: send it exactly)"
+        )
+    return amount
+
+
+Guid = Annotated[str, BeforeValidator(_guid)]
+Int32 = Annotated[int, BeforeValidator(_int32)]
+EdmDate = Annotated[date, BeforeValidator(_date)]
+Amount = Annotated[Decimal, BeforeValidator(_amount)]
+
+
+def _text(n: int) -> Any:
+    return Field(None, max_length=n, strict=True)
+
+
+class CustomerPayment(BaseModel):
+    """The writable properties of a customerPayment; `None` means absent, and absent is not sent."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False, arbitrary_types_allowed=False)
+
+    journalDisplayName: str | None = _text(10)  # Code[10]
+    lineNumber: Int32 | None = None
+    customerId: Guid | None = None
+    customerNumber: str | None = _text(20)  # Code[20]
+    contactId: str | None = _text(250)
+    postingDate: EdmDate | None = None
+    documentNumber: str | None = _text(20)  # Code[20]
+    externalDocumentNumber: str | None = _text(35)  # Code[35] in Business Central
+    amount: Amount
+    appliesToInvoiceId: Guid | None = None
+    appliesToInvoiceNumber: str | None = _text(20)  # Code[20]
+    description: str | None = _text(100)  # Text[100]
+    comment: str | None = _text(250)  # Text[250]
+
+    def payload(self) -> dict[str, Any]:
+        """The JSON object sent to the target: given properties only, amount as an exact Decimal."""
+        out: dict[str, Any] = {}
+        for name in self.model_fields_set:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            out[name] = value.isoformat() if isinstance(value, date) else value
+        return {name: out[name] for name in WRITABLE if name in out}
+
+
+WRITABLE: tuple[str, ...] = tuple(CustomerPayment.model_fields)
+KNOWN: frozenset[str] = frozenset((*WRITABLE, *READ_ONLY, "@odata.type"))
+_BY_LOWER = {name.lower(): name for name in KNOWN}
+
+_KIND = {
+    "journalDisplayName": "Code[10]",
+    "customerNumber": "Code[20]",
+    "documentNumber": "Code[20]",
+    "externalDocumentNumber": "Code[35]",
+    "appliesToInvoiceNumber": "Code[20]",
+    "description": "Text[100]",
+    "comment": "Text[250]",
+    "contactId": "String(250)",
+}
+
+
+@dataclass(slots=True)
+class Checked:
+    """The outcome of validating one record: a payment, or the reasons it is not one."""
+
+    payment: CustomerPayment | None
+    errors: list[FieldError] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)  # read-only properties dropped from the input
+
+    @property
+    def ok(self) -> bool:
+        return self.payment is not None
+
+
+def _suggest(name: str) -> str:
+    exact = _BY_LOWER.get(name.lower())
+    if exact:
+        return f"; did you mean {exact!r}? (names are case-sensitive)"
+    close = difflib.get_close_matches(name, sorted(KNOWN), n=1, cutoff=0.7)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _pointer(name: str) -> str:
+    return "/" + name.replace("~", "~0").replace("/", "~1")
+
+
+def _describe(err: dict[str, Any]) -> str:
+    kind = err["type"]
+    name = str(err["loc"][0]) if err["loc"] else ""
+    if kind == "missing":
+        return "is required"
+    if kind == "string_type":
+        return f"must be a string{' (' + _KIND[name] + ')' if name in _KIND else ''}"
+    if kind == "string_too_long":
+        limit = err["ctx"]["max_length"]
+        return f"is {len(err['input'])} characters; at most {limit} are allowed ({_KIND.get(name, 'String')})"
+    return str(err["msg"]).removeprefix("Value error, ")
+
+
+def check(record: Any, rules: Rules = Rules()) -> Checked:
+    """Validate one record against the contract, collecting every problem rather than the first."""
+    if not isinstance(record, dict):
+        return Checked(None, [FieldError("", "must be a JSON object (one customerPayment)")])
+    errors: list[FieldError] = []
+    ignored: list[str] = []
+    data: dict[str, Any] = {}
+    for name, value in record.items():
+        if name in WRITABLE:
+            data[name] = value
+        elif name in READ_ONLY:
+            ignored.append(name)
+        elif name == "@odata.type":
+            if value != ODATA_TYPE:
+                errors.append(FieldError(_pointer(name), f"must be {ODATA_TYPE!r} when given, got {value!r}"))
+        else:
+            errors.append(FieldError(_pointer(name), f"is not a customerPayment property{_suggest(name)}"))
+    if rules.target == "businesscentral" and data.get("contactId") is not None:
+        errors.append(FieldError("/contactId", "is not supported by the Business Central API (Graph only)"))
+    payment: CustomerPayment | None = None
+    try:
+        payment = CustomerPayment.model_validate(data, context=rules)
+    except ValidationError as exc:
+        for err in exc.errors(include_url=False):
+            name = str(err["loc"][0]) if err["loc"] else ""
+            errors.append(FieldError(_pointer(name) if name else "", _describe(dict(err))))
+    if data.get("customerId") in (None, "") and data.get("customerNumber") in (None, ""):
+        errors.append(FieldError("", "customerId or customerNumber is required to identify the customer"))
+    if errors:
+        errors.sort(key=lambda e: (_order(e.pointer), e.pointer))
+        return Checked(None, errors, ignored)
+    return Checked(payment, [], ignored)
+
+
+_ORDER = {_pointer(name): i for i, name in enumerate(WRITABLE)}
+
+
+def _order(pointer: str) -> int:
+    return _ORDER.get(pointer, -1 if pointer == "" else len(_ORDER))

@@ -1,0 +1,297 @@
+"""The webhook contract: bytes and headers in, a status, headers and JSON body out.
+
+Kept free of the Functions runtime so it is tested directly; `function_app.py` only adapts
+`func.HttpRequest` to `handle_post` and the `Answer` back. Errors are RFC 9457 problem details.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import codec
+from .errors import AmbiguousOutcome, NotAuthorized, PermanentRejection, TargetUnavailable
+from .model import Checked, FieldError, check
+from .pipeline import Outcome, Pipeline
+from .settings import SettingsError
+
+log = logging.getLogger("payments.webhook")
+
+PROBLEM = "urn:payments-relay:problem:"
+PROBLEM_JSON = "application/problem+json"
+IGNORED_HEADER = "Payments-Ignored-Properties"
+# The Functions host answers an HTTP trigger within 230 s; stop starting new posts well before.
+HTTP_TIME_BUDGET_SECONDS = 180.0
+
+
+@dataclass(slots=True)
+class Answer:
+    status: int
+    body: dict[str, Any] | None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def content(self) -> bytes:
+        return b"" if self.body is None else codec.dumpb(self.body)
+
+
+def problem(status: int, slug: str, title: str, detail: str, **extra: Any) -> Answer:
+    body: dict[str, Any] = {"type": PROBLEM + slug, "title": title, "status": status, "detail": detail}
+    body.update({k: v for k, v in extra.items() if v is not None})
+    headers = {"Content-Type": PROBLEM_JSON}
+    return Answer(status, body, headers)
+
+
+def _errors(errors: list[FieldError]) -> list[dict[str, str]]:
+    return [e.as_dict() for e in errors]
+
+
+def _is_json_media_type(content_type: str) -> tuple[bool, str | None]:
+    media, _, params = content_type.partition(";")
+    media = media.strip().lower()
+    if media != "application/json" and not (media.startswith("application/") and media.endswith("+json")):
+        return False, None
+    for param in params.split(";"):
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
+            return False, value.strip()
+    return True, None
+
+
+def _guid(value: str | None) -> str | None:
+    try:
+        return str(uuid.UUID(value or ""))
+    except ValueError:
+        return None
+
+
+def outcome_problem(outcome: Outcome) -> Answer:
+    """The answer for one payment that was not created (shared by single and batch answers)."""
+    exc = outcome.error
+    rid = outcome.client_request_id
+    if isinstance(exc, PermanentRejection):
+        status = exc.status if exc.status in (404, 409) else 422
+        return problem(
+            status,
+            "target-rejected",
+            "The target API rejected the payment",
+            f"{exc.code}: {exc.message}",
+            targetStatus=exc.status,
+            targetCode=exc.code,
+            clientRequestId=rid,
+        )
+    if isinstance(exc, AmbiguousOutcome):
+        return problem(
+            502,
+            "outcome-unknown",
+            "The payment may exist at the target",
+            f"{exc.message}. Do not resend it until it has been checked at the target.",
+            mayExist=True,
+            clientRequestId=rid,
+        )
+    if isinstance(exc, NotAuthorized):
+        answer = problem(
+            503,
+            "relay-not-authorized",
+            "The target refused the relay's identity",
+            "Nothing was created. An administrator must grant the relay's managed identity access "
+            f"to the target ({exc.code}).",
+            targetCode=exc.code,
+            clientRequestId=rid,
+        )
+        answer.headers["Retry-After"] = "300"
+        return answer
+    if isinstance(exc, TargetUnavailable):
+        detail = exc.message if not outcome.attempted else f"{exc.message}; nothing was created"
+        answer = problem(
+            503,
+            "target-unavailable",
+            "The target API is unavailable",
+            detail,
+            clientRequestId=rid,
+            attempted=outcome.attempted,
+        )
+        answer.headers["Retry-After"] = str(exc.retry_after)
+        return answer
+    raise TypeError(f"no answer for outcome {outcome.kind}")  # pragma: no cover
+
+
+def _batch_items(data: Any) -> tuple[list[Any], str] | None:
+    """The records of a batch body and the JSON Pointer prefix to them, or None for one object."""
+    if isinstance(data, list):
+        return data, ""
+    if isinstance(data, dict) and "value" in data and set(data) <= {"value", "@odata.context"}:
+        return (data["value"], "/value") if isinstance(data["value"], list) else ([], "/value")
+    return None
+
+
+def handle_post(
+    *,
+    body: bytes,
+    headers: Mapping[str, str],
+    company_id: str | None,
+    journal_id: str | None,
+    pipeline: Callable[[], Pipeline],
+) -> Answer:
+    """Answer one webhook call; never raises, never leaks a traceback."""
+    try:
+        return _handle(body, {k.lower(): v for k, v in headers.items()}, company_id, journal_id, pipeline)
+    except SettingsError as exc:
+        log.error("relay misconfigured: %s", exc)
+        return problem(500, "relay-misconfigured", "The relay is misconfigured", str(exc))
+    except Exception:
+        log.exception("unexpected failure handling a webhook call")
+        return problem(
+            500,
+            "internal-error",
+            "Unexpected error",
+            "The relay failed unexpectedly before posting anything further; see its logs.",
+        )
+
+
+def _handle(
+    body: bytes,
+    headers: dict[str, str],
+    company_id: str | None,
+    journal_id: str | None,
+    make_pipeline: Callable[[], Pipeline],
+) -> Answer:
+    pipeline = make_pipeline()
+    settings = pipeline.client.settings
+    company, journal = _guid(company_id), _guid(journal_id)
+    if company is None or journal is None:
+        bad = [("companyId", company_id)] if company is None else []
+        bad += [("journalId", journal_id)] if journal is None else []
+        return problem(
+            400,
+            "invalid-route",
+            "The URL does not name a company and journal",
+            "; ".join(f"{name} {value!r} is not a GUID" for name, value in bad),
+            errors=[{"parameter": name, "detail": f"{value!r} is not a GUID"} for name, value in bad],
+        )
+    content_type = headers.get("content-type", "")
+    ok, charset = _is_json_media_type(content_type)
+    if not ok:
+        detail = (
+            f"charset {charset} is not supported; send UTF-8"
+            if charset
+            else f"send Content-Type: application/json (got {content_type or 'none'!r})"
+        )
+        return problem(415, "unsupported-media-type", "Unsupported media type", detail)
+    declared = headers.get("content-length", "")
+    size = max(len(body), int(declared) if declared.isdigit() else 0)
+    if size > settings.max_body_bytes:
+        return problem(
+            413,
+            "body-too-large",
+            "Request body too large",
+            f"the body is {size} bytes; at most {settings.max_body_bytes} are accepted: split the batch",
+        )
+    try:
+        data = codec.loads(body)
+    except codec.NotUtf8Error as exc:
+        return problem(400, "malformed-body", "The body is not UTF-8", f"the body is {exc}")
+    except codec.JsonSyntaxError as exc:
+        return problem(400, "malformed-body", "The body is not valid JSON", str(exc))
+
+    batch = _batch_items(data)
+    if batch is None:
+        return _single(pipeline, company, journal, data)
+    items, prefix = batch
+    return _batch(pipeline, company, journal, items, prefix)
+
+
+def _single(pipeline: Pipeline, company: str, journal: str, data: Any) -> Answer:
+    checked = check(data, pipeline.rules)
+    if not checked.ok:
+        return problem(
+            422,
+            "validation-failed",
+            "The payment is invalid",
+            f"{len(checked.errors)} problem(s); nothing was posted",
+            errors=_errors(checked.errors),
+        )
+    assert checked.payment is not None
+    outcome = pipeline.post_one(company, journal, checked.payment)
+    if outcome.ok:
+        headers = {"Content-Type": "application/json; charset=utf-8"}
+        if outcome.client_request_id:
+            headers["client-request-id"] = outcome.client_request_id
+        if checked.ignored:
+            headers[IGNORED_HEADER] = ", ".join(checked.ignored)
+        return Answer(201, outcome.created, headers)
+    answer = outcome_problem(outcome)
+    if checked.ignored and answer.body is not None:
+        answer.body["ignoredProperties"] = checked.ignored
+    return answer
+
+
+def _batch(pipeline: Pipeline, company: str, journal: str, items: list[Any], prefix: str) -> Answer:
+    if not items:
+        return problem(
+            422,
+            "validation-failed",
+            "The batch is empty",
+            "send at least one customerPayment",
+            errors=[{"pointer": prefix, "detail": "must be a non-empty array of customerPayment objects"}],
+        )
+    checks: list[Checked] = [check(item, pipeline.rules) for item in items]
+    errors = [e.under(f"{prefix}/{i}") for i, c in enumerate(checks) for e in c.errors]
+    if errors:
+        bad = sum(1 for c in checks if not c.ok)
+        return problem(
+            422,
+            "validation-failed",
+            "The batch is invalid",
+            f"{bad} of {len(items)} payments are invalid; nothing was posted",
+            errors=_errors(errors),
+        )
+    payments = [c.payment for c in checks if c.payment is not None]
+    deadline = time.monotonic() + HTTP_TIME_BUDGET_SECONDS
+    outcomes = pipeline.post_all(company, journal, payments, deadline=deadline)
+    results: list[dict[str, Any]] = []
+    statuses: set[int] = set()
+    retry_after: list[str] = []
+    for index, (outcome, checked) in enumerate(zip(outcomes, checks, strict=True)):
+        item: dict[str, Any] = {"index": index, "outcome": outcome.kind}
+        if outcome.ok:
+            item.update(status=201, payment=outcome.created, clientRequestId=outcome.client_request_id)
+        else:
+            answer = outcome_problem(outcome)
+            item.update(status=answer.status, problem=answer.body)
+            if "Retry-After" in answer.headers:
+                retry_after.append(answer.headers["Retry-After"])
+        if checked.ignored:
+            item["ignoredProperties"] = checked.ignored
+        statuses.add(item["status"])
+        results.append(item)
+    summary: dict[str, int] = {"total": len(results)}
+    for outcome in outcomes:
+        summary[outcome.kind] = summary.get(outcome.kind, 0) + 1
+    if statuses == {201}:
+        return Answer(
+            201, {"summary": summary, "results": results}, {"Content-Type": "application/json; charset=utf-8"}
+        )
+    if len(statuses) == 1:
+        # Every payment failed the same way: answer with that status, so a sender's retry logic works.
+        first = results[0]["problem"]
+        answer = problem(
+            first["status"],
+            first["type"].removeprefix(PROBLEM),
+            first["title"],
+            f"none of the {len(results)} payments was created; each result says why",
+            summary=summary,
+            results=results,
+        )
+        if retry_after:
+            answer.headers["Retry-After"] = max(retry_after, key=int)
+        return answer
+    answer = Answer(
+        207, {"summary": summary, "results": results}, {"Content-Type": "application/json; charset=utf-8"}
+    )
+    if retry_after:
+        answer.headers["Retry-After"] = max(retry_after, key=int)
+    return answer
