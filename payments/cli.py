@@ -1,0 +1,218 @@
+"""`python -m payments`: validate a payment file offline, or post it (to the sandbox with --sandbox).
+
+Exit codes: 0 every record succeeded, 1 some record failed (invalid, rejected, unavailable or
+ambiguous), 2 the command itself could not run (bad arguments, settings, unreadable file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import os
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from typing import TextIO
+
+from .model import Checked, CustomerPayment, FieldError, Rules, check
+from .readers import InputError, Record, read_file
+from .settings import Settings, SettingsError, load_settings
+
+PROGRESS_THRESHOLD = 300  # records; smaller files finish before a person would wonder
+DETAIL_LIMIT = 50  # list every record's outcome up to this many; only failures beyond
+
+
+@dataclasses.dataclass(slots=True)
+class Row:
+    """One record's line in the report the command prints."""
+
+    location: str
+    outcome: str
+    detail: str
+
+
+def _checked(records: Iterator[Record], rules: Rules) -> Iterator[tuple[Record, Checked]]:
+    text_rules = dataclasses.replace(rules, from_text=True)
+    for record in records:
+        if record.error is not None:
+            yield record, Checked(None, [FieldError("", record.error)])
+        else:
+            yield record, check(record.data, text_rules if record.from_text else rules)
+
+
+def _explain(errors: Sequence[FieldError]) -> str:
+    return "; ".join(f"{e.pointer or '(record)'}: {e.detail}" for e in errors)
+
+
+def _print_table(rows: list[Row], out: TextIO) -> None:
+    failures = [r for r in rows if r.outcome not in ("created", "valid")]
+    shown = rows if len(rows) <= DETAIL_LIMIT else failures
+    if shown:
+        width = max(len(r.location) for r in shown)
+        for r in shown:
+            print(f"  {r.location:<{width}}  {r.outcome:<11}  {r.detail}", file=out)
+        if shown is failures and len(rows) > len(failures):
+            print(f"  ({len(rows) - len(failures)} successful records not listed)", file=out)
+    counts = Counter(r.outcome for r in rows)
+    print("\n  outcome      records", file=out)
+    for outcome in ("valid", "created", "invalid", "rejected", "denied", "unavailable", "ambiguous"):
+        if counts.get(outcome):
+            print(f"  {outcome:<11}  {counts[outcome]:>7}", file=out)
+    print(f"  {'total':<11}  {len(rows):>7}", file=out)
+
+
+def _settings_or_exit(**overrides: object) -> Settings:
+    try:
+        if overrides:
+            return Settings(**overrides)  # type: ignore[arg-type]
+        return load_settings()
+    except SettingsError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    except ValueError as exc:  # pydantic's report for explicit overrides
+        raise SystemExit(f"error: invalid settings: {exc}") from None
+
+
+def _rules(args: argparse.Namespace, settings: Settings) -> Rules:
+    return Rules(
+        amount_decimals=args.decimals if args.decimals is not None else settings.amount_decimals,
+        target=args.target or settings.target,
+    )
+
+
+def cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
+    settings = _settings_or_exit()
+    rows = []
+    for record, checked in _checked(read_file(args.file), _rules(args, settings)):
+        rows.append(Row(record.location, "valid" if checked.ok else "invalid", _explain(checked.errors)))
+    print(f"{args.file}: {len(rows)} records", file=out)
+    _print_table(rows, out)
+    return 0 if all(r.outcome == "valid" for r in rows) else 1
+
+
+@contextlib.contextmanager
+def _sandbox_environment(target: str) -> Iterator[tuple[Settings, str, str]]:
+    """Start a sandbox and point the real managed identity credential at its token endpoint."""
+    from . import sandbox as sb
+
+    with sb.Sandbox() as box:
+        saved = {k: os.environ.get(k) for k in ("IDENTITY_ENDPOINT", "IDENTITY_HEADER")}
+        os.environ["IDENTITY_ENDPOINT"] = box.identity_endpoint
+        os.environ["IDENTITY_HEADER"] = sb.SANDBOX_TOKEN_HEADER
+        try:
+            base = box.graph_base_url if target == "graph" else box.bc_base_url
+            settings = _settings_or_exit(target=target, api_base_url=base, credential="managed")
+            print(f"sandbox (development only) listening at {box.url}", file=sys.stderr)
+            yield settings, sb.SANDBOX_COMPANY_ID, sb.SANDBOX_JOURNAL_ID
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+def _post(args: argparse.Namespace, settings: Settings, company: str, journal: str, out: TextIO) -> int:
+    from .client import TargetClient
+    from .identity import make_credential
+    from .pipeline import Pipeline
+
+    rules = _rules(args, settings)
+    rows: list[Row] = []
+    valid: list[tuple[int, CustomerPayment]] = []
+    for record, checked in _checked(read_file(args.file), rules):
+        rows.append(Row(record.location, "invalid", _explain(checked.errors)))
+        if checked.payment is not None:
+            valid.append((len(rows) - 1, checked.payment))
+    pipeline = Pipeline(TargetClient(settings, make_credential(settings)))
+    total = len(valid)
+    show_progress = total > PROGRESS_THRESHOLD
+    started = last = time.monotonic()
+
+    def progress(done: int, _outcome: object) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if show_progress and (now - last >= 1.0 or done + 1 == total):
+            last = now
+            rate = (done + 1) / max(now - started, 1e-9)
+            print(f"\rposted {done + 1}/{total} ({rate:.0f}/s)", end="", file=sys.stderr, flush=True)
+
+    try:
+        outcomes = pipeline.post_all(company, journal, [p for _, p in valid], progress=progress)
+    finally:
+        pipeline.client.close()
+    if show_progress:
+        print(file=sys.stderr)
+    for (row_index, _), outcome in zip(valid, outcomes, strict=True):
+        row = rows[row_index]
+        row.outcome = outcome.kind
+        if outcome.ok and outcome.created is not None:
+            created = outcome.created
+            row.detail = f"id {created.get('id')} line {created.get('lineNumber')} amount {created.get('amount')}"
+        elif outcome.error is not None:
+            code = getattr(outcome.error, "code", None)
+            row.detail = f"{code + ': ' if code else ''}{outcome.error.message}"
+    print(f"{args.file}: {len(rows)} records to company {company}, journal {journal}", file=out)
+    _print_table(rows, out)
+    return 0 if all(r.outcome == "created" for r in rows) else 1
+
+
+def cmd_post(args: argparse.Namespace, out: TextIO) -> int:
+    if args.sandbox:
+        target = args.target or os.environ.get("PAYMENTS_TARGET", "graph")
+        with _sandbox_environment(target) as (settings, company, journal):
+            return _post(args, settings, args.company or company, args.journal or journal, out)
+    if not (args.company and args.journal):
+        raise SystemExit("error: --company and --journal are required (or use --sandbox)")
+    settings = _settings_or_exit()
+    return _post(args, settings, args.company, args.journal, out)
+
+
+def cmd_sandbox(args: argparse.Namespace, out: TextIO) -> int:
+    from . import sandbox
+
+    argv = ["--port", str(args.port), "--latency", str(args.latency)]
+    return sandbox.main(argv)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m payments", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("file", help="JSON object, JSON array, {'value': [...]}, NDJSON or CSV")
+        sp.add_argument("--target", choices=["graph", "businesscentral"], help="default: PAYMENTS_TARGET")
+        sp.add_argument("--decimals", type=int, help="maximum decimal places; default PAYMENTS_AMOUNT_DECIMALS")
+
+    v = sub.add_parser("validate", help="check every record offline and report each invalid one")
+    common(v)
+    v.set_defaults(run=cmd_validate)
+    po = sub.add_parser("post", help="validate and post every valid record")
+    common(po)
+    po.add_argument("--company", help="company id (GUID)")
+    po.add_argument("--journal", help="customer payment journal id (GUID)")
+    po.add_argument("--sandbox", action="store_true", help="post to a local sandbox this command starts")
+    po.set_defaults(run=cmd_post)
+    sb = sub.add_parser("sandbox", help="run the development sandbox of the target API in the foreground")
+    sb.add_argument("--port", type=int, default=8400)
+    sb.add_argument("--latency", type=float, default=0.0, help="seconds of delay per request")
+    sb.set_defaults(run=cmd_sandbox)
+    return p
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.run(args, out or sys.stdout))
+    except InputError as exc:
+        print(f"error: {args.file}: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except SystemExit as exc:
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+            return 2
+        raise
