@@ -21,4 +21,10 @@ def customer_payments(req: func.HttpRequest) -> func.HttpResponse:
         journal_id=req.route_params.get("journalId"),
         pipeline=runtime.pipeline,
     )
-    return func.HttpResponse(body=answer.content(), status_code=answer.status, headers=answer.headers)
+    return func.HttpResponse(
+        body=answer.content(),
+        status_code=answer.status,
+        headers=answer.headers,
+        mimetype=answer.media_type,
+        charset="utf-8",
+    )

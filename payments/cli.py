@@ -149,7 +149,9 @@ def _post(args: argparse.Namespace, settings: Settings, company: str, journal: s
         row.outcome = outcome.kind
         if outcome.ok and outcome.created is not None:
             created = outcome.created
-            row.detail = f"id {created.get('id')} line {created.get('lineNumber')} amount {created.get('amount')}"
+            row.detail = (
+                f"id {created.get('id')} line {created.get('lineNumber')} amount {created.get('amount')}"
+            )
         elif outcome.error is not None:
             code = getattr(outcome.error, "code", None)
             row.detail = f"{code + ': ' if code else ''}{outcome.error.message}"
@@ -183,7 +185,7 @@ def parser() -> argparse.ArgumentParser:
     def common(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("file", help="JSON object, JSON array, {'value': [...]}, NDJSON or CSV")
         sp.add_argument("--target", choices=["graph", "businesscentral"], help="default: PAYMENTS_TARGET")
-        sp.add_argument("--decimals", type=int, help="maximum decimal places; default PAYMENTS_AMOUNT_DECIMALS")
+        sp.add_argument("--decimals", type=int, help="max decimal places; default PAYMENTS_AMOUNT_DECIMALS")
 
     v = sub.add_parser("validate", help="check every record offline and report each invalid one")
     common(v)

@@ -150,6 +150,11 @@ class TargetClient:
         self._tokens = TokenSource(credential, settings.scope)
         self._session = session or self._new_session()
         self._sleep = sleep
+        self._backoff = wait_exponential_jitter(
+            multiplier=settings.backoff_base_seconds,
+            max=settings.backoff_max_seconds,
+            jitter=settings.backoff_base_seconds,
+        )
 
     @staticmethod
     def _new_session() -> requests.Session:
@@ -199,10 +204,7 @@ class TargetClient:
     # -- the retry loop ----------------------------------------------------------------------
 
     def _wait(self, state: RetryCallState) -> float:
-        s = self.settings
-        backoff = wait_exponential_jitter(
-            initial=s.backoff_base_seconds, max=s.backoff_max_seconds, jitter=s.backoff_base_seconds
-        )(state)
+        backoff = self._backoff(state)
         exc = state.outcome.exception() if state.outcome else None
         hinted = exc.retry_after if isinstance(exc, _Retry) else None
         return max(backoff, hinted) if hinted is not None else backoff

@@ -33,6 +33,7 @@ class Answer:
     status: int
     body: dict[str, Any] | None
     headers: dict[str, str] = field(default_factory=dict)
+    media_type: str = "application/json"  # always UTF-8
 
     def content(self) -> bytes:
         return b"" if self.body is None else codec.dumpb(self.body)
@@ -41,8 +42,7 @@ class Answer:
 def problem(status: int, slug: str, title: str, detail: str, **extra: Any) -> Answer:
     body: dict[str, Any] = {"type": PROBLEM + slug, "title": title, "status": status, "detail": detail}
     body.update({k: v for k, v in extra.items() if v is not None})
-    headers = {"Content-Type": PROBLEM_JSON}
-    return Answer(status, body, headers)
+    return Answer(status, body, {}, PROBLEM_JSON)
 
 
 def _errors(errors: list[FieldError]) -> list[dict[str, str]]:
@@ -217,7 +217,7 @@ def _single(pipeline: Pipeline, company: str, journal: str, data: Any) -> Answer
     assert checked.payment is not None
     outcome = pipeline.post_one(company, journal, checked.payment)
     if outcome.ok:
-        headers = {"Content-Type": "application/json; charset=utf-8"}
+        headers = {}
         if outcome.client_request_id:
             headers["client-request-id"] = outcome.client_request_id
         if checked.ignored:
@@ -272,9 +272,7 @@ def _batch(pipeline: Pipeline, company: str, journal: str, items: list[Any], pre
     for outcome in outcomes:
         summary[outcome.kind] = summary.get(outcome.kind, 0) + 1
     if statuses == {201}:
-        return Answer(
-            201, {"summary": summary, "results": results}, {"Content-Type": "application/json; charset=utf-8"}
-        )
+        return Answer(201, {"summary": summary, "results": results})
     if len(statuses) == 1:
         # Every payment failed the same way: answer with that status, so a sender's retry logic works.
         first = results[0]["problem"]
@@ -289,9 +287,7 @@ def _batch(pipeline: Pipeline, company: str, journal: str, items: list[Any], pre
         if retry_after:
             answer.headers["Retry-After"] = max(retry_after, key=int)
         return answer
-    answer = Answer(
-        207, {"summary": summary, "results": results}, {"Content-Type": "application/json; charset=utf-8"}
-    )
+    answer = Answer(207, {"summary": summary, "results": results})
     if retry_after:
         answer.headers["Retry-After"] = max(retry_after, key=int)
     return answer

@@ -10,7 +10,7 @@ from payments.model import Rules, check
 CUSTOMER = {"customerNumber": "10000"}
 
 
-def errors_of(record, rules=Rules()):
+def errors_of(record, rules=Rules()):  # noqa: B008 - Rules is frozen
     result = check(record, rules)
     assert not result.ok
     return {e.pointer: e.detail for e in result.errors}
@@ -21,7 +21,9 @@ def test_exact_amount_survives_parse_validate_and_serialise():
     result = check(codec.loads(raw))
     assert result.ok
     assert result.payment.amount == Decimal("12345678901234567890.12")
-    assert codec.dumps(result.payment.payload()) == '{"customerNumber":"10000","amount":12345678901234567890.12}'
+    assert (
+        codec.dumps(result.payment.payload()) == '{"customerNumber":"10000","amount":12345678901234567890.12}'
+    )
 
 
 @pytest.mark.parametrize(
@@ -105,10 +107,13 @@ def test_strings_at_their_limits_are_accepted():
 
 def test_line_number_must_be_a_json_integer_except_in_csv_text():
     assert "whole number" in errors_of({**CUSTOMER, "amount": "1", "lineNumber": "10"})["/lineNumber"]
-    assert "without a decimal point" in errors_of({**CUSTOMER, "amount": "1", "lineNumber": Decimal("10.0")})[
-        "/lineNumber"
-    ]
-    assert check({**CUSTOMER, "amount": "1", "lineNumber": "10"}, Rules(from_text=True)).payment.lineNumber == 10
+    assert (
+        "without a decimal point"
+        in errors_of({**CUSTOMER, "amount": "1", "lineNumber": Decimal("10.0")})["/lineNumber"]
+    )
+    assert (
+        check({**CUSTOMER, "amount": "1", "lineNumber": "10"}, Rules(from_text=True)).payment.lineNumber == 10
+    )
 
 
 def test_calendar_dates_only():
@@ -120,7 +125,11 @@ def test_calendar_dates_only():
 
 def test_guids_are_normalised_to_lower_case_hyphenated():
     payment = check(
-        {"amount": "1", "customerId": "3992E4C5E4C53992C5E49239C5E49239", "appliesToInvoiceId": "{94757752-7752-9475-5277-759452777594}"}
+        {
+            "amount": "1",
+            "customerId": "3992E4C5E4C53992C5E49239C5E49239",
+            "appliesToInvoiceId": "{94757752-7752-9475-5277-759452777594}",
+        }
     ).payment
     assert payment.payload()["customerId"] == "3992e4c5-e4c5-3992-c5e4-9239c5e49239"
     assert payment.payload()["appliesToInvoiceId"] == "94757752-7752-9475-5277-759452777594"
@@ -144,7 +153,9 @@ def test_read_only_properties_are_ignored_and_reported():
 
 def test_odata_type_must_be_customer_payment():
     assert check({**CUSTOMER, "amount": "1", "@odata.type": "#microsoft.graph.customerPayment"}).ok
-    assert errors_of({**CUSTOMER, "amount": "1", "@odata.type": "#microsoft.graph.vendorPayment"})["/@odata.type"]
+    assert errors_of({**CUSTOMER, "amount": "1", "@odata.type": "#microsoft.graph.vendorPayment"})[
+        "/@odata.type"
+    ]
 
 
 def test_contact_id_is_graph_only():

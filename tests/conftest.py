@@ -1,0 +1,54 @@
+"""Shared fixtures: a real sandbox on loopback, and the environment the Functions host would give."""
+
+from __future__ import annotations
+
+import pytest
+
+from payments import runtime
+from payments.sandbox import SANDBOX_TOKEN_HEADER, Sandbox
+
+FAST_RETRIES = {
+    "PAYMENTS_BACKOFF_BASE_SECONDS": "0.01",
+    "PAYMENTS_BACKOFF_MAX_SECONDS": "0.05",
+    "PAYMENTS_READ_TIMEOUT_SECONDS": "2",
+}
+
+
+@pytest.fixture(scope="session")
+def _sandbox_server():
+    with Sandbox() as box:
+        yield box
+
+
+@pytest.fixture
+def sandbox(_sandbox_server):
+    """A running sandbox, emptied before each test (its seed stays)."""
+    _sandbox_server.reset()
+    _sandbox_server.latency = 0.0
+    _sandbox_server.concurrency_limit = None
+    yield _sandbox_server
+    _sandbox_server.reset()
+
+
+@pytest.fixture
+def azure_env(monkeypatch, sandbox):
+    """Point the real ManagedIdentityCredential and the relay at the sandbox, as App Service would."""
+    for key in list(__import__("os").environ):
+        if key.startswith("PAYMENTS_") or key in ("AZURE_CLIENT_ID", "MSI_ENDPOINT", "MSI_SECRET"):
+            monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("IDENTITY_ENDPOINT", sandbox.identity_endpoint)
+    monkeypatch.setenv("IDENTITY_HEADER", SANDBOX_TOKEN_HEADER)
+    for key, value in FAST_RETRIES.items():
+        monkeypatch.setenv(key, value)
+
+    def configure(target: str = "graph", **settings: str) -> None:
+        base = sandbox.graph_base_url if target == "graph" else sandbox.bc_base_url
+        monkeypatch.setenv("PAYMENTS_TARGET", target)
+        monkeypatch.setenv("PAYMENTS_API_BASE_URL", base)
+        for key, value in settings.items():
+            monkeypatch.setenv(key, value)
+        runtime.reset()
+
+    configure()
+    yield configure
+    runtime.reset()

@@ -1,0 +1,118 @@
+"""The command line as a user runs it: a real subprocess, real files, the sandbox it starts itself."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(*args: str, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PAYMENTS_", "IDENTITY_", "AZURE_"))}
+    env.update(env_extra or {})
+    return subprocess.run(
+        [sys.executable, "-m", "payments", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_validate_reports_every_invalid_record_with_its_location():
+    result = run("validate", "samples/payments-with-errors.csv")
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert any(line.split()[:3] == ["line", "2", "valid"] for line in lines)
+    assert any("line 3" in line and "/amount: '1.234,56' uses a decimal comma" in line for line in lines), (
+        result.stdout
+    )
+    assert any(
+        "line 4" in line
+        and "/postingDate: '2026-11-31' is not a calendar date" in line
+        and "3 decimal places" in line
+        for line in lines
+    )
+    assert "  invalid            2" in result.stdout and "  total              4" in result.stdout
+
+
+def test_validate_clean_file_exits_zero():
+    result = run("validate", "samples/payments.csv")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_post_to_the_sandbox_prints_created_ids_and_a_summary():
+    result = run("post", "samples/payments.csv", "--sandbox")
+    assert result.returncode == 0, result.stderr
+    assert "sandbox (development only)" in result.stderr
+    created = [
+        line
+        for line in result.stdout.splitlines()
+        if re.match(r"\s+line \d+\s+created\s+id [0-9a-f-]{36} ", line)
+    ]
+    assert len(created) == 4
+    assert "amount 12345678901234567890.12" in result.stdout
+    assert "  created            4" in result.stdout
+
+
+def test_post_with_failures_exits_non_zero_and_explains_each(tmp_path):
+    result = run("post", "samples/payments-with-errors.csv", "--sandbox", "--target", "businesscentral")
+    assert result.returncode == 1
+    assert "Internal_RecordNotFound" in result.stdout
+    counts = {line.split()[0]: line.split()[1] for line in result.stdout.splitlines()[-5:] if line.strip()}
+    assert counts == {"outcome": "records", "created": "1", "invalid": "2", "rejected": "1", "total": "4"}
+
+
+def test_post_accepts_every_json_shape(tmp_path):
+    record = {"customerNumber": "20000", "amount": 3.10}
+    files = {
+        "one.json": json.dumps(record),
+        "many.json": json.dumps([record, record]),
+        "wrapped.json": json.dumps({"value": [record]}),
+        "lines.ndjson": "\n".join(json.dumps(record) for _ in range(3)) + "\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).write_text(text.replace("3.1", "3.10"))
+        result = run("post", str(tmp_path / name), "--sandbox")
+        assert result.returncode == 0, (name, result.stdout, result.stderr)
+        assert "amount 3.10" in result.stdout
+
+
+def test_progress_is_shown_for_large_files(tmp_path):
+    path = tmp_path / "big.ndjson"
+    path.write_text(
+        "".join(json.dumps({"customerNumber": "10000", "amount": f"{i}.01"}) + "\n" for i in range(1, 402))
+    )
+    result = run("post", str(path), "--sandbox")
+    assert result.returncode == 0, result.stderr
+    assert "posted 401/401" in result.stderr
+    assert "(401 successful records not listed)" not in result.stdout  # no failures: nothing listed at all
+    assert "  created          401" in result.stdout
+
+
+def test_unreadable_file_is_exit_code_two(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text("[{")
+    result = run("validate", str(path))
+    assert result.returncode == 2
+    assert "not a JSON document" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_post_requires_company_and_journal_without_sandbox(tmp_path):
+    result = run("post", "samples/payments.csv")
+    assert result.returncode == 2
+    assert "--company and --journal are required" in result.stderr
+
+
+def test_settings_are_validated_at_start_up():
+    result = run("validate", "samples/payments.csv", env_extra={"PAYMENTS_AMOUNT_DECIMALS": "two"})
+    assert result.returncode == 2
+    assert "PAYMENTS_AMOUNT_DECIMALS: Input should be a valid integer" in result.stderr

@@ -1,0 +1,202 @@
+"""The target client against the sandbox, with the real azure-identity ManagedIdentityCredential
+speaking the App Service managed identity protocol to the sandbox's loopback token endpoint."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from azure.identity import ManagedIdentityCredential
+
+from payments.client import TargetClient, parse_retry_after
+from payments.errors import (
+    AmbiguousOutcome,
+    IdentityUnavailable,
+    PermanentRejection,
+    TargetUnavailable,
+    Throttled,
+)
+from payments.identity import make_credential
+from payments.pipeline import Pipeline
+from payments.sandbox import SANDBOX_COMPANY_ID as C
+from payments.sandbox import SANDBOX_JOURNAL_ID as J
+from payments.sandbox import SANDBOX_TOKEN_HEADER
+from payments.settings import load_settings
+
+
+def client(sleeps=None):
+    settings = load_settings()
+    return TargetClient(
+        settings, make_credential(settings), sleep=sleeps.append if sleeps is not None else time.sleep
+    )
+
+
+def test_fifty_payments_cost_one_token_request_and_the_token_reaches_the_target(azure_env, sandbox):
+    azure_env("businesscentral", AZURE_CLIENT_ID="6f2b1c0e-2f7a-4c4e-9d0a-0b8f2a3c4d5e")
+    c = client()
+    for i in range(50):
+        c.create_payment(C, J, {"customerNumber": "10000", "amount": i + 1})
+    assert len(sandbox.token_requests) == 1
+    [token_request] = sandbox.token_requests
+    query = parse_qs(urlsplit(token_request.path).query)
+    assert query == {
+        "api-version": ["2019-08-01"],
+        "resource": ["https://api.businesscentral.dynamics.com"],
+        "client_id": ["6f2b1c0e-2f7a-4c4e-9d0a-0b8f2a3c4d5e"],
+    }
+    assert token_request.headers["X-IDENTITY-HEADER"] == SANDBOX_TOKEN_HEADER
+    tokens = {r.headers.get("Authorization") for r in sandbox.requests}
+    assert len(tokens) == 1 and tokens.pop().startswith("Bearer sandbox-token-")
+    assert len(sandbox.payments()) == 50
+
+
+def test_graph_scope_by_default(azure_env, sandbox):
+    client().create_payment(C, J, {"customerNumber": "10000", "amount": 1})
+    assert parse_qs(urlsplit(sandbox.token_requests[0].path).query)["resource"] == [
+        "https://graph.microsoft.com"
+    ]
+
+
+def test_the_credential_is_azure_identity_managed_identity(azure_env):
+    assert isinstance(make_credential(load_settings()), ManagedIdentityCredential)
+
+
+def test_401_refreshes_the_token_once_then_succeeds(azure_env, sandbox):
+    sandbox.inject("401")
+    created = client().create_payment(C, J, {"customerNumber": "10000", "amount": 1})
+    assert created.body["id"]
+    assert len(sandbox.token_requests) == 2
+    first, second = (r.headers["Authorization"] for r in sandbox.requests)
+    assert first != second and second.startswith("Bearer sandbox-token-")
+
+
+def test_identity_endpoint_unreachable_is_unavailable_and_sends_nothing(azure_env, sandbox, monkeypatch):
+    monkeypatch.setenv("IDENTITY_HEADER", "wrong")
+    with pytest.raises(IdentityUnavailable):
+        client().create_payment(C, J, {"customerNumber": "10000", "amount": 1})
+    assert sandbox.requests == []
+
+
+def test_retry_after_seconds_is_honoured(azure_env, sandbox):
+    sleeps: list[float] = []
+    sandbox.inject("429", times=2, retry_after="3")
+    client(sleeps).create_payment(C, J, {"customerNumber": "10000", "amount": 1})
+    assert len(sleeps) == 2 and all(s >= 3 for s in sleeps)
+    assert len(sandbox.payments()) == 1
+
+
+def test_retries_are_bounded_by_attempts(azure_env, sandbox):
+    azure_env(PAYMENTS_MAX_ATTEMPTS="4")
+    sleeps: list[float] = []
+    sandbox.inject("429", times=10, retry_after="1")
+    with pytest.raises(Throttled) as info:
+        client(sleeps).create_payment(C, J, {"customerNumber": "10000", "amount": 1})
+    assert info.value.retry_after == 1
+    assert len(sandbox.requests) == 4 and len(sleeps) == 3
+    assert sandbox.payments() == []
+
+
+def test_retries_are_bounded_by_total_time(azure_env, sandbox):
+    azure_env(PAYMENTS_RETRY_MAX_SECONDS="5")
+    sleeps: list[float] = []
+    sandbox.inject("429", times=10, retry_after="60")
+    with pytest.raises(Throttled) as info:
+        client(sleeps).create_payment(C, J, {"customerNumber": "10000", "amount": 1})
+    assert sleeps == []  # waiting 60 s would break the 5 s budget: give up and pass Retry-After on
+    assert info.value.retry_after == 60
+
+
+def test_backoff_grows_exponentially_without_retry_after(azure_env, sandbox):
+    azure_env(PAYMENTS_BACKOFF_BASE_SECONDS="1", PAYMENTS_BACKOFF_MAX_SECONDS="30", PAYMENTS_MAX_ATTEMPTS="5")
+    sleeps: list[float] = []
+    sandbox.inject("503", times=4)
+    client(sleeps).create_payment(C, J, {"customerNumber": "10000", "amount": 1})
+    assert len(sleeps) == 4
+    for n, slept in enumerate(sleeps):
+        assert 2**n <= slept <= 2**n + 1  # base * 2^n plus up to one base of jitter
+
+
+@pytest.mark.parametrize("status", ["502", "504"])
+def test_gateway_errors_without_retry_after_are_ambiguous_for_a_post(azure_env, sandbox, status):
+    sandbox.inject(status)
+    with pytest.raises(AmbiguousOutcome):
+        client().create_payment(C, J, {"customerNumber": "10000", "amount": 1})
+    assert len(sandbox.requests) == 1
+
+
+@pytest.mark.parametrize("status", ["502", "504"])
+def test_gateway_errors_with_retry_after_are_retried(azure_env, sandbox, status):
+    sandbox.inject(status, retry_after="0")
+    client().create_payment(C, J, {"customerNumber": "10000", "amount": 1})
+    assert len(sandbox.requests) == 2 and len(sandbox.payments()) == 1
+
+
+def test_connection_refused_before_sending_is_retried_then_unavailable(azure_env, sandbox):
+    import socket
+
+    with socket.socket() as s:  # a port with nobody listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    azure_env(PAYMENTS_API_BASE_URL=f"http://127.0.0.1:{port}/beta", PAYMENTS_MAX_ATTEMPTS="3")
+    sleeps: list[float] = []
+    with pytest.raises(TargetUnavailable) as info:
+        client(sleeps).create_payment(C, J, {"customerNumber": "10000", "amount": 1})
+    assert "could not reach the target" in info.value.message
+    assert len(sleeps) == 2
+
+
+def test_connection_dropped_before_the_target_acted_is_retried(azure_env, sandbox):
+    # The sandbox reads the request and hangs up without creating anything: from the client's side
+    # that is indistinguishable from a drop after commit, so it must be reported, never re-posted.
+    sandbox.inject("drop-before")
+    with pytest.raises(AmbiguousOutcome):
+        client().create_payment(C, J, {"customerNumber": "10000", "amount": 1})
+    assert len(sandbox.requests) == 1 and sandbox.payments() == []
+
+
+def test_permanent_rejection_carries_odata_code_and_message(azure_env, sandbox):
+    with pytest.raises(PermanentRejection) as info:
+        client().create_payment(C, J, {"customerNumber": "10000", "amount": 1, "documentNumber": "D" * 21})
+    assert info.value.status == 400
+    assert info.value.code == "Application_StringExceededLength"
+    assert "20" in info.value.message
+
+
+def test_find_payments_filters_by_natural_key(azure_env, sandbox):
+    c = client()
+    c.create_payment(C, J, {"customerNumber": "10000", "amount": 1, "documentNumber": "A-1"})
+    c.create_payment(C, J, {"customerNumber": "10000", "amount": 2, "externalDocumentNumber": "O'Brien"})
+    assert [p["amount"] for p in c.find_payments(C, J, "documentNumber eq 'A-1'")] == [1]
+    assert [str(p["amount"]) for p in c.find_payments(C, J, "externalDocumentNumber eq 'O''Brien'")] == ["2"]
+
+
+def test_pipeline_does_not_hammer_an_unavailable_target(azure_env, sandbox):
+    azure_env(PAYMENTS_MAX_ATTEMPTS="2")
+    sandbox.inject("503", times=2, retry_after="0")
+    from payments.model import check
+
+    payments = [check({"customerNumber": "10000", "amount": n}).payment for n in (1, 2, 3)]
+    outcomes = Pipeline(client()).post_all(C, J, payments)
+    assert [(o.kind, o.attempted) for o in outcomes] == [
+        ("unavailable", True),
+        ("unavailable", False),
+        ("unavailable", False),
+    ]
+    assert len(sandbox.requests) == 2
+
+
+def test_parse_retry_after_forms():
+    now = datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC)
+    assert parse_retry_after("120") == 120
+    assert (
+        parse_retry_after(format_datetime(now + timedelta(seconds=90), usegmt=True), now=now.timestamp())
+        == 90
+    )
+    assert (
+        parse_retry_after(format_datetime(now - timedelta(seconds=5), usegmt=True), now=now.timestamp()) == 0
+    )
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after(None) is None

@@ -1,0 +1,424 @@
+"""The sandbox behaves like the target as far as the relay can tell, and its faults are the ones promised."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+
+import pytest
+import requests
+
+from payments.sandbox import (
+    SANDBOX_COMPANY_ID,
+    SANDBOX_CUSTOMERS,
+    SANDBOX_JOURNAL_ID,
+    SANDBOX_JOURNAL_NAME,
+    SANDBOX_TOKEN_HEADER,
+    Sandbox,
+    dumps,
+)
+
+AUTH = {"Authorization": "Bearer static-test-token"}
+OTHER_GUID = "11111111-2222-4333-8444-555555555555"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Sandbox]:
+    with Sandbox() as sb:
+        yield sb
+
+
+@pytest.fixture
+def sb(server: Sandbox) -> Iterator[Sandbox]:
+    server.reset()
+    server.latency = 0.0
+    server.concurrency_limit = None
+    yield server
+    server.reset()
+
+
+@pytest.fixture
+def http() -> Iterator[requests.Session]:
+    with requests.Session() as session:
+        yield session
+
+
+def graph_url(sb: Sandbox, company: str = SANDBOX_COMPANY_ID, journal: str = SANDBOX_JOURNAL_ID) -> str:
+    journals = f"{sb.graph_base_url}/financials/companies/{company}/customerPaymentJournals"
+    return f"{journals}/{journal}/customerPayments"
+
+
+def bc_url(sb: Sandbox, company: str = SANDBOX_COMPANY_ID, journal: str = SANDBOX_JOURNAL_ID) -> str:
+    return f"{sb.bc_base_url}/companies({company})/customerPaymentJournals({journal})/customerPayments"
+
+
+def post(http: requests.Session, url: str, body: object, **kwargs: object) -> requests.Response:
+    headers = {**AUTH, "Content-Type": "application/json", **kwargs.pop("headers", {})}  # type: ignore[dict-item]
+    data = body if isinstance(body, str | bytes) else json.dumps(body)
+    return http.post(url, data=data, headers=headers, timeout=5, **kwargs)  # type: ignore[arg-type]
+
+
+def payment(**extra: object) -> dict[str, object]:
+    return {"customerNumber": "10000", "amount": 10, "documentNumber": "d-1", **extra}
+
+
+def wait_until(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached")
+        time.sleep(0.005)
+
+
+# ----- success -------------------------------------------------------------------------------------------
+def test_create_assigns_id_and_line_numbers(sb: Sandbox, http: requests.Session) -> None:
+    first = post(http, graph_url(sb), payment(contactId="c-1"))
+    assert first.status_code == 201, first.text
+    assert first.headers["Content-Type"].startswith("application/json")
+    body = first.json()
+    assert body["lineNumber"] == 10000
+    assert len(body["id"]) == 36 and body["id"] != "00000000-0000-0000-0000-000000000000"
+    assert body["customerId"] == SANDBOX_CUSTOMERS["10000"]
+    assert body["customerNumber"] == "10000"
+    assert body["journalDisplayName"] == SANDBOX_JOURNAL_NAME
+    assert body["documentNumber"] == "D-1"  # Code[20]: stored upper-cased
+    assert body["contactId"] == "c-1"
+    assert body["appliesToInvoiceId"] == "00000000-0000-0000-0000-000000000000"
+    assert body["lastModifiedDateTime"].endswith("Z")
+    assert first.headers["Location"].endswith(f"/customerPayments/{body['id']}")
+    assert http.get(first.headers["Location"], headers=AUTH, timeout=5).json()["id"] == body["id"]
+
+    second = post(http, graph_url(sb), payment(customerId=SANDBOX_CUSTOMERS["20000"], customerNumber=None))
+    assert second.status_code == 400  # null is not accepted for a non-nullable property
+    second = post(http, graph_url(sb), {"customerId": SANDBOX_CUSTOMERS["20000"], "amount": "4.20"})
+    assert second.status_code == 201, second.text
+    assert second.json()["lineNumber"] == 20000
+    assert second.json()["customerNumber"] == "20000"
+    stored = sb.payments()
+    assert [p["lineNumber"] for p in stored] == [10000, 20000]
+    assert stored[1]["amount"] == Decimal("4.20") and str(stored[1]["amount"]) == "4.20"
+
+
+def test_amount_digits_exact_in_raw_response(sb: Sandbox, http: requests.Session) -> None:
+    raw = '{"customerNumber": "10000", "amount": 12345678901234567890.12, "description": "x"}'
+    resp = post(http, graph_url(sb), raw)
+    assert resp.status_code == 201
+    assert '"amount": 12345678901234567890.12' in resp.text
+    assert sb.payments()[0]["amount"] == Decimal("12345678901234567890.12")
+    resp = post(http, graph_url(sb), '{"customerNumber": "10000", "amount": 4.20}')
+    assert '"amount": 4.20,' in resp.text
+    listing = http.get(graph_url(sb), headers=AUTH, timeout=5)
+    assert "12345678901234567890.12" in listing.text and "4.20" in listing.text
+
+
+def test_business_central_path_form(sb: Sandbox, http: requests.Session) -> None:
+    resp = post(http, bc_url(sb, SANDBOX_COMPANY_ID.upper(), f"'{SANDBOX_JOURNAL_ID}'"), payment())
+    assert resp.status_code == 201, resp.text
+    body = resp.json()
+    assert "contactId" not in body and body["journalId"] == SANDBOX_JOURNAL_ID
+    assert resp.headers["Location"].endswith(f"/customerPayments({body['id']})")
+    rejected = post(http, bc_url(sb), payment(contactId="c"))
+    assert rejected.status_code == 400
+    assert rejected.json()["error"]["code"] == "BadRequest_InvalidRequestBody"
+    assert "innerError" not in rejected.json()["error"]
+    assert len(sb.payments()) == 1
+
+
+def test_read_only_and_odata_type_ignored(sb: Sandbox, http: requests.Session) -> None:
+    body = payment(id=OTHER_GUID, lastModifiedDateTime="2000-01-01T00:00:00Z")
+    body["@odata.type"] = "#microsoft.graph.customerPayment"
+    resp = post(http, graph_url(sb), body, headers={"Content-Type": "application/json; charset=utf-8"})
+    assert resp.status_code == 201
+    assert resp.json()["id"] != OTHER_GUID
+    assert not resp.json()["lastModifiedDateTime"].startswith("2000")
+
+
+# ----- errors -------------------------------------------------------------------------------------------
+def test_missing_bearer_is_401(sb: Sandbox, http: requests.Session) -> None:
+    resp = http.post(graph_url(sb), json=payment(), timeout=5, headers={"client-request-id": "abc"})
+    assert resp.status_code == 401
+    assert resp.headers["WWW-Authenticate"] == "Bearer"
+    error = resp.json()["error"]
+    assert error["code"] == "Authentication_InvalidCredentials"
+    assert error["innerError"]["client-request-id"] == "abc"
+    assert post(http, graph_url(sb), payment(), headers={"Authorization": "Bearer "}).status_code == 401
+    assert sb.payments() == []
+
+
+@pytest.mark.parametrize(
+    ("company", "journal", "code"),
+    [
+        (OTHER_GUID, SANDBOX_JOURNAL_ID, "Internal_CompanyNotFound"),
+        (SANDBOX_COMPANY_ID, OTHER_GUID, "BadRequest_NotFound"),
+    ],
+)
+def test_unknown_company_or_journal_is_404(
+    sb: Sandbox, http: requests.Session, company: str, journal: str, code: str
+) -> None:
+    for url in (graph_url(sb, company, journal), bc_url(sb, company, journal)):
+        resp = post(http, url, payment())
+        assert resp.status_code == 404
+        assert resp.json()["error"]["code"] == code
+
+
+def test_content_type_and_body_errors(sb: Sandbox, http: requests.Session) -> None:
+    resp = post(http, graph_url(sb), payment(), headers={"Content-Type": "text/plain"})
+    assert (resp.status_code, resp.json()["error"]["code"]) == (415, "BadRequest_InvalidContentType")
+    for raw in ("[1]", "not json", '{"customerNumber": "10000", "amount": NaN}'):
+        resp = post(http, graph_url(sb), raw)
+        assert (resp.status_code, resp.json()["error"]["code"]) == (400, "BadRequest_InvalidRequestBody"), raw
+    resp = post(http, graph_url(sb), payment(colour="red"))
+    assert "The property 'colour' does not exist on type 'Microsoft.NAV.customerPayment'" in resp.text
+    for bad in ({"amount": "ten"}, {"amount": True}, {"lineNumber": "1"}, {"postingDate": "2024-13-01"}):
+        resp = post(http, graph_url(sb), payment(**bad))
+        assert (resp.status_code, resp.json()["error"]["code"]) == (400, "BadRequest_InvalidRequestBody"), bad
+    resp = post(http, graph_url(sb), payment(appliesToInvoiceId="nope"))
+    assert (resp.status_code, resp.json()["error"]["code"]) == (400, "Application_InvalidGUID")
+    assert sb.payments() == []
+
+
+def test_over_long_field(sb: Sandbox, http: requests.Session) -> None:
+    resp = post(http, graph_url(sb), payment(documentNumber="X" * 25))
+    assert resp.status_code == 400
+    error = resp.json()["error"]
+    assert error["code"] == "Application_StringExceededLength"
+    expected = "The length of the string is 25, but it must be less than or equal to 20 characters."
+    assert expected in error["message"]
+    assert post(http, graph_url(sb), payment(externalDocumentNumber="E" * 35)).status_code == 201
+
+
+def test_customer_errors(sb: Sandbox, http: requests.Session) -> None:
+    resp = post(http, graph_url(sb), {"amount": 1})
+    assert resp.json()["error"] == {
+        **resp.json()["error"],
+        "code": "Application_DialogException",
+        "message": "A customerNumber or a customerID must be provided.",
+    }
+    resp = post(http, graph_url(sb), payment(customerNumber="99999"))
+    assert resp.status_code == 400
+    assert resp.json()["error"]["code"] == "Internal_RecordNotFound"
+    assert "No.='99999'" in resp.json()["error"]["message"]
+    resp = post(http, graph_url(sb), payment(customerId=OTHER_GUID))
+    assert resp.json()["error"]["code"] == "Internal_RecordNotFound"
+    resp = post(http, graph_url(sb), payment(customerId=SANDBOX_CUSTOMERS["30000"]))
+    assert resp.json()["error"]["code"] == "Application_DialogException"
+    assert sb.payments() == []
+
+
+def test_duplicate_line_number_is_409(sb: Sandbox, http: requests.Session) -> None:
+    assert post(http, graph_url(sb), payment(lineNumber=15000)).status_code == 201
+    resp = post(http, graph_url(sb), payment(lineNumber=15000))
+    assert resp.status_code == 409
+    assert resp.json()["error"]["code"] == "Internal_EntityWithSameKeyExists"
+    assert post(http, graph_url(sb), payment()).json()["lineNumber"] == 20000
+
+
+def test_unknown_routes_and_methods(sb: Sandbox, http: requests.Session) -> None:
+    resp = http.post(graph_url(sb) + "/$ref", json=payment(), headers=AUTH, timeout=5)
+    assert resp.status_code == 404 and resp.json()["error"]["code"]
+    resp = http.delete(graph_url(sb), headers=AUTH, timeout=5)
+    assert resp.status_code == 405
+    assert resp.json()["error"]["message"]
+
+
+# ----- GET and $filter -----------------------------------------------------------------------------------
+def test_get_with_filter(sb: Sandbox, http: requests.Session) -> None:
+    post(http, graph_url(sb), payment(documentNumber="INV-1", externalDocumentNumber="ext-A", amount=12.34))
+    post(http, graph_url(sb), payment(documentNumber="INV-2", externalDocumentNumber="o'brien"))
+    post(http, bc_url(sb), payment(documentNumber="INV-3", customerNumber="20000"))
+
+    def query(flt: str) -> list[dict]:
+        resp = http.get(graph_url(sb), params={"$filter": flt}, headers=AUTH, timeout=5)
+        assert resp.status_code == 200, resp.text
+        return resp.json()["value"]
+
+    assert [p["documentNumber"] for p in query("")] == ["INV-1", "INV-2", "INV-3"]
+    assert [p["documentNumber"] for p in query("documentNumber eq 'inv-2'")] == ["INV-2"]
+    assert [p["documentNumber"] for p in query("externalDocumentNumber eq 'EXT-A'")] == ["INV-1"]
+    assert [p["documentNumber"] for p in query("externalDocumentNumber eq 'o''brien'")] == ["INV-2"]
+    assert len(query("customerNumber eq '10000' and amount eq 12.34")) == 1
+    assert len(query(f"customerId eq {SANDBOX_CUSTOMERS['20000']}")) == 1
+    resp = http.get(
+        graph_url(sb), params={"$filter": "startswith(description, 'x')"}, headers=AUTH, timeout=5
+    )
+    assert resp.status_code == 400
+    assert resp.json()["error"]["code"] == "BadRequest_MethodNotImplemented"
+    resp = http.get(bc_url(sb), params={"$top": "2"}, headers=AUTH, timeout=5)
+    assert [p["documentNumber"] for p in resp.json()["value"]] == ["INV-1", "INV-2"]
+    assert http.get(bc_url(sb), timeout=5).status_code == 401
+
+
+# ----- faults --------------------------------------------------------------------------------------------
+def test_fault_429_has_retry_after_and_creates_nothing(sb: Sandbox, http: requests.Session) -> None:
+    sb.inject("429", times=2, retry_after="7")
+    for _ in range(2):
+        resp = post(http, graph_url(sb), payment())
+        assert resp.status_code == 429
+        assert resp.headers["Retry-After"] == "7"
+        assert resp.json()["error"]["code"]
+    assert sb.payments() == []
+    assert post(http, graph_url(sb), payment()).status_code == 201
+    sb.inject("429")
+    assert post(http, graph_url(sb), payment()).headers["Retry-After"] == "1"
+
+
+def test_fault_503_and_gateway_errors(sb: Sandbox, http: requests.Session) -> None:
+    sb.inject("503")
+    sb.inject("503", retry_after="3")
+    sb.inject("502")
+    sb.inject("504")
+    first = post(http, graph_url(sb), payment())
+    assert first.status_code == 503 and "Retry-After" not in first.headers
+    second = post(http, graph_url(sb), payment())
+    assert second.status_code == 503 and second.headers["Retry-After"] == "3"
+    assert post(http, bc_url(sb), payment()).status_code == 502
+    assert http.get(bc_url(sb), headers=AUTH, timeout=5).status_code == 504
+    assert sb.payments() == []
+    assert len(sb.requests) == 4
+
+
+def test_fault_drop_before_creates_nothing(sb: Sandbox, http: requests.Session) -> None:
+    sb.inject("drop-before")
+    with pytest.raises(requests.ConnectionError):
+        post(http, graph_url(sb), payment())
+    assert sb.payments() == []
+    assert len(sb.requests) == 1 and b'"10000"' in sb.requests[0].body
+    assert post(http, graph_url(sb), payment()).status_code == 201  # the session recovers
+
+
+def test_fault_drop_after_creates_the_payment(sb: Sandbox, http: requests.Session) -> None:
+    sb.inject("drop-after")
+    with pytest.raises(requests.ConnectionError):
+        post(http, graph_url(sb), payment(externalDocumentNumber="AMBIG-1"))
+    assert [p["externalDocumentNumber"] for p in sb.payments()] == ["AMBIG-1"]
+
+
+def test_fault_timeout_creates_and_never_answers(sb: Sandbox, http: requests.Session) -> None:
+    sb.inject("timeout")
+    with pytest.raises(requests.ReadTimeout):
+        http.post(graph_url(sb), json=payment(), headers=AUTH, timeout=(5, 0.3))
+    assert len(sb.payments()) == 1
+    assert sb.in_flight == 1  # still held
+    sb.reset()  # frees it, so later tests start with nothing in flight
+    wait_until(lambda: sb.in_flight == 0)
+
+
+def test_inject_rejects_unknown_fault(sb: Sandbox) -> None:
+    with pytest.raises(ValueError):
+        sb.inject("418")
+
+
+def test_concurrency_limit_answers_429(sb: Sandbox) -> None:
+    sb.concurrency_limit = 1
+    sb.latency = 0.5
+    results: list[int] = []
+
+    def call() -> None:
+        results.append(requests.post(graph_url(sb), json=payment(), headers=AUTH, timeout=5).status_code)
+
+    assert sb.in_flight == 0
+    worker = threading.Thread(target=call)
+    worker.start()
+    wait_until(lambda: sb.in_flight == 1)
+    throttled = requests.post(graph_url(sb), json=payment(), headers=AUTH, timeout=5)
+    worker.join()
+    assert throttled.status_code == 429
+    assert throttled.headers["Retry-After"] == "1"
+    assert results == [201]
+    assert sb.throttled_count == 1
+    assert len(sb.payments()) == 1
+
+
+# ----- identity ------------------------------------------------------------------------------------------
+def test_identity_endpoint(sb: Sandbox, http: requests.Session) -> None:
+    params = {"api-version": "2019-08-01", "resource": "https://api.businesscentral.dynamics.com"}
+    assert http.get(sb.identity_endpoint, params=params, timeout=5).status_code == 401
+    wrong = {"X-IDENTITY-HEADER": "wrong"}
+    assert http.get(sb.identity_endpoint, params=params, headers=wrong, timeout=5).status_code == 401
+    good = {"X-IDENTITY-HEADER": SANDBOX_TOKEN_HEADER}
+    old = {**params, "api-version": "2017-09-01"}
+    assert http.get(sb.identity_endpoint, params=old, headers=good, timeout=5).status_code == 400
+
+    before = int(time.time())
+    resp = http.get(sb.identity_endpoint, params=params, headers=good, timeout=5)
+    assert resp.status_code == 200
+    token = resp.json()
+    assert set(token) == {"access_token", "expires_on", "resource", "token_type", "client_id"}
+    assert token["access_token"].startswith("sandbox-token-")
+    assert isinstance(token["expires_on"], str) and int(token["expires_on"]) >= before + 3600
+    assert token["resource"] == params["resource"] and token["token_type"] == "Bearer"
+    user = http.get(sb.identity_endpoint, params={**params, "client_id": OTHER_GUID}, headers=good, timeout=5)
+    assert user.json()["client_id"] == OTHER_GUID
+    assert user.json()["access_token"] != token["access_token"]
+    assert len(sb.token_requests) == 5 and sb.requests == []
+
+    issued = {"Authorization": f"Bearer {token['access_token']}"}
+    assert post(http, graph_url(sb), payment(), headers=issued).status_code == 201
+
+
+# ----- housekeeping --------------------------------------------------------------------------------------
+def test_seed_helpers_and_reset(sb: Sandbox, http: requests.Session) -> None:
+    company = sb.add_company()
+    journal = sb.add_journal(name="cash", company_id=company)
+    customer = sb.add_customer("c-900", company_id=company)
+    resp = post(http, bc_url(sb, company, journal), {"customerNumber": "C-900", "amount": 1})
+    assert resp.status_code == 201, resp.text
+    assert resp.json()["customerId"] == customer and resp.json()["journalDisplayName"] == "CASH"
+    assert len(sb.payments(company, journal)) == 1
+    sb.inject("503")
+    sb.reset()
+    assert sb.payments(company, journal) == [] and sb.requests == [] and sb.pending_faults() == []
+
+
+def test_dumps_keeps_decimal_digits() -> None:
+    assert dumps({"a": Decimal("0.10"), "b": [Decimal("1E+2"), "x"], "c": None}) == (
+        '{"a": 0.10, "b": [1E+2, "x"], "c": null}'
+    )
+
+
+def test_stop_releases_held_requests() -> None:
+    sandbox = Sandbox().start()
+    sandbox.inject("timeout")
+    errors: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            requests.post(graph_url(sandbox), json=payment(), headers=AUTH, timeout=10)
+        except requests.RequestException as exc:
+            errors.append(exc)
+
+    worker = threading.Thread(target=call)
+    worker.start()
+    wait_until(lambda: len(sandbox.payments()) == 1)
+    started = time.monotonic()
+    sandbox.stop()
+    worker.join(timeout=5)
+    assert time.monotonic() - started < 3
+    assert len(errors) == 1 and isinstance(errors[0], requests.ConnectionError)
+
+
+def test_handler_failure_answers_500_and_server_survives(
+    sb: Sandbox, http: requests.Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def boom(*args: object) -> None:
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(sb, "_validate", boom)
+    resp = post(http, graph_url(sb), payment())
+    assert resp.status_code == 500
+    assert resp.json()["error"]["code"] == "Internal_ServerError"
+    assert "secret" not in resp.text and "Traceback" not in resp.text
+    monkeypatch.undo()
+    assert post(http, graph_url(sb), payment()).status_code == 201
+
+
+def test_entity_path_is_read_only(sb: Sandbox, http: requests.Session) -> None:
+    created = post(http, bc_url(sb), payment()).json()
+    entity = f"{bc_url(sb)}({created['id']})"
+    assert http.get(entity, headers=AUTH, timeout=5).json()["id"] == created["id"]
+    resp = post(http, entity, payment())
+    assert resp.status_code == 405 and resp.headers["Allow"] == "GET"
+    assert len(sb.payments()) == 1
