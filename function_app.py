@@ -5,6 +5,7 @@ import azure.functions as func
 from payments import runtime, webhook
 
 app = func.FunctionApp()
+runtime.check_settings()
 
 
 @app.function_name("customer_payments")

@@ -6,12 +6,15 @@ pays for one credential, one connection pool and one token however many payments
 
 from __future__ import annotations
 
+import logging
 import threading
 
 from .client import TargetClient
 from .identity import make_credential
 from .pipeline import Pipeline
-from .settings import load_settings
+from .settings import SettingsError, load_settings
+
+log = logging.getLogger("payments.runtime")
 
 _lock = threading.Lock()
 _pipeline: Pipeline | None = None
@@ -26,6 +29,17 @@ def pipeline() -> Pipeline:
                 settings = load_settings()
                 _pipeline = Pipeline(TargetClient(settings, make_credential(settings)))
     return _pipeline
+
+
+def check_settings() -> bool:
+    """Validate the settings at worker start-up, so a wrong value shows in the host's log at once
+    (each call then answers `relay-misconfigured` rather than the app failing to load)."""
+    try:
+        load_settings()
+    except SettingsError as exc:
+        log.error("payments relay: %s", exc)
+        return False
+    return True
 
 
 def reset() -> None:

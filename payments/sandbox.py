@@ -265,6 +265,7 @@ class _Handler(BaseHTTPRequestHandler):
     """Routes one request to the sandbox; never lets an exception kill the connection thread silently."""
 
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # header and body go out as two writes: no 40 ms delayed-ACK stall
     server_version = "PaymentsSandbox/1.0"
     timeout = IDLE_CONNECTION_SECONDS
     server: _Server

@@ -116,3 +116,12 @@ def test_settings_are_validated_at_start_up():
     result = run("validate", "samples/payments.csv", env_extra={"PAYMENTS_AMOUNT_DECIMALS": "two"})
     assert result.returncode == 2
     assert "PAYMENTS_AMOUNT_DECIMALS: Input should be a valid integer" in result.stderr
+
+
+def test_local_settings_example_matches_the_sandbox_and_holds_no_secret():
+    from payments.sandbox import SANDBOX_TOKEN_HEADER
+
+    values = json.loads((ROOT / "local.settings.example.json").read_text())["Values"]
+    assert values["IDENTITY_HEADER"] == SANDBOX_TOKEN_HEADER
+    assert values["PAYMENTS_API_BASE_URL"].startswith("http://127.0.0.1:")
+    assert not any(word in key.upper() for key in values for word in ("SECRET", "PASSWORD", "KEY"))

@@ -277,12 +277,21 @@ def test_throttling_is_retried_and_the_payment_created_once(azure_env, sandbox):
 
 def test_target_unavailable_after_retries_is_503_with_retry_after(azure_env, sandbox):
     azure_env(PAYMENTS_MAX_ATTEMPTS="3")
+    sandbox.inject("503", times=3, retry_after="0")
+    resp, problem = call(pay())
+    assert resp.status_code == 503
+    assert problem["type"] == PROBLEM + "target-unavailable"
+    assert len(posts(sandbox)) == 3 and sandbox.payments() == []
+
+
+def test_a_retry_after_beyond_the_budget_is_passed_on_to_the_caller(azure_env, sandbox):
+    azure_env(PAYMENTS_RETRY_MAX_SECONDS="5")
     sandbox.inject("503", times=3, retry_after="7")
     resp, problem = call(pay())
     assert resp.status_code == 503
     assert resp.headers["Retry-After"] == "7"
     assert problem["type"] == PROBLEM + "target-unavailable"
-    assert len(posts(sandbox)) == 3 and sandbox.payments() == []
+    assert len(posts(sandbox)) == 1 and sandbox.payments() == []
 
 
 def test_unavailable_target_stops_a_batch_and_says_which_were_not_attempted(azure_env, sandbox):
@@ -319,3 +328,24 @@ def test_misconfiguration_is_a_clear_problem_not_a_traceback(azure_env, sandbox,
     assert resp.status_code == 500
     assert problem["type"] == PROBLEM + "relay-misconfigured"
     assert "PAYMENTS_TARGET: Input should be 'graph' or 'businesscentral' (got 'bc')" in problem["detail"]
+
+
+def test_outcome_is_logged_with_the_correlation_id_and_never_the_token_or_payload(azure_env, sandbox, caplog):
+    caplog.set_level("DEBUG")
+    resp, created = call(pay(amount="777.77", description="private remark"))
+    assert resp.status_code == 201
+    request_id = resp.headers["client-request-id"]
+    assert any(
+        request_id in r.getMessage() and created["id"] in r.getMessage() for r in caplog.records
+    ), [r.getMessage() for r in caplog.records]
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "sandbox-token-" not in text and "777.77" not in text and "private remark" not in text
+
+
+def test_settings_are_checked_at_start_up_with_a_clear_log_line(monkeypatch, caplog):
+    from payments import runtime
+
+    monkeypatch.setenv("PAYMENTS_TARGET", "businesscentral")
+    monkeypatch.delenv("PAYMENTS_API_BASE_URL", raising=False)
+    assert runtime.check_settings() is False
+    assert "PAYMENTS_API_BASE_URL is required when PAYMENTS_TARGET=businesscentral" in caplog.text
