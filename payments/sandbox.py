@@ -35,6 +35,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from .codec import dumps  # exact Decimal digits, shared with the relay
+
 __all__ = [
     "FAULTS",
     "SANDBOX_COMPANY_ID",
@@ -193,19 +195,6 @@ def _norm_guid(value: str) -> str | None:
 
 def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def dumps(value: Any) -> str:
-    """JSON text in which a Decimal is written with exactly its digits (never through float)."""
-    if isinstance(value, Decimal):
-        if not value.is_finite():
-            raise ValueError("non-finite Decimal cannot be written as JSON")
-        return str(value)
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{json.dumps(str(k))}: {dumps(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(dumps(v) for v in value) + "]"
-    return json.dumps(value, allow_nan=False)
 
 
 def _reject_constant(name: str) -> Any:
