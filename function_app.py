@@ -1,8 +1,9 @@
 """Azure Functions entry points (Python v2 model): wiring only; the work lives in `payments`."""
 
 import azure.functions as func
+import azurefunctions.extensions.bindings.blob as blob
 
-from payments import runtime, webhook
+from payments import filedrop, runtime, webhook
 
 app = func.FunctionApp()
 runtime.check_settings()
@@ -29,3 +30,16 @@ def customer_payments(req: func.HttpRequest) -> func.HttpResponse:
         mimetype=answer.media_type,
         charset="utf-8",
     )
+
+
+# A BlobClient (SDK-type binding) instead of InputStream: the host hands over a reference, not
+# the file's bytes, so a large file is streamed by payments.filedrop rather than held in memory.
+@app.function_name("payment_file_drop")
+@app.blob_trigger(
+    arg_name="client",
+    path=filedrop.TRIGGER_PATH,
+    connection=filedrop.CONNECTION,
+    source=func.BlobSource.EVENT_GRID,
+)
+def payment_file_drop(client: blob.BlobClient) -> None:
+    filedrop.on_blob(client.container_name, client.blob_name, runtime.file_drop)

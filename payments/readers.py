@@ -6,8 +6,10 @@ person at the exact place to fix. CSV cells stay text; the model decides what th
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +18,25 @@ from typing import Any, BinaryIO, Literal
 from . import codec
 from .model import KNOWN
 
+_DECIMAL = re.compile(r"[+-]?\d+(?:\.\d+)?")
+
 Format = Literal["json", "ndjson", "csv"]
+ERROR_COLUMN = "error"  # added to failed-record CSVs; ignored when such a file is dropped again
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def guard_cell(value: str) -> str:
+    """Make a cell inert in spreadsheets (CSV formula injection), leaving plain numbers alone."""
+    if value.startswith(FORMULA_START) and not _DECIMAL.fullmatch(value):
+        return "'" + value
+    return value
+
+
+def _unguard(value: str) -> str:
+    # Undo guard_cell for a fixed failed-records file dropped again.
+    return value[1:] if value.startswith("'") and value[1:].startswith(FORMULA_START) else value
+
+
 _BY_LOWER = {name.lower(): name for name in KNOWN}
 
 
@@ -32,6 +52,7 @@ class Record:
     data: Any = None
     error: str | None = None  # set when the record itself is unreadable (a bad NDJSON line)
     from_text: bool = False  # CSV: every cell is a string
+    raw: dict[str, str] | None = None  # CSV: the row's cells under the file's own header names
 
 
 def detect_format(name: str, head: bytes) -> Format:
@@ -70,25 +91,111 @@ def read_stream(stream: BinaryIO, name: str) -> Iterator[Record]:
     elif fmt == "ndjson":
         yield from _ndjson_records(stream)
     else:
-        yield from _json_records(stream.read())
+        yield from _json_records(stream)
 
 
-def _json_records(raw: bytes) -> Iterator[Record]:
+class _Builder:
+    """Builds values from ijson events with the same rules as `codec.loads`: exact decimals, no
+    duplicate keys. ijson lets a JSON array of any length be read one element at a time."""
+
+    def __init__(self, events: Iterator[tuple[str, Any]]):
+        self.events = events
+
+    def value(self, event: str, value: Any) -> Any:
+        if event == "start_map":
+            obj: dict[str, Any] = {}
+            for ev, key in self.events:
+                if ev == "end_map":
+                    return obj
+                if key in obj:
+                    raise codec.JsonSyntaxError(f"duplicate property {key!r} in one object")
+                obj[key] = self.value(*next(self.events))
+            raise codec.JsonSyntaxError("unexpected end of document")  # pragma: no cover
+        if event == "start_array":
+            items = []
+            for ev, val in self.events:
+                if ev == "end_array":
+                    return items
+                items.append(self.value(ev, val))
+            raise codec.JsonSyntaxError("unexpected end of document")  # pragma: no cover
+        return value
+
+    def stream_array(self, prefix: str) -> Iterator[Record]:
+        index = 0
+        for ev, val in self.events:
+            if ev == "end_array":
+                return
+            yield Record(f"item {index} ({prefix}/{index})", self.value(ev, val))
+            index += 1
+
+
+def _json_records(stream: BinaryIO) -> Iterator[Record]:
+    import ijson
+
+    where = "at the start"
     try:
-        data = codec.loads(raw)
-    except codec.JsonSyntaxError as exc:
-        raise InputError(f"not a JSON document: {exc}") from None
-    if isinstance(data, dict) and "value" in data and set(data) <= {"value", "@odata.context"}:
-        items, prefix = data["value"], "/value"
-        if not isinstance(items, list):
-            raise InputError('"value" must be an array of customerPayment objects')
-    elif isinstance(data, list):
-        items, prefix = data, ""
-    else:
-        yield Record("object", data)
-        return
-    for index, item in enumerate(items):
-        yield Record(f"item {index} ({prefix}/{index})", item)
+        builder = _Builder(iter(ijson.basic_parse(_Utf8(stream), use_float=False)))
+        event, _ = next(builder.events)
+        if event == "start_array":
+            for record in builder.stream_array(""):
+                where = f"after {record.location}"
+                yield record
+        elif event == "start_map":
+            # {"value": [...]} is streamed; any other object is one payment.
+            data: dict[str, Any] = {}
+            for ev, key in builder.events:
+                if ev == "end_map":
+                    break
+                if key in data:
+                    raise codec.JsonSyntaxError(f"duplicate property {key!r} in one object")
+                ev, val = next(builder.events)
+                if key == "value" and ev == "start_array" and not (set(data) - {"@odata.context"}):
+                    for record in builder.stream_array("/value"):
+                        where = f"after {record.location}"
+                        yield record
+                    data[key] = None
+                    continue
+                data[key] = builder.value(ev, val)
+            if "value" not in data:
+                yield Record("object", data)
+            elif set(data) - {"value", "@odata.context"}:
+                raise InputError(f'unexpected properties beside "value": {sorted(set(data) - {"value"})}')
+        else:
+            raise InputError("a JSON payment file holds an object or an array")
+        for _ in builder.events:
+            raise InputError("unexpected content after the JSON document")
+    except (ijson.JSONError, codec.JsonSyntaxError, StopIteration) as exc:
+        reason = str(exc) or "unexpected end of document"
+        raise InputError(f"not a JSON document ({where}): {reason}") from None
+
+
+class _Utf8(io.RawIOBase):
+    """A byte stream checked as UTF-8 (without BOM) on its way into the JSON parser."""
+
+    def __init__(self, stream: BinaryIO):
+        self._stream = stream
+        self._decoder = codecs.getincrementaldecoder("utf-8")()
+        self._first = True
+        self._offset = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._stream.read(len(buffer))
+        if self._first:
+            self._first = False
+            if data.startswith(b"\xef\xbb\xbf"):
+                data = data[3:]
+        try:
+            self._decoder.decode(data, final=not data)
+        except UnicodeDecodeError as exc:
+            raise InputError(
+                f"not UTF-8: byte 0x{data[exc.start]:02x} at offset {self._offset + exc.start}"
+            ) from None
+        self._offset += len(data)
+        buffer[: len(data)] = data
+        return len(data)
 
 
 def _ndjson_records(stream: BinaryIO) -> Iterator[Record]:
@@ -130,7 +237,8 @@ def _csv_records(stream: BinaryIO) -> Iterator[Record]:
         dialect: Any = csv.Sniffer().sniff(first, delimiters=",;")
     except csv.Error:
         dialect = csv.excel
-    header = _header(next(csv.reader([first], dialect)))
+    original = next(csv.reader([first], dialect))
+    header = _header(original)
     reader = csv.reader(text, dialect)
     line = 1
     try:
@@ -142,8 +250,13 @@ def _csv_records(stream: BinaryIO) -> Iterator[Record]:
             if len(row) > len(header):
                 yield Record(where, error=f"has {len(row)} cells but the header names {len(header)} columns")
                 continue
-            data = {name: cell.strip() for name, cell in zip(header, row, strict=False) if cell.strip()}
-            yield Record(where, data, from_text=True)
+            data = {
+                name: _unguard(cell.strip())
+                for name, cell in zip(header, row, strict=False)
+                if cell.strip() and name.lower() != ERROR_COLUMN
+            }
+            raw = dict(zip(original, row + [""] * (len(original) - len(row)), strict=True))
+            yield Record(where, data, from_text=True, raw=raw)
     except UnicodeDecodeError as exc:
         raise InputError(f"not UTF-8 text after line {line}: {exc.reason}") from None
     except csv.Error as exc:

@@ -8,16 +8,21 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import TYPE_CHECKING
 
 from .client import TargetClient
 from .identity import make_credential
 from .pipeline import Pipeline
 from .settings import SettingsError, load_settings
 
+if TYPE_CHECKING:
+    from .filedrop import FileDrop
+
 log = logging.getLogger("payments.runtime")
 
-_lock = threading.Lock()
+_lock = threading.RLock()
 _pipeline: Pipeline | None = None
+_file_drop: FileDrop | None = None
 
 
 def pipeline() -> Pipeline:
@@ -29,6 +34,20 @@ def pipeline() -> Pipeline:
                 settings = load_settings()
                 _pipeline = Pipeline(TargetClient(settings, make_credential(settings)))
     return _pipeline
+
+
+def file_drop() -> FileDrop:
+    """The process's file-drop processor, sharing the pipeline (and so the token and session)."""
+    global _file_drop
+    if _file_drop is None:
+        with _lock:
+            if _file_drop is None:
+                from .filedrop import FileDrop
+                from .storage import blob_service
+
+                settings = pipeline().client.settings
+                _file_drop = FileDrop(blob_service(settings), settings, pipeline())
+    return _file_drop
 
 
 def check_settings() -> bool:
@@ -44,8 +63,9 @@ def check_settings() -> bool:
 
 def reset() -> None:
     """Forget the process state (tests change settings between cases)."""
-    global _pipeline
+    global _pipeline, _file_drop
     with _lock:
         if _pipeline is not None:
             _pipeline.client.close()
         _pipeline = None
+        _file_drop = None

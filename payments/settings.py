@@ -7,6 +7,8 @@ of names from this class, so a setting added here without a template change is c
 from __future__ import annotations
 
 import ipaddress
+import re
+import uuid
 from functools import cached_property
 from typing import Literal
 from urllib.parse import quote, urlsplit
@@ -19,6 +21,7 @@ GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 BUSINESS_CENTRAL_SCOPE = "https://api.businesscentral.dynamics.com/.default"
 
 Target = Literal["graph", "businesscentral"]
+_CONTAINER = re.compile(r"[a-z0-9](?:[a-z0-9-]{1,61})[a-z0-9]")
 
 
 class SettingsError(ValueError):
@@ -60,6 +63,53 @@ class Settings(BaseSettings):
     backoff_max_seconds: float = Field(20.0, gt=0, le=300, description="Largest single backoff")
     connect_timeout_seconds: float = Field(5.0, gt=0, le=120, description="TCP connect timeout")
     read_timeout_seconds: float = Field(60.0, gt=0, le=600, description="Wait for the target's answer")
+    inbox_container: str = Field("payments-inbox", description="Container the file-drop trigger watches")
+    reports_container: str = Field("payments-reports", description="Container for file-drop reports")
+    archive_container: str = Field(
+        "payments-archive", description="Container whose processed/ and failed/ areas receive handled files"
+    )
+    default_company_id: str | None = Field(None, description="Company for files dropped at the inbox root")
+    default_journal_id: str | None = Field(None, description="Journal for files dropped at the inbox root")
+    max_file_bytes: int = Field(100 * 1024 * 1024, ge=1024, description="Largest payment file accepted")
+    max_file_records: int = Field(100_000, ge=1, description="Most records one payment file may hold")
+
+    # The function's own storage account, read from the same settings the Functions host uses.
+    storage_connection_string: str | None = Field(
+        None,
+        validation_alias="AzureWebJobsStorage",
+        description="Local development only: a connection string to the Azurite emulator",
+    )
+    storage_blob_uri: str | None = Field(
+        None,
+        validation_alias="AzureWebJobsStorage__blobServiceUri",
+        description="Blob endpoint (identity-based)",
+    )
+    storage_table_uri: str | None = Field(
+        None,
+        validation_alias="AzureWebJobsStorage__tableServiceUri",
+        description="Table endpoint (identity-based)",
+    )
+    storage_client_id: str | None = Field(
+        None,
+        validation_alias="AzureWebJobsStorage__clientId",
+        description="Client id of the user-assigned identity used for storage",
+    )
+
+    @field_validator("storage_connection_string")
+    @classmethod
+    def _check_connection_string(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        parts = dict(p.split("=", 1) for p in value.split(";") if "=" in p)
+        if parts.get("UseDevelopmentStorage", "").lower() == "true":
+            return value
+        endpoints = [v for k, v in parts.items() if k.endswith("Endpoint")]
+        if not endpoints or not all(is_loopback_url(v) for v in endpoints):
+            raise ValueError(
+                "a storage connection string is accepted only for the local emulator (Azurite); in Azure set "
+                "AzureWebJobsStorage__blobServiceUri / __tableServiceUri and grant the identity a role"
+            )
+        return value
 
     @field_validator("api_base_url")
     @classmethod
@@ -84,17 +134,24 @@ class Settings(BaseSettings):
             raise ValueError("must be a resource scope ending in /.default")
         return value
 
-    @field_validator("azure_client_id")
+    @field_validator("azure_client_id", "default_company_id", "default_journal_id", "storage_client_id")
     @classmethod
-    def _check_client_id(cls, value: str | None) -> str | None:
+    def _check_guid(cls, value: str | None) -> str | None:
         if value in (None, ""):
             return None
-        import uuid
-
         try:
             return str(uuid.UUID(value))
         except ValueError:
-            raise ValueError("must be the managed identity's client id (a GUID)") from None
+            raise ValueError("must be a GUID") from None
+
+    @field_validator("inbox_container", "reports_container", "archive_container")
+    @classmethod
+    def _check_container(cls, value: str) -> str:
+        if not _CONTAINER.fullmatch(value) or "--" in value:
+            raise ValueError(
+                "must be a storage container name: 3-63 lower-case letters, digits and single hyphens"
+            )
+        return value
 
     @model_validator(mode="after")
     def _check_target(self) -> Settings:
@@ -103,6 +160,8 @@ class Settings(BaseSettings):
                 "PAYMENTS_API_BASE_URL is required when PAYMENTS_TARGET=businesscentral, e.g. "
                 "https://api.businesscentral.dynamics.com/v2.0/<tenant>/<environment>/api/v2.0"
             )
+        if len({self.inbox_container, self.reports_container, self.archive_container}) < 3:
+            raise ValueError("the inbox, reports and archive containers must be three different containers")
         if self.backoff_base_seconds > self.backoff_max_seconds:
             raise ValueError("PAYMENTS_BACKOFF_BASE_SECONDS must not exceed PAYMENTS_BACKOFF_MAX_SECONDS")
         return self

@@ -8,14 +8,12 @@ import uuid
 
 import azure.functions as func
 import pytest
+from _host import FUNCTIONS
 
-import function_app
 from payments.sandbox import SANDBOX_COMPANY_ID, SANDBOX_CUSTOMERS, SANDBOX_JOURNAL_ID
 
 ROUTE = "companies/{companyId}/customerPaymentJournals/{journalId}/customerPayments"
 PROBLEM = "urn:payments-relay:problem:"
-# get_functions() indexes the app and may run once per process, as in the host.
-FUNCTIONS = {f.get_function_name(): f for f in function_app.app.get_functions()}
 
 
 def call(
@@ -335,9 +333,9 @@ def test_outcome_is_logged_with_the_correlation_id_and_never_the_token_or_payloa
     resp, created = call(pay(amount="777.77", description="private remark"))
     assert resp.status_code == 201
     request_id = resp.headers["client-request-id"]
-    assert any(
-        request_id in r.getMessage() and created["id"] in r.getMessage() for r in caplog.records
-    ), [r.getMessage() for r in caplog.records]
+    assert any(request_id in r.getMessage() and created["id"] in r.getMessage() for r in caplog.records), [
+        r.getMessage() for r in caplog.records
+    ]
     text = "\n".join(r.getMessage() for r in caplog.records)
     assert "sandbox-token-" not in text and "777.77" not in text and "private remark" not in text
 

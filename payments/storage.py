@@ -1,0 +1,41 @@
+"""Clients for the function's own storage account, built from the settings the Functions host uses.
+
+In Azure the account is reached with the managed identity (`AzureWebJobsStorage__*Uri` plus
+`__clientId`); a connection string is accepted only for the local Azurite emulator.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import TYPE_CHECKING
+
+from .settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+    from azure.storage.blob import BlobServiceClient
+
+
+@cache
+def _identity(client_id: str | None) -> TokenCredential:
+    from azure.identity import ManagedIdentityCredential
+
+    return ManagedIdentityCredential(client_id=client_id) if client_id else ManagedIdentityCredential()
+
+
+def storage_credential(settings: Settings) -> TokenCredential:
+    """One managed identity credential per process and client id (tokens cached inside it)."""
+    return _identity(settings.storage_client_id or settings.azure_client_id)
+
+
+def blob_service(settings: Settings) -> BlobServiceClient:
+    from azure.storage.blob import BlobServiceClient
+
+    if settings.storage_connection_string:
+        return BlobServiceClient.from_connection_string(settings.storage_connection_string)
+    if settings.storage_blob_uri:
+        return BlobServiceClient(settings.storage_blob_uri, credential=storage_credential(settings))
+    raise SettingsError(
+        "file drops need the function's storage account: set AzureWebJobsStorage__blobServiceUri "
+        "(identity-based) or, locally, AzureWebJobsStorage to the Azurite connection string"
+    )

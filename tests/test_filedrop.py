@@ -1,0 +1,283 @@
+"""File drops end to end: a file uploaded to the inbox in Azurite, the registered blob function
+invoked as the Functions host invokes it, payments in the sandbox, a report and a failed-records CSV
+in the reports container, and the file moved out of the inbox."""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+from types import SimpleNamespace
+
+import pytest
+from _host import FUNCTIONS
+from azure.storage.blob import BlobLeaseClient, BlobServiceClient
+from azurefunctions.extensions.base import Datum
+from azurefunctions.extensions.bindings.blob import BlobClient as BlobClientBinding
+from azurefunctions.extensions.bindings.blob import BlobClientConverter
+
+from payments.filedrop import FileBusy
+from payments.sandbox import SANDBOX_COMPANY_ID as C
+from payments.sandbox import SANDBOX_JOURNAL_ID as J
+
+_names = itertools.count()
+
+
+@pytest.fixture
+def drop(azure_env, azurite, monkeypatch, sandbox):
+    """A fresh inbox/reports/archive trio in Azurite and the relay pointed at it."""
+    n = next(_names)
+    env = {
+        "AzureWebJobsStorage": azurite.connection_string,
+        "PAYMENTS_INBOX_CONTAINER": f"inbox-{n}",
+        "PAYMENTS_REPORTS_CONTAINER": f"reports-{n}",
+        "PAYMENTS_ARCHIVE_CONTAINER": f"archive-{n}",
+    }
+    azure_env("businesscentral", **env)
+    service = BlobServiceClient.from_connection_string(azurite.connection_string)
+    service.create_container(env["PAYMENTS_INBOX_CONTAINER"])
+    return SimpleNamespace(
+        service=service, inbox=f"inbox-{n}", reports=f"reports-{n}", archive=f"archive-{n}"
+    )
+
+
+def upload(drop, name: str, data: bytes | str) -> str:
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    drop.service.get_blob_client(drop.inbox, name).upload_blob(raw, overwrite=True)
+    return name
+
+
+def deliver(drop, name: str):
+    """Call the registered function with the SDK-type binding the Python worker builds from the host's data."""
+    content = json.dumps({"Connection": "AzureWebJobsStorage", "ContainerName": drop.inbox, "BlobName": name})
+    model = SimpleNamespace(
+        version="1.0", source="AzureStorageBlobs", content_type="application/json", content=content
+    )
+    client = BlobClientConverter.decode(
+        Datum(type="model_binding_data", value=model), trigger_metadata={}, pytype=BlobClientBinding
+    )
+    return FUNCTIONS["payment_file_drop"].get_user_function()(client)
+
+
+def blobs(drop, container: str) -> list[str]:
+    try:
+        return sorted(b.name for b in drop.service.get_container_client(container).list_blobs())
+    except Exception:
+        return []
+
+
+def read(drop, container: str, name: str) -> bytes:
+    return drop.service.get_blob_client(container, name).download_blob().readall()
+
+
+def report_of(drop, source: str) -> dict:
+    [name] = [
+        b for b in blobs(drop, drop.reports) if b.startswith(source + ".") and b.endswith(".report.json")
+    ]
+    return json.loads(read(drop, drop.reports, name))
+
+
+def failed_csv_of(drop, source: str) -> list[list[str]]:
+    [name] = [
+        b for b in blobs(drop, drop.reports) if b.startswith(source + ".") and b.endswith(".failed.csv")
+    ]
+    return list(csv.reader(io.StringIO(read(drop, drop.reports, name).decode("utf-8"))))
+
+
+def amounts(sandbox) -> list[str]:
+    return [str(p["amount"]) for p in sandbox.payments()]
+
+
+def test_blob_function_is_registered_on_the_inbox_with_event_grid_source():
+    [trigger] = FUNCTIONS["payment_file_drop"].get_bindings_dict()["bindings"]
+    assert trigger["type"] == "blobTrigger"
+    assert trigger["source"] == "EventGrid"
+    assert trigger["path"] == "%PAYMENTS_INBOX_CONTAINER%/{name}"
+    assert trigger["connection"] == "AzureWebJobsStorage"
+
+
+CSV = "customerNumber,postingDate,documentNumber,amount\r\n10000,2026-11-20,D-1,10.10\r\n20000,2026-11-20,D-2,20.20\r\n"
+
+
+@pytest.mark.parametrize(
+    ("file", "content"),
+    [
+        ("pay.csv", CSV),
+        ("pay.json", json.dumps({"customerNumber": "10000", "amount": "10.10"})),
+        (
+            "pay-array.json",
+            '[{"customerNumber": "10000", "amount": 10.10}, {"customerNumber": "20000", "amount": 20.20}]',
+        ),
+        (
+            "pay-value.json",
+            '{"value": [{"customerNumber": "10000", "amount": 10.10}, {"customerNumber": "20000", "amount": 20.20}]}',
+        ),
+        (
+            "pay.ndjson",
+            '{"customerNumber": "10000", "amount": 10.10}\n{"customerNumber": "20000", "amount": 20.20}\n',
+        ),
+        (
+            "pay-no-extension",
+            '{"customerNumber": "10000", "amount": 10.10}\n{"customerNumber": "20000", "amount": 20.20}\n',
+        ),
+    ],
+)
+def test_each_format_is_posted_reported_and_archived(drop, sandbox, file, content):
+    name = upload(drop, f"{C}/{J}/{file}", content)
+    deliver(drop, name)
+    expected = ["10.10"] if file == "pay.json" else ["10.10", "20.20"]
+    assert amounts(sandbox) == expected
+    report = report_of(drop, name)
+    assert report["status"] == "processed"
+    assert report["totals"] == {"records": len(expected), "created": len(expected)}
+    assert [r["id"] for r in report["records"]] == [p["id"] for p in sandbox.payments()]
+    assert report["companyId"] == C and report["journalId"] == J
+    assert blobs(drop, drop.inbox) == []
+    [archived] = blobs(drop, drop.archive)
+    assert archived.startswith(f"processed/{name}.")
+    assert read(drop, drop.archive, archived) == content.encode()
+    assert not [b for b in blobs(drop, drop.reports) if b.endswith(".failed.csv")]
+
+
+def test_csv_with_bom_and_semicolons_from_a_european_export(drop, sandbox):
+    content = (
+        '\ufeffCustomerNumber;PostingDate;Amount;Description\r\n30000;2026-11-21;1234.56;"Rent; November"\r\n'
+    )
+    name = upload(drop, f"{C}/{J}/export.csv", content.encode("utf-8"))
+    deliver(drop, name)
+    [payment] = sandbox.payments()
+    assert str(payment["amount"]) == "1234.56" and payment["description"] == "Rent; November"
+    assert report_of(drop, name)["records"][0]["location"] == "line 2"
+
+
+def test_mixed_file_posts_the_good_reports_the_bad_and_offers_a_fixable_csv(drop, sandbox):
+    content = (
+        "customerNumber;documentNumber;amount;description\r\n"
+        "10000;A-1;5.00;good\r\n"
+        "10000;A-2;1.234,56;decimal comma\r\n"
+        "99999;A-3;7.00;unknown customer\r\n"
+        '20000;A-4;-3.5;=HYPERLINK("http://evil")\r\n'
+        "20000;A-5;8.00;good too\r\n"
+    )
+    name = upload(drop, f"{C}/{J}/mixed.csv", content)
+    deliver(drop, name)
+    assert amounts(sandbox) == ["5.00", "-3.5", "8.00"]
+    report = report_of(drop, name)
+    assert report["status"] == "failed"
+    assert list(report)[:5] == ["source", "processedAt", "companyId", "journalId", "status"]
+    assert report["totals"] == {"records": 5, "created": 3, "invalid": 1, "rejected": 1}
+    by_line = {r["location"]: r for r in report["records"]}
+    assert by_line["line 3"]["outcome"] == "invalid"
+    assert by_line["line 3"]["errors"][0]["pointer"] == "/amount"
+    assert "decimal comma" in by_line["line 3"]["errors"][0]["detail"]
+    assert by_line["line 4"]["outcome"] == "rejected"
+    assert by_line["line 4"]["error"]["code"] == "Internal_RecordNotFound"
+    assert by_line["line 5"]["outcome"] == "created" and by_line["line 5"]["id"]
+    rows = failed_csv_of(drop, name)
+    assert rows[0] == ["customerNumber", "documentNumber", "amount", "description", "error"]
+    assert rows[1][:4] == ["10000", "A-2", "1.234,56", "decimal comma"]
+    assert rows[1][4].startswith("/amount: '1.234,56' uses a decimal comma")
+    assert rows[2][:4] == ["99999", "A-3", "7.00", "unknown customer"]
+    assert rows[2][4].startswith("Internal_RecordNotFound: The Customer does not exist")
+    assert len(rows) == 3
+    [archived] = blobs(drop, drop.archive)
+    assert archived.startswith(f"failed/{name}.")
+
+    # The operator fixes the failed rows and drops the CSV again: the error column is ignored.
+    fixed = io.StringIO()
+    writer = csv.writer(fixed)
+    writer.writerows(
+        [rows[0], ["10000", "A-2", "1234.56", "fixed", rows[1][4]], ["30000", "A-3", "7.00", "fixed", ""]]
+    )
+    again = upload(drop, f"{C}/{J}/mixed-fixed.csv", fixed.getvalue())
+    deliver(drop, again)
+    assert report_of(drop, again)["totals"] == {"records": 2, "created": 2}
+    assert amounts(sandbox) == ["5.00", "-3.5", "8.00", "1234.56", "7.00"]
+
+
+def test_failed_csv_neutralises_formulas_but_not_numbers(drop, sandbox):
+    content = 'customerNumber,amount,description\r\n99999,-12.50,"=1+2"\r\n99999,12.5,"@SUM(A1)"\r\n'
+    name = upload(drop, f"{C}/{J}/formulas.csv", content)
+    deliver(drop, name)
+    rows = failed_csv_of(drop, name)
+    assert [r[:3] for r in rows[1:]] == [["99999", "-12.50", "'=1+2"], ["99999", "12.5", "'@SUM(A1)"]]
+
+
+def test_failed_json_records_keep_their_properties_as_columns(drop, sandbox):
+    content = '[{"customerNumber": "10000", "amount": 1}, {"customerNumber": "10000", "ammount": 2, "comment": "x"}]'
+    name = upload(drop, f"{C}/{J}/typo.json", content)
+    deliver(drop, name)
+    rows = failed_csv_of(drop, name)
+    assert rows[0] == ["customerNumber", "comment", "ammount", "error"]
+    assert rows[1][:3] == ["10000", "x", "2"]
+    assert "/ammount: is not a customerPayment property; did you mean 'amount'?" in rows[1][3]
+
+
+def test_the_same_upload_delivered_twice_posts_once(drop, sandbox):
+    name = upload(drop, f"{C}/{J}/twice.csv", CSV)
+    deliver(drop, name)
+    assert deliver(drop, name) is None  # the function returns normally: nothing left to do
+    assert amounts(sandbox) == ["10.10", "20.20"]
+    assert len([b for b in blobs(drop, drop.reports) if b.endswith(".report.json")]) == 1
+    assert len(blobs(drop, drop.archive)) == 1
+
+
+def test_a_delivery_while_another_worker_holds_the_file_is_retried_later(drop, sandbox):
+    name = upload(drop, f"{C}/{J}/busy.csv", CSV)
+    other = BlobLeaseClient(drop.service.get_blob_client(drop.inbox, name))
+    other.acquire(lease_duration=15)
+    with pytest.raises(FileBusy):
+        deliver(drop, name)
+    assert sandbox.requests == []
+    other.release()
+    deliver(drop, name)
+    assert amounts(sandbox) == ["10.10", "20.20"]
+
+
+def test_root_file_without_default_journal_is_rejected_with_a_report(drop, sandbox):
+    name = upload(drop, "loose.csv", CSV)
+    deliver(drop, name)
+    report = report_of(drop, name)
+    assert report["status"] == "failed"
+    assert "PAYMENTS_DEFAULT_COMPANY_ID and PAYMENTS_DEFAULT_JOURNAL_ID" in report["error"]
+    assert report["error"].endswith("nothing in this file was posted")
+    assert sandbox.requests == []
+    assert blobs(drop, drop.inbox) == [] and blobs(drop, drop.archive)[0].startswith("failed/loose.csv.")
+
+
+def test_root_file_uses_the_default_company_and_journal(drop, sandbox, azure_env):
+    azure_env("businesscentral", PAYMENTS_DEFAULT_COMPANY_ID=C, PAYMENTS_DEFAULT_JOURNAL_ID=J)
+    name = upload(drop, "root.csv", CSV)
+    deliver(drop, name)
+    assert amounts(sandbox) == ["10.10", "20.20"]
+
+
+@pytest.mark.parametrize(
+    ("settings", "content", "message"),
+    [
+        (
+            {"PAYMENTS_MAX_FILE_BYTES": "1024"},
+            CSV + "10000,2026-11-20,D-3,1.00\r\n" * 40,
+            "over the limit of 1024",
+        ),
+        ({"PAYMENTS_MAX_FILE_RECORDS": "1"}, CSV, "more than 1 records"),
+        ({}, "customerNumber,description,amount\r\n10000,caf\xe9,1\r\n".encode("latin-1"), "not UTF-8"),
+        ({}, '[{"customerNumber": "10000", "amount": 1}, {"customerNumber": ', "not a JSON document"),
+        ({}, "", "empty"),
+    ],
+)
+def test_unreadable_or_oversize_files_post_nothing_and_are_moved_to_failed(
+    drop, sandbox, azure_env, settings, content, message
+):
+    if settings:
+        azure_env("businesscentral", **settings)
+    ext = "json" if isinstance(content, str) and content.startswith("[") else "csv"
+    name = upload(drop, f"{C}/{J}/bad.{ext}", content)
+    deliver(drop, name)
+    report = report_of(drop, name)
+    assert report["status"] == "failed"
+    assert message in report["error"]
+    assert sandbox.requests == []
+    assert blobs(drop, drop.inbox) == []
+    assert blobs(drop, drop.archive)[0].startswith("failed/")
