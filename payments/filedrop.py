@@ -162,7 +162,7 @@ class _Report:
         cells[ERROR_COLUMN] = _one_line(detail)
         self.failed.write(codec.dumpb(cells) + b"\n")
 
-    def failed_csv(self) -> bytes | None:
+    def failed_csv(self) -> IO[bytes] | None:
         """The failed records in the input's own columns plus `error`, safe to open in a spreadsheet."""
         if not self.failed.tell():
             return None
@@ -172,14 +172,18 @@ class _Report:
             header = [c for c in WRITABLE if c in self.columns] + [
                 c for c in self.columns if c not in WRITABLE and c != ERROR_COLUMN
             ]
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\r\n")
-        writer.writerow([*header, ERROR_COLUMN])
+        columns = [*header, ERROR_COLUMN]
+        out = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)
+        text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
+        writer = csv.writer(text, lineterminator="\r\n")
+        writer.writerow(columns)
         self.failed.seek(0)
         for line in self.failed:
             cells = codec.loads(line)
-            writer.writerow([guard_cell(_cell(cells.get(name))) for name in [*header, ERROR_COLUMN]])
-        return out.getvalue().encode("utf-8")
+            writer.writerow([guard_cell(_cell(cells.get(name))) for name in columns])
+        text.detach()
+        out.seek(0)
+        return out
 
     def document(self, head: dict[str, Any]) -> IO[bytes]:
         """The report: the head (totals first) and then every record, streamed from the spool."""

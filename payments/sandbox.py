@@ -169,6 +169,18 @@ class RecordedRequest:
 class _Journal:
     name: str
     payments: list[dict[str, Any]] = field(default_factory=list)
+    lines: set[int] = field(default_factory=set)  # line numbers in use: O(1) checks for big files
+    max_line: int = 0
+
+    def add(self, stored: dict[str, Any]) -> None:
+        self.payments.append(stored)
+        self.lines.add(stored["lineNumber"])
+        self.max_line = max(self.max_line, stored["lineNumber"])
+
+    def clear(self) -> None:
+        self.payments.clear()
+        self.lines.clear()
+        self.max_line = 0
 
 
 @dataclass
@@ -513,7 +525,7 @@ class Sandbox:
         with self._lock:
             for company in self._companies.values():
                 for journal in company.journals.values():
-                    journal.payments.clear()
+                    journal.clear()
             self.requests.clear()
             self.token_requests.clear()
             self.issued_tokens.clear()
@@ -803,7 +815,7 @@ class Sandbox:
             number = by_id[cust_id]
         cust_id = company.customers[number]
 
-        used = {p["lineNumber"] for p in journal.payments}
+        used = journal.lines
         line = record.get("lineNumber") or 0
         if line and line in used:
             raise _ODataError(
@@ -813,7 +825,7 @@ class Sandbox:
                 f"Journal Template Name='CASHRCPT',Journal Batch Name='{journal.name}',Line No.='{line}'",
             )
         if not line:
-            line = (max(used, default=0) // 10000 + 1) * 10000
+            line = (journal.max_line // 10000 + 1) * 10000
 
         def code(key: str, default: str = "") -> str:
             assert key in _CODE_PROPS
@@ -837,7 +849,7 @@ class Sandbox:
             "comment": record.get("comment", ""),
             "lastModifiedDateTime": _now_iso(),
         }
-        journal.payments.append(stored)
+        journal.add(stored)
         return dict(stored)
 
     @staticmethod

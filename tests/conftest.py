@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import time
-from dataclasses import dataclass
-from pathlib import Path
-
 import pytest
+
+from devtools.azurite import AzuriteError, running_azurite
 
 from payments import runtime
 from payments.sandbox import SANDBOX_TOKEN_HEADER, Sandbox
@@ -62,83 +58,11 @@ def azure_env(monkeypatch, sandbox):
 
 # -- Azurite: the real storage emulator, installed by `npm ci` (./dev test does it) -----------------
 
-ROOT = Path(__file__).resolve().parent.parent
-# Azurite's fixed development account: public, documented by Microsoft, accepted only on loopback.
-AZURITE_ACCOUNT = "devstoreaccount1"
-AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@dataclass(frozen=True)
-class Azurite:
-    blob_port: int
-    queue_port: int
-    table_port: int
-
-    @property
-    def connection_string(self) -> str:
-        return (
-            f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
-            f"BlobEndpoint=http://127.0.0.1:{self.blob_port}/{AZURITE_ACCOUNT};"
-            f"QueueEndpoint=http://127.0.0.1:{self.queue_port}/{AZURITE_ACCOUNT};"
-            f"TableEndpoint=http://127.0.0.1:{self.table_port}/{AZURITE_ACCOUNT};"
-        )
-
 
 @pytest.fixture(scope="session")
-def azurite(tmp_path_factory):
-    exe = ROOT / "node_modules" / ".bin" / "azurite"
-    if not exe.exists():
-        pytest.fail("Azurite is not installed: run `npm ci` in the repository (./dev test does it)")
-    ports = Azurite(_free_port(), _free_port(), _free_port())
-    proc = subprocess.Popen(
-        [
-            str(exe),
-            "--silent",
-            "--inMemoryPersistence",
-            "--skipApiVersionCheck",
-            "--disableTelemetry",
-            "--blobHost",
-            "127.0.0.1",
-            "--blobPort",
-            str(ports.blob_port),
-            "--queueHost",
-            "127.0.0.1",
-            "--queuePort",
-            str(ports.queue_port),
-            "--tableHost",
-            "127.0.0.1",
-            "--tablePort",
-            str(ports.table_port),
-        ],
-        cwd=tmp_path_factory.mktemp("azurite"),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 60
-    pending = {ports.blob_port, ports.queue_port, ports.table_port}
-    while pending:
-        if time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail("Azurite did not start listening within 60 s")
-        for port in list(pending):
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    pending.discard(port)
-        if pending:
-            try:  # wait a moment for the ports, and notice at once if Azurite died instead
-                proc.wait(0.1)
-                pytest.fail(f"Azurite exited: {proc.stderr.read().decode(errors='replace')[-2000:]}")
-            except subprocess.TimeoutExpired:
-                pass
-    yield ports
-    proc.terminate()
+def azurite():
     try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        with running_azurite() as ports:
+            yield ports
+    except AzuriteError as exc:
+        pytest.fail(str(exc))
