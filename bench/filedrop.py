@@ -59,7 +59,7 @@ def worker(args: argparse.Namespace) -> None:
     inbox = os.environ.get("PAYMENTS_INBOX_CONTAINER", "payments-inbox")
     try:
         service.create_container(inbox)
-    except Exception:  # noqa: BLE001 - exists from an earlier size
+    except Exception:
         pass
     from payments.sandbox import SANDBOX_COMPANY_ID, SANDBOX_JOURNAL_ID
 
@@ -88,7 +88,9 @@ def worker(args: argparse.Namespace) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,100000", help="comma-separated record counts")
-    parser.add_argument("--invalid-every", type=int, default=100, help="every n-th record is invalid (0: none)")
+    parser.add_argument(
+        "--invalid-every", type=int, default=100, help="every n-th record is invalid (0: none)"
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--records", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--connection", help=argparse.SUPPRESS)
@@ -127,13 +129,22 @@ def main() -> int:
                 size = len(make_csv(records, args.invalid_every))
                 out = subprocess.run(
                     [
-                        sys.executable, "-m", "bench.filedrop", "--worker",
-                        "--records", str(records),
-                        "--invalid-every", str(args.invalid_every),
-                        "--connection", azurite.connection_string,
-                        "--base-url", url + "/v2.0/sandbox-tenant/sandbox/api/v2.0",
-                        "--identity", url + "/msi/token",
-                        "--identity-header", SANDBOX_TOKEN_HEADER,
+                        sys.executable,
+                        "-m",
+                        "bench.filedrop",
+                        "--worker",
+                        "--records",
+                        str(records),
+                        "--invalid-every",
+                        str(args.invalid_every),
+                        "--connection",
+                        azurite.connection_string,
+                        "--base-url",
+                        url + "/v2.0/sandbox-tenant/sandbox/api/v2.0",
+                        "--identity",
+                        url + "/msi/token",
+                        "--identity-header",
+                        SANDBOX_TOKEN_HEADER,
                     ],
                     cwd=ROOT,
                     capture_output=True,
@@ -149,7 +160,9 @@ def main() -> int:
         sandbox.wait(10)
 
     print("\nfile-drop benchmark (CSV, Azurite + sandbox on loopback, sequential posting)")
-    print(f"{'records':>9} {'file MiB':>9} {'baseline MiB':>13} {'peak MiB':>9} {'peak-base':>10} {'seconds':>8} {'rec/s':>7}  totals")
+    print(
+        f"{'records':>9} {'file MiB':>9} {'baseline MiB':>13} {'peak MiB':>9} {'peak-base':>10} {'seconds':>8} {'rec/s':>7}  totals"
+    )
     for r in rows:
         mib = 1 / 1024
         print(

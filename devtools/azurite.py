@@ -51,7 +51,11 @@ def running_azurite(timeout: float = 60.0) -> Iterator[Azurite]:
         raise AzuriteError("Azurite is not installed: run `npm ci` in the repository (./dev test does it)")
     ports = Azurite(_free_port(), _free_port(), _free_port())
     args = [str(exe), "--silent", "--inMemoryPersistence", "--skipApiVersionCheck", "--disableTelemetry"]
-    for service, port in (("blob", ports.blob_port), ("queue", ports.queue_port), ("table", ports.table_port)):
+    for service, port in (
+        ("blob", ports.blob_port),
+        ("queue", ports.queue_port),
+        ("table", ports.table_port),
+    ):
         args += [f"--{service}Host", "127.0.0.1", f"--{service}Port", str(port)]
     with tempfile.TemporaryDirectory() as workdir:
         proc = subprocess.Popen(args, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

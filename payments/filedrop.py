@@ -39,7 +39,7 @@ log = logging.getLogger("payments.filedrop")
 
 LEASE_SECONDS = 60
 POST_CHUNK = 100  # payments handed to the pipeline at a time: bounds memory, not throughput
-SPOOL_MEMORY = 8 * 1024 * 1024  # temp files stay in memory up to this size, then go to disk
+SPOOL_MEMORY = 1024 * 1024  # temp files stay in memory up to this size, then go to disk
 
 
 class FileBusy(Exception):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from devtools.azurite import AzuriteError, running_azurite
-
 from payments import runtime
 from payments.sandbox import SANDBOX_TOKEN_HEADER, Sandbox
 
