@@ -37,7 +37,6 @@ from .settings import Settings
 
 log = logging.getLogger("payments.filedrop")
 
-LEASE_SECONDS = 60
 POST_CHUNK = 100  # payments handed to the pipeline at a time: bounds memory, not throughput
 SPOOL_MEMORY = 1024 * 1024  # temp files stay in memory up to this size, then go to disk
 
@@ -80,18 +79,19 @@ def target_of(name: str, settings: Settings) -> tuple[str, str, str]:
 class _Lease:
     """A blob lease renewed in the background until released, so a long file stays ours."""
 
-    def __init__(self, blob: BlobClient):
+    def __init__(self, blob: BlobClient, seconds: int):
         self.client = BlobLeaseClient(blob)
+        self.seconds = seconds
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def acquire(self) -> None:
-        self.client.acquire(lease_duration=LEASE_SECONDS)
+        self.client.acquire(lease_duration=self.seconds)
         self._thread = threading.Thread(target=self._renew, name="payments-lease", daemon=True)
         self._thread.start()
 
     def _renew(self) -> None:
-        while not self._stop.wait(LEASE_SECONDS / 3):
+        while not self._stop.wait(self.seconds / 3):
             try:
                 self.client.renew()
             except HttpResponseError as exc:  # the blob was deleted, or the lease lost
@@ -216,7 +216,11 @@ def _one_line(detail: dict[str, Any]) -> str:
 
 def _outcome_detail(outcome: Outcome) -> dict[str, Any]:
     if outcome.ok and outcome.created is not None:
-        return {"id": outcome.created.get("id"), "lineNumber": outcome.created.get("lineNumber")}
+        return {
+            "id": outcome.created.get("id"),
+            "lineNumber": outcome.created.get("lineNumber"),
+            "note": outcome.note,
+        }
     exc: TargetError | None = outcome.error
     error = {
         "code": getattr(exc, "code", None),
@@ -224,6 +228,7 @@ def _outcome_detail(outcome: Outcome) -> dict[str, Any]:
         "message": exc.message if exc else "",
         "clientRequestId": outcome.client_request_id,
         "attempted": outcome.attempted,
+        "note": outcome.note,
     }
     return {"error": {k: v for k, v in error.items() if v is not None}}
 
@@ -260,7 +265,7 @@ class FileDrop:
     def process(self, name: str) -> DropResult:
         settings = self.settings
         inbox = self.service.get_blob_client(settings.inbox_container, name)
-        lease = _Lease(inbox)
+        lease = _Lease(inbox, settings.file_lease_seconds)
         try:
             lease.acquire()
         except ResourceNotFoundError:

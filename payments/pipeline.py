@@ -6,17 +6,32 @@ exactly-once ledger and batching slot in here once, for all of them.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from . import codec
 from .client import TargetClient
 from .errors import AmbiguousOutcome, NotAuthorized, PermanentRejection, TargetError, TargetUnavailable
+from .ledger import Decision, Entry, Ledger, LedgerUnavailable, Scope, derived_key, odata_filter
 from .model import CustomerPayment, FieldError, Rules
 from .settings import Settings
 
-Kind = Literal["created", "invalid", "rejected", "unavailable", "ambiguous", "denied"]
+log = logging.getLogger("payments.pipeline")
+
+Kind = Literal[
+    "created",  # posted now
+    "skipped",  # posted before (found in the ledger, or at the target by reconciliation): not posted again
+    "invalid",
+    "rejected",
+    "unavailable",
+    "ambiguous",
+    "denied",
+    "in-flight",  # another request or worker is posting this very payment right now
+    "conflict",  # the Idempotency-Key was used before for a different payment
+]
 
 
 @dataclass(slots=True)
@@ -29,10 +44,12 @@ class Outcome:
     errors: list[FieldError] = field(default_factory=list)
     client_request_id: str | None = None
     attempted: bool = True
+    note: str | None = None  # why a payment was skipped or left ambiguous
+    replay_status: int | None = None  # for an Idempotency-Key replay: the status first answered
 
     @property
     def ok(self) -> bool:
-        return self.kind == "created"
+        return self.kind in ("created", "skipped")
 
 
 def rules_for(settings: Settings) -> Rules:
@@ -52,18 +69,77 @@ def _classify(exc: TargetError) -> Kind:
 
 
 class Pipeline:
-    """Posts payments through one client; stops early when the target is down rather than hammering it."""
+    """Posts payments through one client and, when it has one, the exactly-once ledger; stops early
+    when the target is down rather than hammering it."""
 
-    def __init__(self, client: TargetClient):
+    def __init__(self, client: TargetClient, ledger: Ledger | None = None):
         self.client = client
+        self.ledger = ledger
         self.rules = rules_for(client.settings)
 
-    def post_one(self, company_id: str, journal_id: str, payment: CustomerPayment) -> Outcome:
+    def _send(self, company_id: str, journal_id: str, payment: CustomerPayment) -> Outcome:
         try:
             created = self.client.create_payment(company_id, journal_id, payment.payload())
         except TargetError as exc:
             return Outcome(_classify(exc), error=exc, client_request_id=exc.client_request_id)
         return Outcome("created", created=created.body, client_request_id=created.client_request_id)
+
+    def find(self, company_id: str, journal_id: str, natural: dict[str, str]) -> list[dict[str, Any]]:
+        """Payments at the target matching a natural key (for reconciliation)."""
+        return self.client.find_payments(company_id, journal_id, odata_filter(natural))
+
+    def post_one(
+        self, company_id: str, journal_id: str, payment: CustomerPayment, *, key: str | None = None
+    ) -> Outcome:
+        """Post one payment; with a ledger, at most once per key (derived from the payment by default).
+        An explicit key (Idempotency-Key) also replays earlier rejections instead of retrying them."""
+        if self.ledger is None:
+            return self._send(company_id, journal_id, payment)
+        scope = Scope(company_id, journal_id)
+        explicit = key is not None
+        key = key or derived_key(scope, payment.payload())
+        try:
+            decision = self.ledger.claim(
+                scope,
+                key,
+                payment,
+                lambda natural: self.find(company_id, journal_id, natural),
+                replay_rejections=explicit,
+            )
+        except LedgerUnavailable as exc:
+            return Outcome("unavailable", error=TargetUnavailable(f"not posted: {exc}", retry_after=30))
+        entry = decision.entry
+        if decision.action == "done":
+            return _replay(entry, decision)
+        if decision.action == "in-flight":
+            return Outcome("in-flight", note="this payment is being posted by another request right now")
+        if decision.action == "conflict":
+            return Outcome("conflict", note=decision.reason)
+        if decision.action == "ambiguous":
+            error = AmbiguousOutcome(decision.reason)
+            return Outcome("ambiguous", error=error, note=decision.reason)
+        assert entry is not None
+        outcome = self._send(company_id, journal_id, payment)
+        self._record(entry, outcome)
+        return outcome
+
+    def _record(self, entry: Entry, outcome: Outcome) -> None:
+        ledger = self.ledger
+        assert ledger is not None
+        try:
+            if outcome.kind == "created":
+                ledger.record_posted(entry, outcome.created or {}, status=201)
+            elif outcome.kind == "rejected" and isinstance(outcome.error, PermanentRejection):
+                err = outcome.error
+                ledger.record_rejected(entry, status=err.status, code=err.code, message=err.message)
+            elif outcome.kind == "ambiguous":
+                message = outcome.error.message if outcome.error else "no definite answer"
+                ledger.record_ambiguous(entry, client_request_id=outcome.client_request_id, message=message)
+            else:  # unavailable or denied: certainly not created
+                ledger.release(entry)
+        except LedgerUnavailable:
+            # The claim stays; once its lease runs out the next attempt reconciles with the target.
+            log.critical("outcome of %s could not be written to the ledger: %s", entry.key, outcome.kind)
 
     def post_all(
         self,
@@ -71,6 +147,7 @@ class Pipeline:
         journal_id: str,
         payments: Sequence[CustomerPayment],
         *,
+        keys: Sequence[str | None] | None = None,
         deadline: float | None = None,
         progress: Callable[[int, Outcome], None] | None = None,
     ) -> list[Outcome]:
@@ -84,10 +161,28 @@ class Pipeline:
             if halted is not None:
                 outcome = Outcome(_classify(halted), error=halted, attempted=False)
             else:
-                outcome = self.post_one(company_id, journal_id, payment)
+                key = keys[index] if keys is not None else None
+                outcome = self.post_one(company_id, journal_id, payment, key=key)
                 if outcome.kind in ("unavailable", "denied"):
                     halted = outcome.error
             outcomes.append(outcome)
             if progress is not None:
                 progress(index, outcome)
         return outcomes
+
+
+def _replay(entry: Entry | None, decision: Decision) -> Outcome:
+    """The outcome of a payment the ledger already knows: posted before (skipped) or a stored rejection."""
+    assert entry is not None
+    if entry.state == "rejected":
+        error = PermanentRejection(
+            entry.error_message or "", status=entry.response_status or 400, code=entry.error_code or ""
+        )
+        return Outcome("rejected", error=error, note="replayed from the ledger")
+    body: dict[str, Any] = decision.found or {}
+    if not body and entry.response_body:
+        body = codec.loads(entry.response_body)
+    if not body:
+        body = {"id": entry.target_id}
+    note = "found at the target and adopted" if decision.found else "posted before"
+    return Outcome("skipped", created=body, note=note, replay_status=entry.response_status)

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from .client import TargetClient
 from .identity import make_credential
+from .ledger import Ledger, TableLedgerStore
 from .pipeline import Pipeline
-from .settings import SettingsError, load_settings
+from .settings import Settings, SettingsError, load_settings
+from .storage import ledger_table
 
 if TYPE_CHECKING:
     from .filedrop import FileDrop
@@ -32,8 +35,23 @@ def pipeline() -> Pipeline:
         with _lock:
             if _pipeline is None:
                 settings = load_settings()
-                _pipeline = Pipeline(TargetClient(settings, make_credential(settings)))
+                _pipeline = Pipeline(TargetClient(settings, make_credential(settings)), make_ledger(settings))
     return _pipeline
+
+
+def make_ledger(settings: Settings) -> Ledger | None:
+    """The exactly-once ledger in the function's storage account (None, with a warning, without one)."""
+    table = ledger_table(settings)
+    if table is None:
+        log.warning(
+            "no storage account configured: the idempotency ledger is off, duplicates are not detected"
+        )
+        return None
+    return Ledger(
+        TableLedgerStore(table),
+        lease=timedelta(seconds=settings.ledger_lease_seconds),
+        retention=timedelta(days=settings.ledger_retention_days),
+    )
 
 
 def file_drop() -> FileDrop:

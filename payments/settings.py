@@ -72,6 +72,18 @@ class Settings(BaseSettings):
     default_journal_id: str | None = Field(None, description="Journal for files dropped at the inbox root")
     max_file_bytes: int = Field(100 * 1024 * 1024, ge=1024, description="Largest payment file accepted")
     max_file_records: int = Field(100_000, ge=1, description="Most records one payment file may hold")
+    file_lease_seconds: int = Field(
+        60, ge=15, le=60, description="Lease a worker holds on a file it processes"
+    )
+    ledger_table: str = Field(
+        "paymentsledger", pattern=r"^[A-Za-z][A-Za-z0-9]{2,62}$", description="Ledger table"
+    )
+    ledger_lease_seconds: float = Field(
+        300.0, gt=0, le=3600, description="After this long a claim by a silent worker may be reconciled"
+    )
+    ledger_retention_days: float = Field(
+        30.0, gt=0, le=3650, description="How long payment keys are remembered"
+    )
 
     # The function's own storage account, read from the same settings the Functions host uses.
     storage_connection_string: str | None = Field(

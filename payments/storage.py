@@ -13,6 +13,7 @@ from .settings import Settings, SettingsError
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
+    from azure.data.tables import TableClient
     from azure.storage.blob import BlobServiceClient
 
 
@@ -26,6 +27,19 @@ def _identity(client_id: str | None) -> TokenCredential:
 def storage_credential(settings: Settings) -> TokenCredential:
     """One managed identity credential per process and client id (tokens cached inside it)."""
     return _identity(settings.storage_client_id or settings.azure_client_id)
+
+
+def ledger_table(settings: Settings) -> TableClient | None:
+    """The ledger's table in the function's own storage account, or None when none is configured."""
+    from azure.data.tables import TableClient
+
+    if settings.storage_connection_string:
+        return TableClient.from_connection_string(settings.storage_connection_string, settings.ledger_table)
+    if settings.storage_table_uri:
+        return TableClient(
+            settings.storage_table_uri, settings.ledger_table, credential=storage_credential(settings)
+        )
+    return None
 
 
 def blob_service(settings: Settings) -> BlobServiceClient:

@@ -15,6 +15,7 @@ from typing import Any
 
 from . import codec
 from .errors import AmbiguousOutcome, NotAuthorized, PermanentRejection, TargetUnavailable
+from .ledger import Scope, explicit_key
 from .model import Checked, FieldError, check
 from .pipeline import Outcome, Pipeline
 from .settings import SettingsError
@@ -24,6 +25,7 @@ log = logging.getLogger("payments.webhook")
 PROBLEM = "urn:payments-relay:problem:"
 PROBLEM_JSON = "application/problem+json"
 IGNORED_HEADER = "Payments-Ignored-Properties"
+ALREADY_HEADER = "Payments-Already-Posted"
 # The Functions host answers an HTTP trigger within 230 s; stop starting new posts well before.
 HTTP_TIME_BUDGET_SECONDS = 180.0
 
@@ -197,14 +199,61 @@ def _handle(
     except codec.JsonSyntaxError as exc:
         return problem(400, "malformed-body", "The body is not valid JSON", str(exc))
 
+    raw_key = headers.get("idempotency-key")
+    key = _idempotency_key(raw_key) if raw_key is not None else None
+    if raw_key is not None and key is None:
+        return problem(
+            400,
+            "invalid-idempotency-key",
+            "Invalid Idempotency-Key",
+            "Idempotency-Key must be a string of 1 to 255 printable ASCII characters, quoted or bare",
+        )
     batch = _batch_items(data)
     if batch is None:
-        return _single(pipeline, company, journal, data)
+        return _single(pipeline, company, journal, data, key)
     items, prefix = batch
-    return _batch(pipeline, company, journal, items, prefix)
+    return _batch(pipeline, company, journal, items, prefix, key)
 
 
-def _single(pipeline: Pipeline, company: str, journal: str, data: Any) -> Answer:
+def _idempotency_key(value: str) -> str | None:
+    """The key of an `Idempotency-Key` header (an RFC 8941 string per the IETF draft; a bare token is
+    accepted too)."""
+    value = value.strip()
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        value = value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+    if not 1 <= len(value) <= 255 or not all(" " <= ch <= "~" for ch in value):
+        return None
+    return value
+
+
+def _already(outcome: Outcome, explicit: bool) -> tuple[int, dict[str, str]]:
+    """Status and headers for a payment the ledger knows was posted before."""
+    if explicit:
+        return outcome.replay_status or 201, {"Idempotent-Replayed": "true"}
+    return 200, {ALREADY_HEADER: "true"}
+
+
+def _ledger_problem(outcome: Outcome) -> Answer | None:
+    if outcome.kind == "in-flight":
+        answer = problem(
+            409,
+            "request-in-progress",
+            "This payment is being posted right now",
+            "another request with the same payment (or Idempotency-Key) is in progress; retry shortly",
+        )
+        answer.headers["Retry-After"] = "5"
+        return answer
+    if outcome.kind == "conflict":
+        return problem(
+            422,
+            "idempotency-key-reused",
+            "Idempotency-Key reused for a different payment",
+            "this Idempotency-Key was used before with a different payment; use a new key",
+        )
+    return None
+
+
+def _single(pipeline: Pipeline, company: str, journal: str, data: Any, key: str | None) -> Answer:
     checked = check(data, pipeline.rules)
     if not checked.ok:
         return problem(
@@ -215,21 +264,24 @@ def _single(pipeline: Pipeline, company: str, journal: str, data: Any) -> Answer
             errors=_errors(checked.errors),
         )
     assert checked.payment is not None
-    outcome = pipeline.post_one(company, journal, checked.payment)
+    ledger_key = explicit_key(Scope(company, journal), key) if key else None
+    outcome = pipeline.post_one(company, journal, checked.payment, key=ledger_key)
     if outcome.ok:
-        headers = {}
+        status, headers = (201, {}) if outcome.kind == "created" else _already(outcome, key is not None)
         if outcome.client_request_id:
             headers["client-request-id"] = outcome.client_request_id
         if checked.ignored:
             headers[IGNORED_HEADER] = ", ".join(checked.ignored)
-        return Answer(201, outcome.created, headers)
-    answer = outcome_problem(outcome)
+        return Answer(status, outcome.created, headers)
+    answer = _ledger_problem(outcome) or outcome_problem(outcome)
     if checked.ignored and answer.body is not None:
         answer.body["ignoredProperties"] = checked.ignored
     return answer
 
 
-def _batch(pipeline: Pipeline, company: str, journal: str, items: list[Any], prefix: str) -> Answer:
+def _batch(
+    pipeline: Pipeline, company: str, journal: str, items: list[Any], prefix: str, key: str | None
+) -> Answer:
     if not items:
         return problem(
             422,
@@ -251,16 +303,21 @@ def _batch(pipeline: Pipeline, company: str, journal: str, items: list[Any], pre
         )
     payments = [c.payment for c in checks if c.payment is not None]
     deadline = time.monotonic() + HTTP_TIME_BUDGET_SECONDS
-    outcomes = pipeline.post_all(company, journal, payments, deadline=deadline)
+    scope = Scope(company, journal)
+    keys = [explicit_key(scope, key, i) for i in range(len(payments))] if key else None
+    outcomes = pipeline.post_all(company, journal, payments, keys=keys, deadline=deadline)
     results: list[dict[str, Any]] = []
     statuses: set[int] = set()
     retry_after: list[str] = []
     for index, (outcome, checked) in enumerate(zip(outcomes, checks, strict=True)):
         item: dict[str, Any] = {"index": index, "outcome": outcome.kind}
         if outcome.ok:
-            item.update(status=201, payment=outcome.created, clientRequestId=outcome.client_request_id)
+            status = 201 if outcome.kind == "created" else _already(outcome, key is not None)[0]
+            item.update(status=status, payment=outcome.created, clientRequestId=outcome.client_request_id)
+            if outcome.note and outcome.kind == "skipped":
+                item["note"] = outcome.note
         else:
-            answer = outcome_problem(outcome)
+            answer = _ledger_problem(outcome) or outcome_problem(outcome)
             item.update(status=answer.status, problem=answer.body)
             if "Retry-After" in answer.headers:
                 retry_after.append(answer.headers["Retry-After"])
@@ -271,8 +328,8 @@ def _batch(pipeline: Pipeline, company: str, journal: str, items: list[Any], pre
     summary: dict[str, int] = {"total": len(results)}
     for outcome in outcomes:
         summary[outcome.kind] = summary.get(outcome.kind, 0) + 1
-    if statuses == {201}:
-        return Answer(201, {"summary": summary, "results": results})
+    if len(statuses) == 1 and statuses <= {200, 201}:
+        return Answer(statuses.pop(), {"summary": summary, "results": results})
     if len(statuses) == 1:
         # Every payment failed the same way: answer with that status, so a sender's retry logic works.
         first = results[0]["problem"]

@@ -33,6 +33,7 @@ def drop(azure_env, azurite, monkeypatch, sandbox):
         "PAYMENTS_INBOX_CONTAINER": f"inbox-{n}",
         "PAYMENTS_REPORTS_CONTAINER": f"reports-{n}",
         "PAYMENTS_ARCHIVE_CONTAINER": f"archive-{n}",
+        "PAYMENTS_LEDGER_TABLE": f"ledger{n}",
     }
     azure_env("businesscentral", **env)
     service = BlobServiceClient.from_connection_string(azurite.connection_string)

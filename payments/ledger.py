@@ -1,0 +1,534 @@
+"""The idempotency ledger: each payment is posted exactly once, or reported as ambiguous.
+
+The protocol (`Ledger`) is written against a small persistence interface (`LedgerStore`), the way
+AWS Lambda Powertools separates idempotency from DynamoDB: Azure Table Storage sits behind it in
+production (`TableLedgerStore`), an in-memory store for offline runs of the command line.
+
+Protocol, per payment key:
+1. claim: insert-if-absent a `claimed` entry with a lease (atomic; never read-then-insert);
+2. post, then record the outcome: `posted` (with the target's id), `rejected`, or `ambiguous`;
+   a definite "nothing was created" (target unavailable) releases the claim;
+3. someone else's live claim means the payment is in flight; a claim whose lease ran out (a
+   crashed worker) or an `ambiguous` entry may have reached the target, so it is reconciled first:
+   the target is searched by the payment's natural key and a match is adopted instead of posting.
+   Without a natural key the entry stays `ambiguous` for a person to resolve; it is never re-posted
+   on a guess.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Literal, Protocol
+
+from . import codec
+from .model import CustomerPayment
+
+log = logging.getLogger("payments.ledger")
+
+State = Literal["claimed", "posted", "rejected", "ambiguous"]
+_CODE_FIELDS = ("customerNumber", "documentNumber", "externalDocumentNumber", "appliesToInvoiceNumber")
+MAX_STORED_BODY = 30_000  # characters: a Table string property holds 32K UTF-16 code units
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """Where a payment goes: keys are unique per company and journal."""
+
+    company_id: str
+    journal_id: str
+
+    @property
+    def partition(self) -> str:
+        return f"{self.company_id}_{self.journal_id}"
+
+
+def canonical(payload: dict[str, Any]) -> str:
+    """The payment as the target will see it, so equal payments compare equal: amounts by value
+    (10.10 == 10.1), Code fields upper-case (Business Central stores them so), keys sorted."""
+    norm: dict[str, Any] = {}
+    for name in sorted(payload):
+        value = payload[name]
+        if isinstance(value, Decimal | int) and not isinstance(value, bool):
+            value = format(Decimal(value).normalize(), "f")
+        elif name in _CODE_FIELDS and isinstance(value, str):
+            value = value.upper()
+        norm[name] = value
+    return codec.dumps(norm)
+
+
+def fingerprint(payload: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical(payload).encode("utf-8")).hexdigest()
+
+
+def derived_key(scope: Scope, payload: dict[str, Any]) -> str:
+    """The key of a payment sent without Idempotency-Key: the same payment in the same journal is
+    the same key. Two genuinely identical payments therefore count as one (see the README)."""
+    return "p-" + hashlib.sha256(f"{scope.partition}|{canonical(payload)}".encode()).hexdigest()
+
+
+def explicit_key(scope: Scope, idempotency_key: str, index: int | None = None) -> str:
+    """The key for a caller's Idempotency-Key (per item of a batch)."""
+    suffix = "" if index is None else f"#{index}"
+    return "k-" + hashlib.sha256(f"{scope.partition}|{idempotency_key}{suffix}".encode()).hexdigest()
+
+
+@dataclass(slots=True)
+class Entry:
+    """One payment's record in the ledger."""
+
+    scope: Scope
+    key: str
+    state: State
+    fingerprint: str
+    claimed_until: datetime
+    created_at: datetime
+    updated_at: datetime
+    attempts: int = 1
+    target_id: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    response_status: int | None = None
+    response_body: str | None = None  # the target's object (JSON), for replays
+    client_request_id: str | None = None
+    natural: dict[str, str] = field(default_factory=dict)  # documentNumber etc., amount as text
+    etag: str | None = None
+
+
+class LedgerStore(Protocol):
+    """Persistence for ledger entries; every write is conditional, so the protocol stays atomic."""
+
+    def insert(self, entry: Entry) -> Entry | None:
+        """Create the entry if its key is absent; the stored entry (with etag), or None if it exists."""
+
+    def get(self, scope: Scope, key: str) -> Entry | None: ...
+
+    def replace(self, entry: Entry) -> Entry | None:
+        """Overwrite if `entry.etag` still matches; the stored entry, or None if someone changed it."""
+
+    def delete(self, entry: Entry) -> bool:
+        """Remove if `entry.etag` still matches."""
+
+    def scan(self, states: set[str] | None = None) -> Iterator[Entry]: ...
+
+
+class LedgerUnavailable(Exception):
+    """The ledger could not be read or written: nothing may be posted without it."""
+
+
+@dataclass(slots=True)
+class Decision:
+    """What the ledger says to do with a payment before posting it."""
+
+    action: Literal["post", "done", "in-flight", "conflict", "ambiguous"]
+    entry: Entry | None = None
+    found: dict[str, Any] | None = None  # a payment adopted at the target after reconciliation
+    reason: str = ""
+
+
+class Ledger:
+    """The exactly-once protocol over a `LedgerStore`."""
+
+    def __init__(
+        self,
+        store: LedgerStore,
+        *,
+        lease: timedelta = timedelta(minutes=5),
+        retention: timedelta = timedelta(days=30),
+        clock: Callable[[], datetime] = _now,
+    ):
+        self.store = store
+        self.lease = lease
+        self.retention = retention
+        self.clock = clock
+
+    # -- before posting -----------------------------------------------------------------------
+
+    def claim(
+        self,
+        scope: Scope,
+        key: str,
+        payment: CustomerPayment,
+        find: Callable[[dict[str, str]], list[dict[str, Any]]],
+        *,
+        replay_rejections: bool = False,
+    ) -> Decision:
+        """Claim `key` for posting, or say why not. `find` searches the target by natural key."""
+        payload = payment.payload()
+        now = self.clock()
+        fresh = Entry(
+            scope=scope,
+            key=key,
+            state="claimed",
+            fingerprint=fingerprint(payload),
+            claimed_until=now + self.lease,
+            created_at=now,
+            updated_at=now,
+            natural=natural_key(payload),
+        )
+        for _ in range(5):
+            stored = self.store.insert(fresh)
+            if stored is not None:
+                return Decision("post", stored)
+            existing = self.store.get(scope, key)
+            if existing is None:
+                continue  # released between our insert and get: try again
+            if existing.updated_at + self.retention < now:
+                taken = self._take_over(existing, fresh)
+                if taken is None:
+                    continue
+                return Decision("post", taken)
+            if existing.fingerprint != fresh.fingerprint:
+                return Decision(
+                    "conflict", existing, reason="the key was used before for a different payment"
+                )
+            if existing.state == "posted":
+                return Decision("done", existing)
+            if existing.state == "rejected":
+                if replay_rejections:
+                    return Decision("done", existing)
+                taken = self._take_over(existing, fresh)  # nothing exists at the target: safe to retry
+                if taken is None:
+                    return Decision("in-flight", existing)
+                return Decision("post", taken)
+            if existing.state == "claimed" and existing.claimed_until > now:
+                return Decision("in-flight", existing)
+            # A stale claim (its worker died) or an ambiguous outcome: it may exist at the target.
+            taken = self._take_over(existing, fresh)
+            if taken is None:
+                return Decision("in-flight", existing)
+            return self._reconcile(taken, find)
+        raise LedgerUnavailable(f"could not claim {key}: the entry kept changing")
+
+    def _take_over(self, existing: Entry, fresh: Entry) -> Entry | None:
+        taken = replace(
+            existing,
+            state="claimed",
+            fingerprint=fresh.fingerprint,
+            claimed_until=fresh.claimed_until,
+            updated_at=fresh.updated_at,
+            attempts=existing.attempts + 1,
+            natural=fresh.natural or existing.natural,
+        )
+        return self.store.replace(taken)
+
+    def _reconcile(self, entry: Entry, find: Callable[[dict[str, str]], list[dict[str, Any]]]) -> Decision:
+        if not (entry.natural.get("documentNumber") or entry.natural.get("externalDocumentNumber")):
+            marked = self._mark(entry, state="ambiguous")
+            return Decision(
+                "ambiguous",
+                marked,
+                reason="an earlier attempt may have created it and it has no documentNumber or "
+                "externalDocumentNumber to look it up by: check the journal, then resolve it with "
+                "`python -m payments ledger resolve`",
+            )
+        try:
+            matches = find(entry.natural)
+        except Exception as exc:  # the target cannot be searched now: stay ambiguous, do not post
+            marked = self._mark(entry, state="ambiguous")
+            return Decision("ambiguous", marked, reason=f"could not search the target to reconcile: {exc}")
+        if len(matches) == 1:
+            found = matches[0]
+            self.record_posted(entry, found, status=201)
+            log.info("reconciled %s: adopted %s found at the target", entry.key, found.get("id"))
+            return Decision("done", entry, found=found)
+        if len(matches) > 1:
+            marked = self._mark(entry, state="ambiguous")
+            return Decision("ambiguous", marked, reason=f"{len(matches)} payments at the target match it")
+        log.info("reconciled %s: not at the target, posting", entry.key)
+        return Decision("post", entry)
+
+    # -- after posting ------------------------------------------------------------------------
+
+    def _mark(self, entry: Entry, **changes: Any) -> Entry:
+        updated = replace(entry, updated_at=self.clock(), **changes)
+        stored = self.store.replace(updated)
+        if stored is None:
+            log.error("ledger entry %s changed under us; leaving it as it is", entry.key)
+            return updated
+        entry.etag = stored.etag
+        return stored
+
+    def record_posted(self, entry: Entry, created: dict[str, Any], *, status: int) -> Entry:
+        body = codec.dumps(created)
+        return self._mark(
+            entry,
+            state="posted",
+            target_id=str(created.get("id") or "") or None,
+            response_status=status,
+            response_body=body if len(body) <= MAX_STORED_BODY else None,
+            error_code=None,
+            error_message=None,
+        )
+
+    def record_rejected(self, entry: Entry, *, status: int | None, code: str | None, message: str) -> Entry:
+        return self._mark(
+            entry, state="rejected", response_status=status, error_code=code, error_message=message[:2000]
+        )
+
+    def record_ambiguous(self, entry: Entry, *, client_request_id: str | None, message: str) -> Entry:
+        return self._mark(
+            entry, state="ambiguous", client_request_id=client_request_id, error_message=message
+        )
+
+    def release(self, entry: Entry) -> None:
+        """Nothing was created (the target was unavailable): forget the claim so a retry may post."""
+        if not self.store.delete(entry):
+            log.error(
+                "could not release ledger entry %s; it becomes reclaimable when its lease ends", entry.key
+            )
+
+    # -- people -------------------------------------------------------------------------------
+
+    def attention(self) -> Iterator[Entry]:
+        """Entries a person may need to look at: ambiguous ones, and claims whose lease ran out."""
+        now = self.clock()
+        for entry in self.store.scan({"ambiguous", "claimed"}):
+            if entry.state == "ambiguous" or entry.claimed_until <= now:
+                yield entry
+
+    def resolve(self, scope: Scope, key: str, *, target_id: str | None) -> Entry:
+        """A person checked the target: record it as posted (with its id) or as not posted (forgotten)."""
+        entry = self.store.get(scope, key)
+        if entry is None:
+            raise KeyError(key)
+        if target_id:
+            return self._mark(entry, state="posted", target_id=target_id, error_message="resolved by hand")
+        if not self.store.delete(entry):
+            raise LedgerUnavailable(f"{key} changed while resolving it; look again")
+        return replace(entry, state="claimed")
+
+    def purge(self) -> int:
+        """Delete entries older than the retention period; returns how many."""
+        limit = self.clock() - self.retention
+        count = 0
+        for entry in self.store.scan():
+            if entry.updated_at < limit and entry.state != "claimed" and self.store.delete(entry):
+                count += 1
+        return count
+
+
+def natural_key(payload: dict[str, Any]) -> dict[str, str]:
+    """What identifies a payment at the target when we must look for it (all as text)."""
+    out: dict[str, str] = {}
+    for name in ("documentNumber", "externalDocumentNumber", "customerNumber", "customerId"):
+        if payload.get(name):
+            out[name] = str(payload[name])
+    if "amount" in payload:
+        out["amount"] = codec.format_decimal(Decimal(payload["amount"]))
+    return out
+
+
+def odata_filter(natural: dict[str, str]) -> str:
+    """The `$filter` that finds a payment by its natural key (Code fields upper-case, as stored)."""
+    clauses = []
+    for name in ("documentNumber", "externalDocumentNumber", "customerNumber"):
+        if natural.get(name):
+            literal = natural[name].upper().replace("'", "''")
+            clauses.append(f"{name} eq '{literal}'")
+    if natural.get("customerId") and not natural.get("customerNumber"):
+        clauses.append(f"customerId eq {natural['customerId']}")
+    if natural.get("amount"):
+        clauses.append(f"amount eq {natural['amount']}")
+    return " and ".join(clauses)
+
+
+# -- stores -----------------------------------------------------------------------------------------
+
+
+class MemoryLedgerStore:
+    """An in-process store: for command-line runs against the sandbox, where no storage account exists."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self._lock = threading.Lock()
+        self._rows: dict[tuple[str, str], Entry] = {}
+        self._version = 0
+
+    def _stamp(self, entry: Entry) -> Entry:
+        self._version += 1
+        stored = replace(entry, natural=dict(entry.natural), etag=str(self._version))
+        self._rows[(entry.scope.partition, entry.key)] = stored
+        return replace(stored)
+
+    def insert(self, entry: Entry) -> Entry | None:
+        with self._lock:
+            if (entry.scope.partition, entry.key) in self._rows:
+                return None
+            return self._stamp(entry)
+
+    def get(self, scope: Scope, key: str) -> Entry | None:
+        with self._lock:
+            found = self._rows.get((scope.partition, key))
+            return replace(found) if found else None
+
+    def replace(self, entry: Entry) -> Entry | None:
+        with self._lock:
+            current = self._rows.get((entry.scope.partition, entry.key))
+            if current is None or current.etag != entry.etag:
+                return None
+            return self._stamp(entry)
+
+    def delete(self, entry: Entry) -> bool:
+        with self._lock:
+            current = self._rows.get((entry.scope.partition, entry.key))
+            if current is None or current.etag != entry.etag:
+                return False
+            del self._rows[(entry.scope.partition, entry.key)]
+            return True
+
+    def scan(self, states: set[str] | None = None) -> Iterator[Entry]:
+        with self._lock:
+            rows = [replace(e) for e in self._rows.values() if states is None or e.state in states]
+        yield from rows
+
+
+class TableLedgerStore:
+    """Azure Table Storage: PartitionKey = company_journal, RowKey = payment key; etags make every
+    write conditional (create fails if present; update and delete require the etag last read)."""
+
+    def __init__(self, table: Any):  # azure.data.tables.TableClient
+        self.table = table
+        self._ready = False
+
+    def _ensure(self) -> None:
+        if not self._ready:
+            from azure.core.exceptions import ResourceExistsError
+
+            try:
+                self.table.create_table()
+            except ResourceExistsError:
+                pass
+            self._ready = True
+
+    @staticmethod
+    def _to_entity(entry: Entry) -> dict[str, Any]:
+        entity: dict[str, Any] = {
+            "PartitionKey": entry.scope.partition,
+            "RowKey": entry.key,
+            "State": entry.state,
+            "Fingerprint": entry.fingerprint,
+            "ClaimedUntil": entry.claimed_until,
+            "CreatedAt": entry.created_at,
+            "UpdatedAt": entry.updated_at,
+            "Attempts": entry.attempts,
+            "Natural": codec.dumps(entry.natural),
+        }
+        optional = {
+            "TargetId": entry.target_id,
+            "ErrorCode": entry.error_code,
+            "ErrorMessage": entry.error_message,
+            "ResponseStatus": entry.response_status,
+            "ResponseBody": entry.response_body,
+            "ClientRequestId": entry.client_request_id,
+        }
+        entity.update({k: v for k, v in optional.items() if v is not None})
+        return entity
+
+    @staticmethod
+    def _from_entity(entity: Any) -> Entry:
+        company, _, journal = entity["PartitionKey"].partition("_")
+        return Entry(
+            scope=Scope(company, journal),
+            key=entity["RowKey"],
+            state=entity["State"],
+            fingerprint=entity["Fingerprint"],
+            claimed_until=entity["ClaimedUntil"],
+            created_at=entity["CreatedAt"],
+            updated_at=entity["UpdatedAt"],
+            attempts=int(entity.get("Attempts", 1)),
+            target_id=entity.get("TargetId"),
+            error_code=entity.get("ErrorCode"),
+            error_message=entity.get("ErrorMessage"),
+            response_status=entity.get("ResponseStatus"),
+            response_body=entity.get("ResponseBody"),
+            client_request_id=entity.get("ClientRequestId"),
+            natural=codec.loads(entity.get("Natural") or "{}"),
+            etag=entity.metadata.get("etag"),
+        )
+
+    def _call(self, fn: Callable[[], Any]) -> Any:
+        from azure.core.exceptions import (
+            AzureError,
+            ResourceExistsError,
+            ResourceModifiedError,
+            ResourceNotFoundError,
+        )
+
+        self._ensure()
+        try:
+            return fn()
+        except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
+            raise
+        except AzureError as exc:
+            raise LedgerUnavailable(f"ledger table unavailable: {exc.__class__.__name__}: {exc}") from None
+
+    def insert(self, entry: Entry) -> Entry | None:
+        from azure.core.exceptions import ResourceExistsError
+
+        try:
+            meta = self._call(lambda: self.table.create_entity(self._to_entity(entry)))
+        except ResourceExistsError:
+            return None
+        return replace(entry, etag=meta.get("etag"))
+
+    def get(self, scope: Scope, key: str) -> Entry | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            return self._from_entity(self._call(lambda: self.table.get_entity(scope.partition, key)))
+        except ResourceNotFoundError:
+            return None
+
+    def replace(self, entry: Entry) -> Entry | None:
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+        from azure.data.tables import UpdateMode
+
+        try:
+            meta = self._call(
+                lambda: self.table.update_entity(
+                    self._to_entity(entry),
+                    mode=UpdateMode.REPLACE,
+                    etag=entry.etag,
+                    match_condition=MatchConditions.IfNotModified,
+                )
+            )
+        except (ResourceModifiedError, ResourceNotFoundError):
+            return None
+        return replace(entry, etag=meta.get("etag"))
+
+    def delete(self, entry: Entry) -> bool:
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+
+        try:
+            self._call(
+                lambda: self.table.delete_entity(
+                    entry.scope.partition,
+                    entry.key,
+                    etag=entry.etag,
+                    match_condition=MatchConditions.IfNotModified,
+                )
+            )
+        except (ResourceModifiedError, ResourceNotFoundError):
+            return False
+        return True
+
+    def scan(self, states: set[str] | None = None) -> Iterator[Entry]:
+        if states:
+            query = " or ".join(f"State eq '{s}'" for s in sorted(states))
+            pages = self._call(lambda: self.table.query_entities(query))
+        else:
+            pages = self._call(lambda: self.table.list_entities())
+        for entity in pages:
+            yield self._from_entity(entity)
