@@ -17,6 +17,16 @@ if TYPE_CHECKING:
     from azure.storage.blob import BlobServiceClient
 
 
+# The SDK's defaults fetch the first 32 MiB of a blob in one request and buffer up to 64 MiB for
+# one upload; smaller pieces keep a file drop's memory flat whatever the file's size.
+TRANSFER_SIZES = {
+    "max_single_get_size": 4 * 1024 * 1024,
+    "max_chunk_get_size": 4 * 1024 * 1024,
+    "max_single_put_size": 4 * 1024 * 1024,
+    "max_block_size": 4 * 1024 * 1024,
+}
+
+
 @cache
 def _identity(client_id: str | None) -> TokenCredential:
     from azure.identity import ManagedIdentityCredential
@@ -46,9 +56,11 @@ def blob_service(settings: Settings) -> BlobServiceClient:
     from azure.storage.blob import BlobServiceClient
 
     if settings.storage_connection_string:
-        return BlobServiceClient.from_connection_string(settings.storage_connection_string)
+        return BlobServiceClient.from_connection_string(settings.storage_connection_string, **TRANSFER_SIZES)
     if settings.storage_blob_uri:
-        return BlobServiceClient(settings.storage_blob_uri, credential=storage_credential(settings))
+        return BlobServiceClient(
+            settings.storage_blob_uri, credential=storage_credential(settings), **TRANSFER_SIZES
+        )
     raise SettingsError(
         "file drops need the function's storage account: set AzureWebJobsStorage__blobServiceUri "
         "(identity-based) or, locally, AzureWebJobsStorage to the Azurite connection string"
