@@ -17,8 +17,10 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import TextIO
 
+from .ledger import Ledger, MemoryLedgerStore, Scope
 from .model import Checked, CustomerPayment, FieldError, Rules, check
 from .readers import InputError, Record, read_file
+from .runtime import make_ledger
 from .settings import Settings, SettingsError, load_settings
 
 PROGRESS_THRESHOLD = 300  # records; smaller files finish before a person would wonder
@@ -48,7 +50,7 @@ def _explain(errors: Sequence[FieldError]) -> str:
 
 
 def _print_table(rows: list[Row], out: TextIO) -> None:
-    failures = [r for r in rows if r.outcome not in ("created", "valid")]
+    failures = [r for r in rows if r.outcome not in ("created", "skipped", "valid")]
     shown = rows if len(rows) <= DETAIL_LIMIT else failures
     if shown:
         width = max(len(r.location) for r in shown)
@@ -58,7 +60,18 @@ def _print_table(rows: list[Row], out: TextIO) -> None:
             print(f"  ({len(rows) - len(failures)} successful records not listed)", file=out)
     counts = Counter(r.outcome for r in rows)
     print("\n  outcome      records", file=out)
-    for outcome in ("valid", "created", "invalid", "rejected", "denied", "unavailable", "ambiguous"):
+    for outcome in (
+        "valid",
+        "created",
+        "skipped",
+        "invalid",
+        "rejected",
+        "denied",
+        "unavailable",
+        "ambiguous",
+        "in-flight",
+        "conflict",
+    ):
         if counts.get(outcome):
             print(f"  {outcome:<11}  {counts[outcome]:>7}", file=out)
     print(f"  {'total':<11}  {len(rows):>7}", file=out)
@@ -114,7 +127,14 @@ def _sandbox_environment(target: str) -> Iterator[tuple[Settings, str, str]]:
                     os.environ[key] = value
 
 
-def _post(args: argparse.Namespace, settings: Settings, company: str, journal: str, out: TextIO) -> int:
+def _post(
+    args: argparse.Namespace,
+    settings: Settings,
+    company: str,
+    journal: str,
+    out: TextIO,
+    ledger: Ledger | None,
+) -> int:
     from .client import TargetClient
     from .identity import make_credential
     from .pipeline import Pipeline
@@ -126,7 +146,7 @@ def _post(args: argparse.Namespace, settings: Settings, company: str, journal: s
         rows.append(Row(record.location, "invalid", _explain(checked.errors)))
         if checked.payment is not None:
             valid.append((len(rows) - 1, checked.payment))
-    pipeline = Pipeline(TargetClient(settings, make_credential(settings)))
+    pipeline = Pipeline(TargetClient(settings, make_credential(settings)), ledger)
     total = len(valid)
     show_progress = total > PROGRESS_THRESHOLD
     started = last = time.monotonic()
@@ -153,23 +173,75 @@ def _post(args: argparse.Namespace, settings: Settings, company: str, journal: s
             row.detail = (
                 f"id {created.get('id')} line {created.get('lineNumber')} amount {created.get('amount')}"
             )
+            if outcome.kind == "skipped":
+                row.detail = f"{outcome.note}: {row.detail}"
+        elif outcome.kind in ("in-flight", "conflict"):
+            row.detail = outcome.note or ""
         elif outcome.error is not None:
             code = getattr(outcome.error, "code", None)
             row.detail = f"{code + ': ' if code else ''}{outcome.error.message}"
     print(f"{args.file}: {len(rows)} records to company {company}, journal {journal}", file=out)
     _print_table(rows, out)
-    return 0 if all(r.outcome == "created" for r in rows) else 1
+    return 0 if all(r.outcome in ("created", "skipped") for r in rows) else 1
 
 
 def cmd_post(args: argparse.Namespace, out: TextIO) -> int:
     if args.sandbox:
         target = args.target or os.environ.get("PAYMENTS_TARGET", "graph")
         with _sandbox_environment(target) as (settings, company, journal):
-            return _post(args, settings, args.company or company, args.journal or journal, out)
+            # The sandbox lives only as long as this command: so does its ledger.
+            ledger = Ledger(MemoryLedgerStore())
+            return _post(args, settings, args.company or company, args.journal or journal, out, ledger)
     if not (args.company and args.journal):
         raise SystemExit("error: --company and --journal are required (or use --sandbox)")
     settings = _settings_or_exit()
-    return _post(args, settings, args.company, args.journal, out)
+    return _post(args, settings, args.company, args.journal, out, make_ledger(settings))
+
+
+def _ledger_or_exit() -> Ledger:
+    ledger = make_ledger(_settings_or_exit())
+    if ledger is None:
+        raise SystemExit(
+            "error: the ledger lives in the function's storage account: set "
+            "AzureWebJobsStorage__tableServiceUri (with an identity that may read it) "
+            "or, locally, AzureWebJobsStorage"
+        )
+    return ledger
+
+
+def cmd_ledger(args: argparse.Namespace, out: TextIO) -> int:
+    ledger = _ledger_or_exit()
+    if args.action == "list":
+        entries = list(ledger.store.scan() if args.all else ledger.attention())
+        now = ledger.clock()
+        for e in entries:
+            state = "stale claim" if e.state == "claimed" and e.claimed_until <= now else e.state
+            natural = " ".join(f"{k}={v}" for k, v in e.natural.items())
+            print(
+                f"{e.scope.company_id} {e.scope.journal_id} {e.key} {state:<11} "
+                f"updated {e.updated_at:%Y-%m-%d %H:%M:%S} attempts {e.attempts} "
+                f"{natural}{' target ' + e.target_id if e.target_id else ''}"
+                f"{' — ' + e.error_message if e.error_message else ''}",
+                file=out,
+            )
+        print(f"{len(entries)} entries{'' if args.all else ' need attention'}", file=out)
+        return 0
+    if args.action == "resolve":
+        if not (args.company and args.journal and args.key) or (args.posted is None) == (not args.not_posted):
+            raise SystemExit(
+                "error: resolve needs --company, --journal, KEY and one of --posted ID / --not-posted"
+            )
+        try:
+            ledger.resolve(Scope(args.company, args.journal), args.key, target_id=args.posted)
+        except KeyError:
+            raise SystemExit(f"error: no ledger entry {args.key} in that company and journal") from None
+        verdict = (
+            f"posted as {args.posted}" if args.posted else "not posted: it will be posted when sent again"
+        )
+        print(f"{args.key}: recorded {verdict}", file=out)
+        return 0
+    print(f"purged {ledger.purge()} entries older than the retention period", file=out)
+    return 0
 
 
 def cmd_sandbox(args: argparse.Namespace, out: TextIO) -> int:
@@ -198,6 +270,17 @@ def parser() -> argparse.ArgumentParser:
     po.add_argument("--journal", help="customer payment journal id (GUID)")
     po.add_argument("--sandbox", action="store_true", help="post to a local sandbox this command starts")
     po.set_defaults(run=cmd_post)
+    lg = sub.add_parser(
+        "ledger", help="list entries needing attention, resolve one by hand, or purge old ones"
+    )
+    lg.add_argument("action", choices=["list", "resolve", "purge"])
+    lg.add_argument("key", nargs="?", help="the entry's key (resolve)")
+    lg.add_argument("--all", action="store_true", help="list every entry, not only ambiguous and stale ones")
+    lg.add_argument("--company", help="company id of the entry (resolve)")
+    lg.add_argument("--journal", help="journal id of the entry (resolve)")
+    lg.add_argument("--posted", metavar="ID", help="the payment exists at the target with this id")
+    lg.add_argument("--not-posted", action="store_true", help="the payment does not exist at the target")
+    lg.set_defaults(run=cmd_ledger)
     sb = sub.add_parser("sandbox", help="run the development sandbox of the target API in the foreground")
     sb.add_argument("--port", type=int, default=8400)
     sb.add_argument("--latency", type=float, default=0.0, help="seconds of delay per request")
