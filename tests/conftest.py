@@ -65,3 +65,19 @@ def azurite():
             yield ports
     except AzuriteError as exc:
         pytest.fail(str(exc))
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Print the exactly-once scenario table when those tests ran (see test_exactly_once.py)."""
+    import sys
+
+    module = sys.modules.get("test_exactly_once")
+    rows = getattr(module, "SCENARIOS", None)
+    if not rows:
+        return
+    columns = list(rows[0])
+    width = max(len(str(r["scenario"])) for r in rows)
+    terminalreporter.section("exactly-once scenarios")
+    terminalreporter.write_line(f"{'scenario':<{width}}  " + "  ".join(f"{c:>9}" for c in columns[1:]))
+    for r in rows:
+        terminalreporter.write_line(f"{r['scenario']:<{width}}  " + "  ".join(f"{r[c]!s:>9}" for c in columns[1:]))
