@@ -1,0 +1,92 @@
+"""The ledger protocol's own rules, on the in-memory store with a controllable clock."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from payments.ledger import Ledger, MemoryLedgerStore, Scope, canonical, derived_key, odata_filter
+from payments.model import check
+
+SCOPE = Scope("5b1c4a0e-7d3f-4e8a-9c21-3f6d8e0a1b01", "9e2f7c14-1a5b-4d6e-8f30-7c4b2a9d0e02")
+
+
+class Clock:
+    def __init__(self):
+        self.now = datetime(2026, 11, 24, 12, tzinfo=UTC)
+
+    def __call__(self):
+        return self.now
+
+
+def payment(**extra):
+    return check({"customerNumber": "10000", "amount": "10.10", **extra}).payment
+
+
+def nothing_found(_natural):
+    return []
+
+
+def test_equal_payments_have_equal_keys_whatever_the_spelling():
+    a = payment(documentNumber="inv-1").payload()
+    b = payment(documentNumber="INV-1", amount="10.1").payload()
+    assert canonical(a) == canonical(b)
+    assert derived_key(SCOPE, a) == derived_key(SCOPE, b)
+    assert derived_key(SCOPE, a) != derived_key(Scope(SCOPE.company_id, "other"), a)
+    assert derived_key(SCOPE, a) != derived_key(SCOPE, payment(documentNumber="INV-2").payload())
+
+
+def test_keys_are_forgotten_after_the_retention_period_and_purged():
+    clock = Clock()
+    ledger = Ledger(MemoryLedgerStore(), retention=timedelta(days=30), clock=clock)
+    key = derived_key(SCOPE, payment().payload())
+    first = ledger.claim(SCOPE, key, payment(), nothing_found)
+    ledger.record_posted(first.entry, {"id": "p-1"}, status=201)
+    clock.now += timedelta(days=29)
+    assert ledger.claim(SCOPE, key, payment(), nothing_found).action == "done"
+    clock.now += timedelta(days=2)
+    assert ledger.purge() == 1
+    assert ledger.claim(SCOPE, key, payment(), nothing_found).action == "post"
+
+
+def test_a_live_claim_is_in_flight_and_a_stale_one_is_reconciled():
+    clock = Clock()
+    ledger = Ledger(MemoryLedgerStore(), lease=timedelta(minutes=5), clock=clock)
+    p = payment(documentNumber="D-1")
+    key = derived_key(SCOPE, p.payload())
+    assert ledger.claim(SCOPE, key, p, nothing_found).action == "post"
+    assert ledger.claim(SCOPE, key, p, nothing_found).action == "in-flight"
+    clock.now += timedelta(minutes=6)
+    searched = []
+    decision = ledger.claim(SCOPE, key, p, lambda natural: searched.append(natural) or [{"id": "found"}])
+    assert decision.action == "done" and decision.found == {"id": "found"}
+    assert searched == [{"documentNumber": "D-1", "customerNumber": "10000", "amount": "10.10"}]
+    assert [e.state for e in ledger.store.scan()] == ["posted"]
+
+
+def test_two_matches_at_the_target_leave_it_ambiguous():
+    clock = Clock()
+    ledger = Ledger(MemoryLedgerStore(), lease=timedelta(seconds=1), clock=clock)
+    p = payment(documentNumber="D-2")
+    key = derived_key(SCOPE, p.payload())
+    ledger.claim(SCOPE, key, p, nothing_found)
+    clock.now += timedelta(seconds=2)
+    decision = ledger.claim(SCOPE, key, p, lambda _n: [{"id": "a"}, {"id": "b"}])
+    assert decision.action == "ambiguous" and "2 payments at the target match it" in decision.reason
+    assert [e.state for e in ledger.attention()] == ["ambiguous"]
+
+
+def test_resolved_as_not_posted_is_posted_on_the_next_send():
+    clock = Clock()
+    ledger = Ledger(MemoryLedgerStore(), lease=timedelta(seconds=1), clock=clock)
+    p = payment()
+    key = derived_key(SCOPE, p.payload())
+    entry = ledger.claim(SCOPE, key, p, nothing_found).entry
+    ledger.record_ambiguous(entry, client_request_id="r", message="timed out")
+    assert ledger.claim(SCOPE, key, p, nothing_found).action == "ambiguous"  # no natural key
+    ledger.resolve(SCOPE, key, target_id=None)
+    assert ledger.claim(SCOPE, key, p, nothing_found).action == "post"
+
+
+def test_odata_filter_for_reconciliation():
+    natural = {"documentNumber": "o'neil-1", "customerNumber": "10000", "amount": "10.10"}
+    assert odata_filter(natural) == "documentNumber eq 'O''NEIL-1' and customerNumber eq '10000' and amount eq 10.10"
