@@ -1,0 +1,147 @@
+// Flex Consumption plan and the Linux Python function app. Every setting the relay reads is set
+// here (tests/test_infra.py derives the list from payments/settings.py); none holds a secret.
+
+@description('Function app name')
+param name string
+
+@description('Azure region')
+param location string
+
+param tags object = {}
+
+@description('Resource id of the user-assigned identity')
+param identityId string
+
+@description('Client id of the user-assigned identity')
+param identityClientId string
+
+@description('Blob endpoint of the function storage account')
+param blobEndpoint string
+
+@description('Queue endpoint of the function storage account')
+param queueEndpoint string
+
+@description('Table endpoint of the function storage account')
+param tableEndpoint string
+
+@description('Container holding the deployment package')
+param deploymentContainer string
+
+@description('Application Insights connection string (an ingestion address, not a key: local auth is off)')
+param appInsightsConnectionString string
+
+@description('Settings of the relay itself (PAYMENTS_*)')
+param relaySettings object
+
+@description('Most instances the plan may scale out to')
+param maximumInstanceCount int = 40
+
+@description('Memory per instance')
+param instanceMemoryMB int = 2048
+
+@description('Spread the plan across availability zones (Flex Consumption supports it in some regions only)')
+param zoneRedundant bool = false
+
+var appSettings = union(relaySettings, {
+  // The host's own storage, reached with the identity (no connection string anywhere).
+  AzureWebJobsStorage__credential: 'managedidentity'
+  AzureWebJobsStorage__clientId: identityClientId
+  AzureWebJobsStorage__blobServiceUri: blobEndpoint
+  AzureWebJobsStorage__queueServiceUri: queueEndpoint
+  AzureWebJobsStorage__tableServiceUri: tableEndpoint
+  AZURE_CLIENT_ID: identityClientId
+  APPLICATIONINSIGHTS_CONNECTION_STRING: appInsightsConnectionString
+  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
+})
+
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_225: zone redundancy is the zoneRedundant parameter; Flex Consumption offers it only in some regions, so it cannot be forced on here
+  name: '${name}-plan'
+  location: location
+  tags: tags
+  kind: 'functionapp'
+  sku: {
+    tier: 'FlexConsumption'
+    name: 'FC1'
+  }
+  properties: {
+    reserved: true
+    zoneRedundant: zoneRedundant
+  }
+}
+
+resource app 'Microsoft.Web/sites@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_222: webhook senders and Event Grid reach the app over the internet; callers authenticate with function keys
+  // checkov:skip=CKV_AZURE_17: incoming client certificates would break webhook integrations; callers authenticate with function keys over TLS 1.2
+  // checkov:skip=CKV_AZURE_13: App Service Authentication would demand Entra tokens from webhook senders; the HTTP trigger uses function keys (auth level FUNCTION)
+  // checkov:skip=CKV_AZURE_212: Flex Consumption scales out on demand from zero; a standing minimum would be always-ready instances billed around the clock
+  // checkov:skip=CKV_AZURE_213: the Functions host is health-managed by the platform; the app exposes no HTTP health endpoint of its own
+  // checkov:skip=CKV_AZURE_88: Flex Consumption has no Azure Files content share; the package is in blob storage, read with the identity
+  // checkov:skip=CKV_AZURE_80: not a .NET app (Python 3.11)
+  name: name
+  location: location
+  tags: union(tags, { 'azd-service-name': 'relay' })
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identityId}': {}
+    }
+  }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    clientCertEnabled: false
+    siteConfig: {
+      minTlsVersion: '1.2'
+      scmMinTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+      http20Enabled: true
+      remoteDebuggingEnabled: false
+      httpLoggingEnabled: true
+      detailedErrorLoggingEnabled: true
+      requestTracingEnabled: true
+      appSettings: [for setting in items(appSettings): { name: setting.key, value: setting.value }]
+    }
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: '${blobEndpoint}${deploymentContainer}'
+          authentication: {
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: identityId
+          }
+        }
+      }
+      scaleAndConcurrency: {
+        maximumInstanceCount: maximumInstanceCount
+        instanceMemoryMB: instanceMemoryMB
+      }
+      runtime: {
+        name: 'python'
+        version: '3.11'
+      }
+    }
+  }
+}
+
+resource basicPublishingFtp 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: app
+  name: 'ftp'
+  properties: {
+    allow: false
+  }
+}
+
+resource basicPublishingScm 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: app
+  name: 'scm'
+  properties: {
+    allow: false
+  }
+}
+
+output name string = app.name
+output host string = app.properties.defaultHostName
+output id string = app.id
