@@ -23,6 +23,12 @@ param target string = 'businesscentral'
 @description('Token scope; empty for the target default')
 param targetApiScope string = ''
 
+@description('Requests in flight to the target per worker (Business Central allows 5 per user)')
+param maxConcurrency int = 5
+
+@description('Payments per JSON $batch request (Business Central up to 100, Graph up to 20); 0 = no batching')
+param batchSize int = 0
+
 @description('Decimal places an amount may have')
 param amountDecimals int = 2
 
@@ -69,6 +75,8 @@ var relaySettings = {
   PAYMENTS_BACKOFF_MAX_SECONDS: '20'
   PAYMENTS_CONNECT_TIMEOUT_SECONDS: '5'
   PAYMENTS_READ_TIMEOUT_SECONDS: '60'
+  PAYMENTS_MAX_CONCURRENCY: string(maxConcurrency)
+  PAYMENTS_BATCH_SIZE: string(batchSize)
   PAYMENTS_INBOX_CONTAINER: inboxContainer
   PAYMENTS_REPORTS_CONTAINER: reportsContainer
   PAYMENTS_ARCHIVE_CONTAINER: archiveContainer

@@ -32,6 +32,7 @@ from .errors import (
     IdentityUnavailable,
     NotAuthorized,
     PermanentRejection,
+    TargetError,
     TargetUnavailable,
     Throttled,
     Transient,
@@ -60,6 +61,33 @@ class _Retry(Exception):
         super().__init__(unavailable.message)
         self.unavailable = unavailable
         self.retry_after = retry_after
+
+
+class ThrottleGate:
+    """One gate per client: a 429 (or a Retry-After) closes it for every worker at once, so the
+    relay slows down as a whole instead of each worker hammering the target on its own."""
+
+    def __init__(self, sleep: Callable[[float], None], clock: Callable[[], float] = time.monotonic):
+        self._sleep = sleep
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._open_at = 0.0
+        self.pauses = 0
+
+    def pause(self, seconds: float) -> None:
+        with self._lock:
+            until = self._clock() + seconds
+            if until > self._open_at:
+                self._open_at = until
+                self.pauses += 1
+
+    def wait(self) -> None:
+        while True:
+            with self._lock:
+                delay = self._open_at - self._clock()
+            if delay <= 0:
+                return
+            self._sleep(delay)
 
 
 class TokenSource:
@@ -145,21 +173,23 @@ class TargetClient:
         *,
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ):
         self.settings = settings
         self._tokens = TokenSource(credential, settings.scope)
         self._session = session or self._new_session()
         self._sleep = sleep
+        self.gate = ThrottleGate(sleep, clock)
         self._backoff = wait_exponential_jitter(
             multiplier=settings.backoff_base_seconds,
             max=settings.backoff_max_seconds,
             jitter=settings.backoff_base_seconds,
         )
 
-    @staticmethod
-    def _new_session() -> requests.Session:
+    def _new_session(self) -> requests.Session:
         session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
+        size = max(8, self.settings.max_concurrency * 2)
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=size, pool_block=False, max_retries=0)
         session.mount("https://", adapter)
         session.mount("http://", adapter)
         session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
@@ -191,6 +221,105 @@ class TargetClient:
             )
             return Created(created, request_id, attempts)
         raise self._failure(response, request_id)  # pragma: no cover - _with_retries returns only 2xx
+
+    def create_payments_batch(
+        self, company_id: str, journal_id: str, payloads: list[dict[str, Any]]
+    ) -> list[Created | TargetError]:
+        """POST many customerPayments in one JSON `$batch`; one result per payload, in order.
+
+        The batch request itself is retried like any POST (a 429 or 503 on it means nothing was
+        done). Inside it, each item has its own answer: items throttled on their own (429, 503) are
+        sent again in a smaller batch after their Retry-After, the others are final.
+        """
+        item_url = self.settings.collection_path(company_id, journal_id)
+        results: dict[int, Created | TargetError] = {}
+        pending = list(range(len(payloads)))
+        started = time.monotonic()
+        for attempt in range(1, self.settings.max_attempts + 1):
+            body = {
+                "requests": [
+                    {
+                        "id": str(i),
+                        "method": "POST",
+                        "url": item_url,
+                        "headers": {"Content-Type": "application/json"},
+                        "body": payloads[i],
+                    }
+                    for i in pending
+                ]
+            }
+            try:
+                response, request_id, _ = self._with_retries(
+                    "POST", self.settings.batch_url, codec.dumpb(body), idempotent=False
+                )
+            except TargetUnavailable as exc:
+                results.update({i: exc for i in pending})
+                return [results[i] for i in range(len(payloads))]
+            except AmbiguousOutcome as exc:
+                results.update(
+                    {i: exc for i in pending}
+                )  # the batch may have been applied in full or in part
+                return [results[i] for i in range(len(payloads))]
+            retry_wait, pending = self._batch_answers(response, request_id, pending, results)
+            if not pending:
+                break
+            elapsed = time.monotonic() - started
+            if (
+                attempt == self.settings.max_attempts
+                or elapsed + retry_wait > self.settings.retry_max_seconds
+            ):
+                break
+            self._sleep(retry_wait)
+        for i in pending:
+            exc = results[i]
+            if isinstance(exc, _Retry):
+                results[i] = exc.unavailable
+        return [results[i] for i in range(len(payloads))]
+
+    def _batch_answers(
+        self,
+        response: requests.Response,
+        request_id: str,
+        pending: list[int],
+        results: dict[int, Any],
+    ) -> tuple[float, list[int]]:
+        """Map each inner response back to its payment by id; return the wait and the items to resend."""
+        try:
+            answers = codec.loads(response.content).get("responses") or []
+        except (ValueError, AttributeError):
+            answers = []
+        by_id = {str(a.get("id")): a for a in answers if isinstance(a, dict)}
+        retry: list[int] = []
+        wait = 0.0
+        for i in pending:
+            answer = by_id.get(str(i))
+            if answer is None:
+                results[i] = AmbiguousOutcome(
+                    "the batch answer has no response for this payment; it may exist at the target",
+                    client_request_id=request_id,
+                )
+                continue
+            status = int(answer.get("status") or 0)
+            body = answer.get("body")
+            if 200 <= status < 300:
+                results[i] = Created(body if isinstance(body, dict) else {}, request_id, 1)
+                continue
+            error = body.get("error") if isinstance(body, dict) else None
+            code = str((error or {}).get("code") or f"HTTP{status}")
+            message = str((error or {}).get("message") or "")[:1000]
+            headers = {str(k).lower(): str(v) for k, v in (answer.get("headers") or {}).items()}
+            outcome = self._classify(status, code, message, headers.get("retry-after"), request_id, False)
+            if isinstance(outcome, _Retry):
+                retry.append(i)
+                wait = max(wait, outcome.retry_after or self._backoff_seconds(len(retry)))
+                outcome.unavailable.client_request_id = request_id
+            elif isinstance(outcome, TargetError):
+                outcome.client_request_id = request_id
+            results[i] = outcome
+        return wait, retry
+
+    def _backoff_seconds(self, attempt: int) -> float:
+        return min(self.settings.backoff_max_seconds, self.settings.backoff_base_seconds * 2 ** (attempt - 1))
 
     def find_payments(self, company_id: str, journal_id: str, odata_filter: str) -> list[dict[str, Any]]:
         """GET the journal's customerPayments matching an OData `$filter` (for reconciliation)."""
@@ -247,6 +376,7 @@ class TargetClient:
     ) -> requests.Response:
         refreshed = False
         while True:
+            self.gate.wait()
             headers = {
                 "Authorization": "Bearer " + self._tokens.token(),
                 "client-request-id": request_id,
@@ -290,12 +420,26 @@ class TargetClient:
     def _failure(
         self, response: requests.Response, request_id: str, *, idempotent: bool = False
     ) -> Exception:
-        status = response.status_code
         code, message = _odata_error(response)
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        return self._classify(
+            response.status_code, code, message, response.headers.get("Retry-After"), request_id, idempotent
+        )
+
+    def _classify(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        retry_header: str | None,
+        request_id: str,
+        idempotent: bool,
+    ) -> Exception:
+        """What a non-2xx answer means for the payment; shared by single requests and $batch items."""
+        retry_after = parse_retry_after(retry_header)
         hint = int(retry_after + 0.999) if retry_after is not None else 30
         log.warning("target answered %d %s client-request-id=%s", status, code, request_id)
         if status == 429:
+            self.gate.pause(retry_after if retry_after is not None else self.settings.backoff_base_seconds)
             return _Retry(
                 Throttled(f"throttled by the target ({code})", retry_after=hint, status=status), retry_after
             )
@@ -304,6 +448,8 @@ class TargetClient:
             or (status in (502, 504) and (retry_after is not None or idempotent))
             or (idempotent and status >= 500)
         ):
+            if retry_after is not None:
+                self.gate.pause(retry_after)
             return _Retry(
                 Transient(f"target unavailable: {status} {code}", retry_after=hint, status=status),
                 retry_after,

@@ -7,8 +7,10 @@ exactly-once ledger and batching slot in here once, for all of them.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -81,7 +83,7 @@ class Pipeline:
         try:
             created = self.client.create_payment(company_id, journal_id, payment.payload())
         except TargetError as exc:
-            return Outcome(_classify(exc), error=exc, client_request_id=exc.client_request_id)
+            return _failed(exc)
         return Outcome("created", created=created.body, client_request_id=created.client_request_id)
 
     def find(self, company_id: str, journal_id: str, natural: dict[str, str]) -> list[dict[str, Any]]:
@@ -93,8 +95,49 @@ class Pipeline:
     ) -> Outcome:
         """Post one payment; with a ledger, at most once per key (derived from the payment by default).
         An explicit key (Idempotency-Key) also replays earlier rejections instead of retrying them."""
+        settled, entry = self._claim(company_id, journal_id, payment, key)
+        if settled is not None:
+            return settled
+        outcome = self._send(company_id, journal_id, payment)
+        if entry is not None:
+            self._record(entry, outcome)
+        return outcome
+
+    def _post_group(
+        self,
+        company_id: str,
+        journal_id: str,
+        payments: Sequence[CustomerPayment],
+        keys: Sequence[str | None],
+    ) -> list[Outcome]:
+        """Claim each payment, post the ones to post in one JSON $batch, record each outcome."""
+        claims = [self._claim(company_id, journal_id, p, k) for p, k in zip(payments, keys, strict=True)]
+        to_post = [i for i, (settled, _) in enumerate(claims) if settled is None]
+        answers = (
+            self.client.create_payments_batch(
+                company_id, journal_id, [payments[i].payload() for i in to_post]
+            )
+            if to_post
+            else []
+        )
+        outcomes: list[Outcome] = [settled for settled, _ in claims]  # type: ignore[misc]
+        for i, answer in zip(to_post, answers, strict=True):
+            if isinstance(answer, TargetError):
+                outcome = _failed(answer)
+            else:
+                outcome = Outcome("created", created=answer.body, client_request_id=answer.client_request_id)
+            entry = claims[i][1]
+            if entry is not None:
+                self._record(entry, outcome)
+            outcomes[i] = outcome
+        return outcomes
+
+    def _claim(
+        self, company_id: str, journal_id: str, payment: CustomerPayment, key: str | None
+    ) -> tuple[Outcome | None, Entry | None]:
+        """Ask the ledger first: an outcome when the payment is settled without posting, else the claim."""
         if self.ledger is None:
-            return self._send(company_id, journal_id, payment)
+            return None, None
         scope = Scope(company_id, journal_id)
         explicit = key is not None
         key = key or derived_key(scope, payment.payload())
@@ -107,21 +150,19 @@ class Pipeline:
                 replay_rejections=explicit,
             )
         except LedgerUnavailable as exc:
-            return Outcome("unavailable", error=TargetUnavailable(f"not posted: {exc}", retry_after=30))
+            return Outcome("unavailable", error=TargetUnavailable(f"not posted: {exc}", retry_after=30)), None
         entry = decision.entry
         if decision.action == "done":
-            return _replay(entry, decision)
+            return _replay(entry, decision), None
         if decision.action == "in-flight":
-            return Outcome("in-flight", note="this payment is being posted by another request right now")
+            return Outcome(
+                "in-flight", note="this payment is being posted by another request right now"
+            ), None
         if decision.action == "conflict":
-            return Outcome("conflict", note=decision.reason)
+            return Outcome("conflict", note=decision.reason), None
         if decision.action == "ambiguous":
-            error = AmbiguousOutcome(decision.reason)
-            return Outcome("ambiguous", error=error, note=decision.reason)
-        assert entry is not None
-        outcome = self._send(company_id, journal_id, payment)
-        self._record(entry, outcome)
-        return outcome
+            return Outcome("ambiguous", error=AmbiguousOutcome(decision.reason), note=decision.reason), None
+        return None, entry
 
     def _record(self, entry: Entry, outcome: Outcome) -> None:
         ledger = self.ledger
@@ -151,24 +192,68 @@ class Pipeline:
         deadline: float | None = None,
         progress: Callable[[int, Outcome], None] | None = None,
     ) -> list[Outcome]:
-        """Post each payment in order. Once the target is unavailable, or `deadline` (monotonic) has
-        passed, the rest are not attempted and say so: nothing is lost, and a retry may send them."""
-        outcomes: list[Outcome] = []
-        halted: TargetError | None = None
-        for index, payment in enumerate(payments):
-            if halted is None and deadline is not None and time.monotonic() >= deadline:
-                halted = TargetUnavailable("not attempted: the request ran out of time", retry_after=5)
-            if halted is not None:
-                outcome = Outcome(_classify(halted), error=halted, attempted=False)
+        """Post every payment, up to PAYMENTS_MAX_CONCURRENCY requests in flight, in JSON $batch
+        requests of PAYMENTS_BATCH_SIZE when set; outcomes come back in input order. Once the
+        target is unavailable, or `deadline` (monotonic) has passed, payments not yet started are
+        not attempted and say so: nothing is lost, and a retry may send them."""
+        settings = self.client.settings
+        size = settings.batch_size if settings.batch_size > 1 else 1
+        all_keys: Sequence[str | None] = keys if keys is not None else [None] * len(payments)
+        # A payment repeated within this call waits for its first occurrence, so the repeat is
+        # answered "already posted" rather than "in flight".
+        order = list(range(len(payments)))
+        repeats: list[int] = []
+        if self.ledger is not None:
+            scope = Scope(company_id, journal_id)
+            seen: set[str] = set()
+            firsts = []
+            for i in order:
+                key = all_keys[i] or derived_key(scope, payments[i].payload())
+                (repeats if key in seen else firsts).append(i)
+                seen.add(key)
+            order = firsts
+        outcomes: list[Outcome | None] = [None] * len(payments)
+        halted: list[TargetError] = []
+        lock = threading.Lock()
+
+        def run(group: list[int]) -> None:
+            if not halted and deadline is not None and time.monotonic() >= deadline:
+                with lock:
+                    halted.append(
+                        TargetUnavailable("not attempted: the request ran out of time", retry_after=5)
+                    )
+            if halted:
+                results = [Outcome(_classify(halted[0]), error=halted[0], attempted=False) for _ in group]
+            elif size == 1:
+                i = group[0]
+                results = [self.post_one(company_id, journal_id, payments[i], key=all_keys[i])]
             else:
-                key = keys[index] if keys is not None else None
-                outcome = self.post_one(company_id, journal_id, payment, key=key)
-                if outcome.kind in ("unavailable", "denied"):
-                    halted = outcome.error
-            outcomes.append(outcome)
-            if progress is not None:
-                progress(index, outcome)
-        return outcomes
+                results = self._post_group(
+                    company_id, journal_id, [payments[i] for i in group], [all_keys[i] for i in group]
+                )
+            with lock:
+                for i, outcome in zip(group, results, strict=True):
+                    outcomes[i] = outcome
+                    if outcome.attempted and outcome.kind in ("unavailable", "denied") and not halted:
+                        halted.append(outcome.error or TargetUnavailable("target unavailable"))
+                    if progress is not None:
+                        progress(i, outcome)
+
+        for phase in (order, repeats):
+            groups = [phase[start : start + size] for start in range(0, len(phase), size)]
+            workers = min(settings.max_concurrency, len(groups))
+            if workers <= 1:
+                for group in groups:
+                    run(group)
+            else:
+                with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="payments-post") as pool:
+                    for future in [pool.submit(run, group) for group in groups]:
+                        future.result()
+        return [o for o in outcomes if o is not None]
+
+
+def _failed(exc: TargetError) -> Outcome:
+    return Outcome(_classify(exc), error=exc, client_request_id=exc.client_request_id)
 
 
 def _replay(entry: Entry | None, decision: Decision) -> Outcome:

@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     backoff_max_seconds: float = Field(20.0, gt=0, le=300, description="Largest single backoff")
     connect_timeout_seconds: float = Field(5.0, gt=0, le=120, description="TCP connect timeout")
     read_timeout_seconds: float = Field(60.0, gt=0, le=600, description="Wait for the target's answer")
+    max_concurrency: int = Field(5, ge=1, le=50, description="Requests in flight to the target per worker")
+    batch_size: int = Field(
+        0, ge=0, le=100, description="Payments per JSON $batch request; 0 posts one request per payment"
+    )
     inbox_container: str = Field("payments-inbox", description="Container the file-drop trigger watches")
     reports_container: str = Field("payments-reports", description="Container for file-drop reports")
     archive_container: str = Field(
@@ -172,6 +176,11 @@ class Settings(BaseSettings):
                 "PAYMENTS_API_BASE_URL is required when PAYMENTS_TARGET=businesscentral, e.g. "
                 "https://api.businesscentral.dynamics.com/v2.0/<tenant>/<environment>/api/v2.0"
             )
+        limit = 20 if self.target == "graph" else 100
+        if self.batch_size > limit:
+            raise ValueError(
+                f"PAYMENTS_BATCH_SIZE: {self.target} accepts at most {limit} requests in one $batch"
+            )
         if len({self.inbox_container, self.reports_container, self.archive_container}) < 3:
             raise ValueError("the inbox, reports and archive containers must be three different containers")
         if self.backoff_base_seconds > self.backoff_max_seconds:
@@ -188,12 +197,20 @@ class Settings(BaseSettings):
             return self.api_scope
         return GRAPH_SCOPE if self.target == "graph" else BUSINESS_CENTRAL_SCOPE
 
-    def collection_url(self, company_id: str, journal_id: str) -> str:
-        """The customerPayments collection of a journal, in the target's own path form (never `/$ref`)."""
+    def collection_path(self, company_id: str, journal_id: str) -> str:
+        """The customerPayments collection relative to the API root, in the target's own form (never `/$ref`);
+        as a JSON batch addresses it: Graph with a leading slash, Business Central without."""
         c, j = quote(company_id, safe=""), quote(journal_id, safe="")
         if self.target == "graph":
-            return f"{self.base_url}/financials/companies/{c}/customerPaymentJournals/{j}/customerPayments"
-        return f"{self.base_url}/companies({c})/customerPaymentJournals({j})/customerPayments"
+            return f"/financials/companies/{c}/customerPaymentJournals/{j}/customerPayments"
+        return f"companies({c})/customerPaymentJournals({j})/customerPayments"
+
+    def collection_url(self, company_id: str, journal_id: str) -> str:
+        return f"{self.base_url}/{self.collection_path(company_id, journal_id).lstrip('/')}"
+
+    @property
+    def batch_url(self) -> str:
+        return f"{self.base_url}/$batch"
 
 
 def env_names() -> dict[str, str]:

@@ -3,7 +3,6 @@ speaking the App Service managed identity protocol to the sandbox's loopback tok
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from urllib.parse import parse_qs, urlsplit
@@ -27,11 +26,27 @@ from payments.sandbox import SANDBOX_TOKEN_HEADER
 from payments.settings import load_settings
 
 
+class FakeTime:
+    """Records each sleep and moves its clock on by it, so waits are asserted without waiting."""
+
+    def __init__(self, sleeps):
+        self.sleeps = sleeps
+        self.now = 1000.0
+
+    def sleep(self, seconds):
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    def clock(self):
+        return self.now
+
+
 def client(sleeps=None):
     settings = load_settings()
-    return TargetClient(
-        settings, make_credential(settings), sleep=sleeps.append if sleeps is not None else time.sleep
-    )
+    if sleeps is None:
+        return TargetClient(settings, make_credential(settings))
+    fake = FakeTime(sleeps)
+    return TargetClient(settings, make_credential(settings), sleep=fake.sleep, clock=fake.clock)
 
 
 def test_fifty_payments_cost_one_token_request_and_the_token_reaches_the_target(azure_env, sandbox):
@@ -174,7 +189,7 @@ def test_find_payments_filters_by_natural_key(azure_env, sandbox):
 
 
 def test_pipeline_does_not_hammer_an_unavailable_target(azure_env, sandbox):
-    azure_env(PAYMENTS_MAX_ATTEMPTS="2")
+    azure_env(PAYMENTS_MAX_ATTEMPTS="2", PAYMENTS_MAX_CONCURRENCY="1")
     sandbox.inject("503", times=2, retry_after="0")
     from payments.model import check
 
