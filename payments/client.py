@@ -72,7 +72,8 @@ class ThrottleGate:
         self._clock = clock
         self._lock = threading.Lock()
         self._open_at = 0.0
-        self.pauses = 0
+        self.pauses = 0  # times the gate was closed (or its closing extended)
+        self.throttled = 0  # 429 answers seen, batch items included
 
     def pause(self, seconds: float) -> None:
         with self._lock:
@@ -439,6 +440,7 @@ class TargetClient:
         hint = int(retry_after + 0.999) if retry_after is not None else 30
         log.warning("target answered %d %s client-request-id=%s", status, code, request_id)
         if status == 429:
+            self.gate.throttled += 1
             self.gate.pause(retry_after if retry_after is not None else self.settings.backoff_base_seconds)
             return _Retry(
                 Throttled(f"throttled by the target ({code})", retry_after=hint, status=status), retry_after

@@ -11,6 +11,12 @@ numbers), keeps amounts as exact `Decimal` from request bytes to response bytes,
 (throttling, gateway errors, dropped connections, hung requests) and emulates the App Service
 managed identity endpoint (`/msi/token`, api-version 2019-08-01).
 
+It also answers JSON batching (`POST {base}/$batch`) in both forms: Graph (`/beta/$batch`, at most 20
+inner requests, inner urls like `/financials/...`) and Business Central (`.../api/v2.0/$batch`, at most
+100, inner urls like `companies(<id>)/...`). A batch is one HTTP request for latency, concurrency and the
+`inject()` faults; each inner request is handled like a standalone one and may get an `inject_inner()`
+fault of its own. Inner responses come back in reverse order: clients must map them by id.
+
 Run standalone: ``python -m payments.sandbox --port 8400 --latency 0.05``.
 """
 
@@ -28,9 +34,11 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -38,7 +46,10 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from .codec import dumps  # exact Decimal digits, shared with the relay
 
 __all__ = [
+    "BC_BATCH_LIMIT",
     "FAULTS",
+    "GRAPH_BATCH_LIMIT",
+    "INNER_FAULTS",
     "SANDBOX_COMPANY_ID",
     "SANDBOX_CUSTOMERS",
     "SANDBOX_JOURNAL_ID",
@@ -68,11 +79,16 @@ SANDBOX_CLIENT_ID = "7f3e2d1c-0b9a-4876-a5d4-c3b2a1f0e9d8"  # reported when the 
 
 EMPTY_GUID = "00000000-0000-0000-0000-000000000000"
 FAULTS = ("401", "429", "502", "503", "504", "drop-before", "drop-after", "timeout")
+INNER_FAULTS = ("429", "503")  # answered as one inner response of a $batch
+GRAPH_BATCH_LIMIT = 20  # Graph JSON batching: at most 20 requests per batch
+BC_BATCH_LIMIT = 100  # Business Central $batch: at most 100 operations
 TIMEOUT_HOLD_SECONDS = 30.0
 IDLE_CONNECTION_SECONDS = 60.0
 
 _JSON = "application/json; charset=utf-8"
 _JSON_ODATA = "application/json; odata.metadata=minimal; charset=utf-8"
+_BATCH_JSON = "application/json"
+_INNER_JSON_ODATA = "application/json; odata.metadata=minimal"
 _ENTITY_TYPE = "Microsoft.NAV.customerPayment"
 _GUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -87,6 +103,9 @@ _BC_ROUTE = re.compile(
     r"/customerPayments(?:\((?P<entity>[^)/]+)\))?/?$",
     re.IGNORECASE,
 )
+_BATCH_PATH = re.compile(r"(?P<prefix>.*)/\$batch/?", re.IGNORECASE)
+_GRAPH_BASES = ("/beta", "/v1.0")
+_BC_API_ROOT = re.compile(r"(?:/v2\.0(?:/[^/]+){1,2})?/api/v2\.0", re.IGNORECASE)
 _IDENTITY_PATH = "/msi/token"
 _INT32_MAX = 2**31 - 1
 
@@ -362,6 +381,34 @@ class _Route:
     collection_path: str
 
 
+@dataclass
+class _Batch:
+    """A `$batch` endpoint: its API form, the base its relative inner urls hang off, its size limit."""
+
+    graph: bool
+    prefix: str
+    limit: int
+
+
+@dataclass
+class _BatchItem:
+    """One inner request of a batch, as the client sent it (headers still without the outer token)."""
+
+    id: str
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class _InnerCall:
+    """What request handling reads of a request (`command`, `headers`), for an inner request of a batch."""
+
+    command: str
+    headers: Message
+
+
 class Sandbox:
     """In-memory customerPayments service on 127.0.0.1, for development, tests and benchmarks only."""
 
@@ -381,11 +428,14 @@ class Sandbox:
         self.verbose = verbose
         self.concurrency_limit: int | None = None
         self.throttled_count = 0
-        self.requests: list[RecordedRequest] = []
+        self.requests: list[RecordedRequest] = []  # real HTTP requests only: a batch appears once
+        self.inner_requests: list[RecordedRequest] = []  # the inner requests of batches, in order
+        self.batch_count = 0  # $batch requests whose inner requests were processed
         self.token_requests: list[RecordedRequest] = []
         self.issued_tokens: set[str] = set()
         self._lock = threading.RLock()
         self._faults: deque[tuple[str, str | None]] = deque()
+        self._inner_faults: deque[tuple[str, str | None]] = deque()
         self._in_flight = 0
         self._token_counter = 0
         self._companies: dict[str, _Company] = {}
@@ -455,7 +505,10 @@ class Sandbox:
 
     @property
     def in_flight(self) -> int:
-        """Payments requests being handled right now (what concurrency_limit compares against)."""
+        """Payments requests being handled right now (what concurrency_limit compares against).
+
+        A `$batch` counts as one, however many inner requests it carries.
+        """
         with self._lock:
             return self._in_flight
 
@@ -507,7 +560,11 @@ class Sandbox:
             return [dict(p) for p in journal.payments]
 
     def inject(self, fault: str, *, times: int = 1, retry_after: str | None = None) -> None:
-        """Queue `times` faults, consumed FIFO one per payments request (GET or POST)."""
+        """Queue `times` faults, consumed FIFO one per payments request (GET or POST).
+
+        A `$batch` is one request: it consumes one fault, which applies to the whole batch
+        ("drop-after" and "timeout" process every inner request first).
+        """
         if fault not in FAULTS:
             raise ValueError(f"unknown fault {fault!r}; expected one of {', '.join(FAULTS)}")
         if times < 1:
@@ -520,17 +577,38 @@ class Sandbox:
         with self._lock:
             return [f for f, _ in self._faults]
 
+    def inject_inner(self, fault: str, *, times: int = 1, retry_after: str | None = None) -> None:
+        """Queue `times` faults for inner requests of batches, consumed FIFO one per inner request.
+
+        "429" and "503" become that inner response (OData error body, nothing created); a 429 carries
+        an inner `Retry-After` header ("1" unless `retry_after` is given), a 503 only when it is given.
+        """
+        if fault not in INNER_FAULTS:
+            raise ValueError(f"unknown inner fault {fault!r}; expected one of {', '.join(INNER_FAULTS)}")
+        if times < 1:
+            raise ValueError("times must be at least 1")
+        with self._lock:
+            self._inner_faults.extend([(fault, retry_after)] * times)
+
+    def pending_inner_faults(self) -> list[str]:
+        """Inner faults still queued, in the order they will be served."""
+        with self._lock:
+            return [f for f, _ in self._inner_faults]
+
     def reset(self) -> None:
-        """Forget payments, requests, tokens, faults, throttled count; free held requests; keep the seed."""
+        """Forget payments, requests, tokens, faults, counters; free held requests; keep the seed."""
         with self._lock:
             for company in self._companies.values():
                 for journal in company.journals.values():
                     journal.clear()
             self.requests.clear()
+            self.inner_requests.clear()
             self.token_requests.clear()
             self.issued_tokens.clear()
             self._faults.clear()
+            self._inner_faults.clear()
             self.throttled_count = 0
+            self.batch_count = 0
             self._release.set()
             self._release = threading.Event()
 
@@ -560,6 +638,21 @@ class Sandbox:
                 self.token_requests.append(recorded)
             self._identity(h, query)
             return
+        batch = self._batch_endpoint(path)
+        if batch is not None:
+            if h.command != "POST":
+                with self._lock:
+                    self.requests.append(recorded)
+                err = _ODataError(
+                    405,
+                    "BadRequest_MethodNotAllowed",
+                    f"'{h.command}' is not allowed on this resource.",
+                    {"Allow": "POST"},
+                )
+                self._error(h, batch.graph, err)
+                return
+            self._admit(h, recorded, batch.graph, lambda fault: self._serve_batch(h, batch, body, fault))
+            return
         route = self._route(path)
         allowed = ("GET",) if route is not None and route.entity is not None else ("GET", "POST")
         if route is None or h.command not in allowed:
@@ -580,6 +673,18 @@ class Sandbox:
                 self._error(h, graph, err)
             return
 
+        self._admit(
+            h, recorded, route.graph, lambda fault: self._serve_payments(h, route, query, body, fault)
+        )
+
+    def _admit(
+        self,
+        h: _Handler,
+        recorded: RecordedRequest,
+        graph: bool,
+        serve: Callable[[tuple[str, str | None] | None], None],
+    ) -> None:
+        """Record one payments request (or batch), then throttle, delay and hand it its fault, if any."""
         with self._lock:
             self.requests.append(recorded)
             limit = self.concurrency_limit
@@ -591,9 +696,7 @@ class Sandbox:
                 self._in_flight += 1
         if throttled:
             msg = "Too many concurrent requests. Please try again later."
-            self._error(
-                h, route.graph, _ODataError(429, "Application_TooManyRequests", msg, {"Retry-After": "1"})
-            )
+            self._error(h, graph, _ODataError(429, "Application_TooManyRequests", msg, {"Retry-After": "1"}))
             return
         try:
             if self.latency > 0 and self._stopping.wait(self.latency):
@@ -601,7 +704,7 @@ class Sandbox:
                 return
             with self._lock:
                 fault = self._faults.popleft() if self._faults else None
-            self._serve_payments(h, route, query, body, fault)
+            serve(fault)
         finally:
             with self._lock:
                 self._in_flight -= 1
@@ -616,12 +719,7 @@ class Sandbox:
     ) -> None:
         name = fault[0] if fault else None
         if fault and name in _FAULT_STATUS:
-            status, code, message = _FAULT_STATUS[name]
-            retry_after = fault[1] if fault[1] is not None else ("1" if name == "429" else None)
-            headers = {"Retry-After": retry_after} if retry_after is not None else {}
-            if status == 401:
-                headers["WWW-Authenticate"] = "Bearer"
-            self._error(h, route.graph, _ODataError(status, code, message, headers))
+            self._error(h, route.graph, self._status_fault(fault))
             return
         if name == "drop-before":
             h._drop()
@@ -639,6 +737,18 @@ class Sandbox:
             return
         h._send(status, payload, {**self._graph_headers(h, route.graph), **headers}, _JSON_ODATA)
 
+    @staticmethod
+    def _status_fault(fault: tuple[str, str | None]) -> _ODataError:
+        """The error answer of an injected status fault (429 gets `Retry-After: 1` unless told otherwise)."""
+        name, retry_after = fault
+        status, code, message = _FAULT_STATUS[name]
+        if retry_after is None and name == "429":
+            retry_after = "1"
+        headers = {"Retry-After": retry_after} if retry_after is not None else {}
+        if status == 401:
+            headers["WWW-Authenticate"] = "Bearer"
+        return _ODataError(status, code, message, headers)
+
     def _hold_or_drop(self, h: _Handler, fault: str) -> None:
         """Never answer: hold a "timeout" until reset(), stop() or TIMEOUT_HOLD_SECONDS, then close."""
         if fault == "timeout":
@@ -647,9 +757,160 @@ class Sandbox:
             release.wait(TIMEOUT_HOLD_SECONDS)
         h._drop()
 
-    def _process(
-        self, h: _Handler, route: _Route, query: dict[str, list[str]], body: bytes
-    ) -> tuple[int, Any, dict[str, str]]:
+    # ----- $batch ----------------------------------------------------------------------------------------
+    @staticmethod
+    def _batch_endpoint(path: str) -> _Batch | None:
+        """`/beta/$batch` (Graph) or `.../api/v2.0/$batch` (Business Central); None for anything else."""
+        m = _BATCH_PATH.fullmatch(path)
+        if m is None:
+            return None
+        prefix = m.group("prefix")
+        if prefix.lower() in _GRAPH_BASES:
+            return _Batch(True, prefix, GRAPH_BATCH_LIMIT)
+        if _BC_API_ROOT.fullmatch(prefix):
+            return _Batch(False, prefix, BC_BATCH_LIMIT)
+        return None
+
+    def _serve_batch(
+        self, h: _Handler, batch: _Batch, body: bytes, fault: tuple[str, str | None] | None
+    ) -> None:
+        """One outer request: the outer fault applies to the whole batch, as in `_serve_payments`."""
+        name = fault[0] if fault else None
+        if fault and name in _FAULT_STATUS:
+            self._error(h, batch.graph, self._status_fault(fault))
+            return
+        if name == "drop-before":
+            h._drop()
+            return
+        try:
+            responses = self._run_batch(h, batch, body)
+        except _ODataError as err:
+            if name in ("drop-after", "timeout"):
+                self._hold_or_drop(h, name)
+            else:
+                self._error(h, batch.graph, err)
+            return
+        if name in ("drop-after", "timeout"):
+            self._hold_or_drop(h, name)
+            return
+        h._send(200, {"responses": responses}, self._graph_headers(h, batch.graph), _BATCH_JSON)
+
+    def _run_batch(self, h: _Handler, batch: _Batch, body: bytes) -> list[dict[str, Any]]:
+        self._check_auth(h)
+        items = self._batch_items(batch, self._parse_json(h, body))
+        outer_auth = h.headers.get("Authorization") or ""
+        responses = [self._run_inner(h, batch, item, outer_auth) for item in items]
+        with self._lock:
+            self.batch_count += 1
+        responses.reverse()  # Graph answers in any order: make clients map by id
+        return responses
+
+    @staticmethod
+    def _batch_items(batch: _Batch, data: Any) -> list[_BatchItem]:
+        """The inner requests of a batch body; a 400 for the whole batch if it is malformed or too big."""
+
+        def bad(message: str) -> _ODataError:
+            return _ODataError(400, "BadRequest_InvalidRequestBody", message)
+
+        if not isinstance(data, dict) or not isinstance(data.get("requests"), list):
+            raise bad("The batch request body must be a JSON object with a 'requests' array.")
+        requests = data["requests"]
+        if not requests:
+            raise bad("The batch request must contain at least one request.")
+        if len(requests) > batch.limit:
+            raise bad(
+                f"The batch request contains {len(requests)} requests, more than the limit of "
+                f"{batch.limit} requests per batch."
+            )
+        items: list[_BatchItem] = []
+        seen: set[str] = set()
+        for index, raw in enumerate(requests):
+            if not isinstance(raw, dict):
+                raise bad(f"Request {index} of the batch is not a JSON object.")
+            rid = raw.get("id")
+            if not isinstance(rid, str) or not rid:
+                raise bad(f"Request {index} of the batch has no 'id' (a non-empty string).")
+            if rid in seen:
+                raise bad(f"The batch request contains the id '{rid}' more than once.")
+            seen.add(rid)
+            method, url, headers = raw.get("method"), raw.get("url"), raw.get("headers", {})
+            if not isinstance(method, str) or not method:
+                raise bad(f"Request '{rid}' of the batch has no 'method'.")
+            if not isinstance(url, str) or not url:
+                raise bad(f"Request '{rid}' of the batch has no 'url'.")
+            if not isinstance(headers, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
+            ):
+                raise bad(f"The 'headers' of request '{rid}' must be an object of strings.")
+            inner_body = dumps(raw["body"]).encode("utf-8") if "body" in raw else b""
+            items.append(_BatchItem(rid, method.upper(), url, dict(headers), inner_body))
+        return items
+
+    def _run_inner(self, h: _Handler, batch: _Batch, item: _BatchItem, outer_auth: str) -> dict[str, Any]:
+        """One inner request, handled like a standalone request to its route, with the outer token."""
+        with self._lock:
+            self.inner_requests.append(RecordedRequest(item.method, item.url, dict(item.headers), item.body))
+            fault = self._inner_faults.popleft() if self._inner_faults else None
+        headers = Message()
+        for name, value in item.headers.items():
+            if name.lower() != "authorization":
+                headers[name] = value
+        headers["Authorization"] = outer_auth
+        call = _InnerCall(item.method, headers)
+        try:
+            if fault is not None:
+                raise self._status_fault(fault)
+            path, query = self._inner_target(batch, item.url)
+            route = self._route(path)
+            if route is None or route.graph != batch.graph:
+                raise _ODataError(404, "BadRequest_NotFound", f"No resource found at '{path}'.")
+            allowed = ("GET",) if route.entity is not None else ("GET", "POST")
+            if item.method not in allowed:
+                raise _ODataError(
+                    405,
+                    "BadRequest_MethodNotAllowed",
+                    f"'{item.method}' is not allowed on this resource.",
+                    {"Allow": ", ".join(allowed)},
+                )
+            status, payload, extra = self._process(call, route, query, item.body)
+        except _ODataError as err:
+            client_request_id = headers.get("client-request-id") or h.headers.get("client-request-id")
+            return {
+                "id": item.id,
+                "status": err.status,
+                "headers": {"Content-Type": _BATCH_JSON, **err.headers},
+                "body": _error_body(err.code, err.message, batch.graph, client_request_id),
+            }
+        except Exception:  # like a standalone request: a 500 for this item, the batch still answers
+            log.debug("sandbox inner request failed", exc_info=True)
+            return {
+                "id": item.id,
+                "status": 500,
+                "headers": {"Content-Type": _BATCH_JSON},
+                "body": {
+                    "error": {"code": "Internal_ServerError", "message": "An unexpected error occurred."}
+                },
+            }
+        return {
+            "id": item.id,
+            "status": status,
+            "headers": {"Content-Type": _INNER_JSON_ODATA, **extra},
+            "body": payload,
+        }
+
+    @staticmethod
+    def _inner_target(batch: _Batch, url: str) -> tuple[str, dict[str, list[str]]]:
+        """Path and query of an inner url: relative to the batch's base (leading slash or not) or absolute."""
+        split = urlsplit(url)
+        if split.scheme or split.netloc:
+            path = split.path
+        else:
+            path = f"{batch.prefix}/{split.path.lstrip('/')}"
+        return unquote(path), parse_qs(split.query, keep_blank_values=True)
+
+    @staticmethod
+    def _check_auth(h: _Handler | _InnerCall) -> None:
+        """Any bearer token will do (the sandbox is not a security boundary); none at all is a 401."""
         auth = h.headers.get("Authorization") or ""
         scheme, _, token = auth.strip().partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
@@ -659,6 +920,11 @@ class Sandbox:
                 "The credentials provided are incorrect",
                 {"WWW-Authenticate": "Bearer"},
             )
+
+    def _process(
+        self, h: _Handler | _InnerCall, route: _Route, query: dict[str, list[str]], body: bytes
+    ) -> tuple[int, Any, dict[str, str]]:
+        self._check_auth(h)
         with self._lock:
             company = self._companies.get(_norm_guid(route.company) or "")
             if company is None:
@@ -684,7 +950,9 @@ class Sandbox:
         )
         return 201, self._render(stored, route.graph), {"Location": location}
 
-    def _validate(self, h: _Handler, route: _Route, body: bytes) -> dict[str, Any]:
+    @staticmethod
+    def _parse_json(h: _Handler | _InnerCall, body: bytes) -> Any:
+        """A JSON request body with exact Decimal numbers; 415 unless it says application/json."""
         ctype = (h.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
         if ctype != "application/json":
             raise _ODataError(
@@ -694,11 +962,14 @@ class Sandbox:
                 "use 'application/json'.",
             )
         try:
-            data = json.loads(body.decode("utf-8"), parse_float=Decimal, parse_constant=_reject_constant)
+            return json.loads(body.decode("utf-8"), parse_float=Decimal, parse_constant=_reject_constant)
         except (UnicodeDecodeError, ValueError) as exc:
             raise _ODataError(
                 400, "BadRequest_InvalidRequestBody", f"The request body is not valid JSON: {exc}"
             ) from None
+
+    def _validate(self, h: _Handler | _InnerCall, route: _Route, body: bytes) -> dict[str, Any]:
+        data = self._parse_json(h, body)
         if not isinstance(data, dict):
             raise _ODataError(400, "BadRequest_InvalidRequestBody", "The request body must be a JSON object.")
         allowed = _GRAPH_PROPS if route.graph else _BC_PROPS

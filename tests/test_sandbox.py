@@ -17,6 +17,7 @@ from payments.sandbox import (
     SANDBOX_JOURNAL_ID,
     SANDBOX_JOURNAL_NAME,
     SANDBOX_TOKEN_HEADER,
+    RecordedRequest,
     Sandbox,
     dumps,
 )
@@ -422,3 +423,270 @@ def test_entity_path_is_read_only(sb: Sandbox, http: requests.Session) -> None:
     resp = post(http, entity, payment())
     assert resp.status_code == 405 and resp.headers["Allow"] == "GET"
     assert len(sb.payments()) == 1
+
+
+# ----- $batch --------------------------------------------------------------------------------------------
+FORMS = pytest.mark.parametrize("form", ["graph", "bc"])
+LIMITS = {"graph": 20, "bc": 100}
+
+
+def batch_url(sb: Sandbox, form: str) -> str:
+    return f"{sb.graph_base_url if form == 'graph' else sb.bc_base_url}/$batch"
+
+
+def inner_url(form: str, company: str = SANDBOX_COMPANY_ID, journal: str = SANDBOX_JOURNAL_ID) -> str:
+    if form == "graph":
+        return f"/financials/companies/{company}/customerPaymentJournals/{journal}/customerPayments"
+    return f"companies({company})/customerPaymentJournals({journal})/customerPayments"
+
+
+def inner_post(rid: str, form: str, body: object, url: str | None = None) -> dict[str, object]:
+    return {
+        "id": rid,
+        "method": "POST",
+        "url": url or inner_url(form),
+        "headers": {"Content-Type": "application/json"},
+        "body": body,
+    }
+
+
+def post_batch(
+    http: requests.Session, sb: Sandbox, form: str, items: list, **kwargs: object
+) -> requests.Response:
+    return post(http, batch_url(sb, form), dumps({"requests": items}), **kwargs)
+
+
+def by_id(resp: requests.Response) -> dict[str, dict]:
+    assert resp.status_code == 200, resp.text
+    return {r["id"]: r for r in resp.json()["responses"]}
+
+
+@FORMS
+def test_batch_creates_each_payment(sb: Sandbox, http: requests.Session, form: str) -> None:
+    amounts = [Decimal("12345678901234567890.12"), Decimal("4.20"), Decimal("0.10")]
+    items = [
+        inner_post(str(i), form, payment(amount=a, documentNumber=f"B-{i}")) for i, a in enumerate(amounts, 1)
+    ]
+    resp = post_batch(http, sb, form, items)
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["Content-Type"].split(";")[0] == "application/json"
+    assert [r["id"] for r in resp.json()["responses"]] == ["3", "2", "1"]  # reversed: map by id
+    for text in ('"amount":12345678901234567890.12', '"amount":4.20,', '"amount":0.10,'):
+        assert text in resp.text
+    answers = by_id(resp)
+    for i in ("1", "2", "3"):
+        answer = answers[i]
+        assert answer["status"] == 201
+        assert answer["body"]["lineNumber"] == int(i) * 10000
+        assert answer["body"]["documentNumber"] == f"B-{i}"
+        assert answer["headers"]["Content-Type"] == "application/json; odata.metadata=minimal"
+        entity = f"/{answer['body']['id']}" if form == "graph" else f"({answer['body']['id']})"
+        assert answer["headers"]["Location"].endswith(f"/customerPayments{entity}")
+    assert ("contactId" in answers["1"]["body"]) == (form == "graph")
+    stored = sb.payments()
+    assert [p["lineNumber"] for p in stored] == [10000, 20000, 30000]
+    assert [str(p["amount"]) for p in stored] == [str(a) for a in amounts]
+    assert sb.batch_count == 1
+    fetched = http.get(answers["2"]["headers"]["Location"], headers=AUTH, timeout=5)
+    assert fetched.status_code == 200 and '"amount":4.20,' in fetched.text
+
+
+@FORMS
+def test_batch_mixed_valid_and_invalid(sb: Sandbox, http: requests.Session, form: str) -> None:
+    items = [
+        inner_post("ok", form, payment()),
+        inner_post("no-customer", form, payment(customerNumber="99999")),
+        inner_post("too-long", form, payment(documentNumber="X" * 25)),
+    ]
+    answers = by_id(post_batch(http, sb, form, items))
+    assert {k: v["status"] for k, v in answers.items()} == {"ok": 201, "no-customer": 400, "too-long": 400}
+    assert answers["no-customer"]["body"]["error"]["code"] == "Internal_RecordNotFound"
+    assert answers["too-long"]["body"]["error"]["code"] == "Application_StringExceededLength"
+    assert ("innerError" in answers["too-long"]["body"]["error"]) == (form == "graph")
+    assert [p["documentNumber"] for p in sb.payments()] == ["D-1"]
+
+
+@FORMS
+def test_batch_over_limit_is_400(sb: Sandbox, http: requests.Session, form: str) -> None:
+    limit = LIMITS[form]
+    items = [inner_post(str(i), form, payment()) for i in range(limit + 1)]
+    resp = post_batch(http, sb, form, items)
+    assert resp.status_code == 400
+    error = resp.json()["error"]
+    assert error["code"] == "BadRequest_InvalidRequestBody" and str(limit) in error["message"]
+    assert sb.payments() == [] and sb.inner_requests == [] and sb.batch_count == 0
+    answers = by_id(post_batch(http, sb, form, items[:limit]))  # exactly the limit is fine
+    assert {a["status"] for a in answers.values()} == {201}
+    assert len(sb.payments()) == limit
+
+
+@FORMS
+def test_batch_inner_faults(sb: Sandbox, http: requests.Session, form: str) -> None:
+    sb.inject_inner("429", retry_after="2")
+    items = [inner_post(str(i), form, payment(documentNumber=f"B-{i}")) for i in (1, 2, 3)]
+    answers = by_id(post_batch(http, sb, form, items))
+    assert answers["1"]["status"] == 429
+    assert answers["1"]["headers"]["Retry-After"] == "2"
+    assert answers["1"]["body"]["error"]["code"] == "Application_TooManyRequests"
+    assert (answers["2"]["status"], answers["3"]["status"]) == (201, 201)
+    assert [p["documentNumber"] for p in sb.payments()] == ["B-2", "B-3"]
+    assert sb.pending_inner_faults() == [] and sb.pending_faults() == []
+
+    sb.inject_inner("503")
+    sb.inject_inner("429")
+    answers = by_id(post_batch(http, sb, form, items[:2]))
+    assert answers["1"]["status"] == 503 and "Retry-After" not in answers["1"]["headers"]
+    assert answers["2"]["status"] == 429 and answers["2"]["headers"]["Retry-After"] == "1"
+    assert len(sb.payments()) == 2
+    with pytest.raises(ValueError):
+        sb.inject_inner("drop-after")
+    sb.inject_inner("429", times=3)
+    sb.reset()
+    assert sb.pending_inner_faults() == [] and sb.inner_requests == [] and sb.batch_count == 0
+
+
+@FORMS
+def test_batch_outer_faults_apply_to_the_whole_batch(sb: Sandbox, http: requests.Session, form: str) -> None:
+    items = [inner_post(str(i), form, payment()) for i in (1, 2)]
+    sb.inject("429")
+    resp = post_batch(http, sb, form, items)
+    assert resp.status_code == 429 and resp.headers["Retry-After"] == "1"
+    assert sb.payments() == [] and sb.inner_requests == [] and sb.batch_count == 0
+    sb.inject("drop-before")
+    with pytest.raises(requests.ConnectionError):
+        post_batch(http, sb, form, items)
+    assert sb.payments() == []
+    sb.inject("drop-after")
+    with pytest.raises(requests.ConnectionError):
+        post_batch(http, sb, form, items)
+    assert len(sb.payments()) == 2 and len(sb.inner_requests) == 2  # every inner request ran
+    assert len(sb.requests) == 3 and sb.pending_faults() == []
+    assert {a["status"] for a in by_id(post_batch(http, sb, form, items)).values()} == {201}
+
+
+def test_batch_counts_as_one_request_for_concurrency(sb: Sandbox) -> None:
+    sb.concurrency_limit = 1
+    sb.latency = 0.3
+    items = [inner_post(str(i), "graph", payment()) for i in (1, 2, 3)]
+    results: list[requests.Response] = []
+
+    def call() -> None:
+        with requests.Session() as session:
+            results.append(post_batch(session, sb, "graph", items))
+
+    worker = threading.Thread(target=call)
+    worker.start()
+    wait_until(lambda: sb.in_flight == 1)
+    assert sb.in_flight == 1  # three inner requests, one request in flight
+    with requests.Session() as session:
+        throttled = post_batch(session, sb, "graph", items)
+    worker.join()
+    assert throttled.status_code == 429 and throttled.headers["Retry-After"] == "1"
+    assert sb.throttled_count == 1
+    assert {a["status"] for a in by_id(results[0]).values()} == {201}
+    assert len(sb.payments()) == 3 and sb.batch_count == 1
+
+
+def test_batch_recording_and_inner_get(sb: Sandbox, http: requests.Session) -> None:
+    headers = {"Content-Type": "application/json", "client-request-id": "inner-1"}
+    body = payment(documentNumber="find-me", amount=Decimal("1.50"))
+    items = [
+        {"id": "a", "method": "POST", "url": inner_url("graph"), "headers": headers, "body": body},
+        {"id": "b", "method": "POST", "url": inner_url("graph"), "headers": headers, "body": payment()},
+    ]
+    raw = dumps({"requests": items})
+    resp = post(http, batch_url(sb, "graph"), raw)
+    assert resp.status_code == 200
+    assert len(sb.requests) == 1
+    outer = sb.requests[0]
+    assert (outer.method, outer.path, outer.body) == ("POST", "/beta/$batch", raw.encode())
+    assert [(r.method, r.path, r.headers) for r in sb.inner_requests] == [
+        ("POST", inner_url("graph"), headers)
+    ] * 2
+    assert sb.inner_requests[0].body == dumps(body).encode() and b'"amount":1.50' in sb.inner_requests[0].body
+
+    query = "?$filter=documentNumber eq 'FIND-ME'"
+    get = {"id": "q", "method": "GET", "url": inner_url("graph") + query}
+    answer = by_id(post_batch(http, sb, "graph", [get]))["q"]
+    assert answer["status"] == 200
+    assert [p["documentNumber"] for p in answer["body"]["value"]] == ["FIND-ME"]
+    assert len(sb.requests) == 2 and len(sb.inner_requests) == 3
+    assert sb.inner_requests[-1] == RecordedRequest("GET", inner_url("graph") + query, {}, b"")
+
+
+@FORMS
+def test_batch_malformed_auth_and_methods(sb: Sandbox, http: requests.Session, form: str) -> None:
+    url = batch_url(sb, form)
+    ok = inner_post("1", form, payment())
+    resp = http.post(
+        url, data=dumps({"requests": [ok]}), headers={"Content-Type": "application/json"}, timeout=5
+    )
+    assert resp.status_code == 401 and resp.headers["WWW-Authenticate"] == "Bearer"
+    for raw in (
+        "",
+        "not json",
+        "[]",
+        "{}",
+        '{"requests": []}',
+        '{"requests": {}}',
+        dumps({"requests": [{**ok, "id": ""}]}),
+        dumps({"requests": [{k: v for k, v in ok.items() if k != "id"}]}),
+        dumps({"requests": [ok, {**ok}]}),  # duplicate id
+        dumps({"requests": [{**ok, "url": None}]}),
+        dumps({"requests": [{**ok, "headers": {"X": 1}}]}),
+    ):
+        resp = post(http, url, raw)
+        assert (resp.status_code, resp.json()["error"]["code"]) == (400, "BadRequest_InvalidRequestBody"), raw
+    assert (
+        post(http, url, dumps({"requests": [ok]}), headers={"Content-Type": "text/plain"}).status_code == 415
+    )
+    assert http.get(url, headers=AUTH, timeout=5).status_code == 405
+    assert sb.payments() == [] and sb.inner_requests == [] and sb.batch_count == 0
+
+    missing_type = {**ok, "headers": {}}
+    unknown = inner_post("2", form, payment(), url=inner_url(form, company=OTHER_GUID))
+    entity = inner_post(
+        "3",
+        form,
+        payment(),
+        url=inner_url(form) + (f"/{OTHER_GUID}" if form == "graph" else f"({OTHER_GUID})"),
+    )
+    other_form = inner_post("4", form, payment(), url=inner_url("bc" if form == "graph" else "graph"))
+    answers = by_id(post_batch(http, sb, form, [missing_type, unknown, entity, other_form]))
+    assert answers["1"]["status"] == 415
+    assert (answers["2"]["status"], answers["2"]["body"]["error"]["code"]) == (
+        404,
+        "Internal_CompanyNotFound",
+    )
+    assert answers["3"]["status"] == 405 and answers["3"]["headers"]["Allow"] == "GET"
+    assert answers["4"]["status"] == 404
+    assert sb.payments() == []
+
+
+def test_bc_batch_accepts_leading_slash_and_absolute_urls(sb: Sandbox, http: requests.Session) -> None:
+    relative = inner_url("bc")
+    items = [
+        inner_post("plain", "bc", payment(), url=relative),
+        inner_post("slash", "bc", payment(), url="/" + relative),
+        inner_post("absolute", "bc", payment(), url=f"{sb.bc_base_url}/{relative}"),
+    ]
+    answers = by_id(post_batch(http, sb, "bc", items))
+    assert {k: a["status"] for k, a in answers.items()} == {"plain": 201, "slash": 201, "absolute": 201}
+    assert {a["headers"]["Location"].split("customerPayments(")[0] for a in answers.values()} == {
+        f"{bc_url(sb)}".split("customerPayments")[0]
+    }
+    assert len(sb.payments()) == 3
+
+
+def test_batch_inner_failure_answers_500_for_that_item(
+    sb: Sandbox, http: requests.Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def boom(*args: object) -> None:
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(sb, "_validate", boom)
+    get = {"id": "2", "method": "GET", "url": inner_url("graph")}
+    resp = post_batch(http, sb, "graph", [inner_post("1", "graph", payment()), get])
+    answers = by_id(resp)
+    assert answers["1"]["status"] == 500 and answers["1"]["body"]["error"]["code"] == "Internal_ServerError"
+    assert answers["2"]["status"] == 200 and "secret" not in resp.text

@@ -1,0 +1,252 @@
+"""Throughput benchmark: 5,000 payments against a sandbox that enforces a latency and a concurrency
+cap (excess requests get 429), for a plain sequential `requests` loop, the relay without `$batch`
+and the relay with `$batch`; plus import time and validation throughput.
+
+Run: `.venv/bin/python -m bench.throughput` (`--payments`, `--latency`, `--cap`, `--batch` to vary).
+The sandbox runs in its own process on 127.0.0.1; the relay uses its real client, the real
+ManagedIdentityCredential (against the sandbox's token endpoint) and the exactly-once ledger
+(in-memory store: the protocol is the same as in production, the storage round-trips are not).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def start_sandbox(latency: float, cap: int) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "payments.sandbox",
+            "--port",
+            "0",
+            "--latency",
+            str(latency),
+            "--concurrency-limit",
+            str(cap),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if "http://127.0.0.1:" in line:
+            url = "http://127.0.0.1:" + line.split("http://127.0.0.1:", 1)[1].split()[0].split("/")[0]
+            return proc, url
+    raise SystemExit("the sandbox did not start")
+
+
+def records(n: int, tag: str) -> list[dict]:
+    return [
+        {
+            "customerNumber": ("10000", "20000", "30000", "40000")[i % 4],
+            "postingDate": "2026-11-20",
+            "documentNumber": f"{tag}-{i:06d}",
+            "externalDocumentNumber": f"BANK-{tag}-{i:06d}",
+            "amount": Decimal(f"{i % 9000 + 1}.{i % 100:02d}"),
+            "description": f"Payment {i} for invoice {100000 + i}",
+        }
+        for i in range(n)
+    ]
+
+
+def sequential_baseline(url: str, items: list[dict]) -> tuple[float, int]:
+    """What a user would write: one POST after another with requests (429s counted, not retried)."""
+    import requests
+
+    from payments import codec
+    from payments.sandbox import SANDBOX_COMPANY_ID as C
+    from payments.sandbox import SANDBOX_JOURNAL_ID as J
+
+    endpoint = f"{url}/v2.0/sandbox-tenant/sandbox/api/v2.0/companies({C})/customerPaymentJournals({J})/customerPayments"
+    throttled = 0
+    started = time.perf_counter()
+    with requests.Session() as session:
+        for item in items:
+            r = session.post(
+                endpoint,
+                data=codec.dumpb(item),
+                headers={"Authorization": "Bearer baseline", "Content-Type": "application/json"},
+                timeout=30,
+            )
+            throttled += r.status_code == 429
+    return time.perf_counter() - started, throttled
+
+
+def relay_run(url: str, items: list[dict], batch: int, concurrency: int) -> tuple[float, int, dict[str, int]]:
+    from collections import Counter
+
+    from payments.client import TargetClient
+    from payments.identity import make_credential
+    from payments.ledger import Ledger, MemoryLedgerStore
+    from payments.model import check
+    from payments.pipeline import Pipeline
+    from payments.sandbox import SANDBOX_COMPANY_ID as C
+    from payments.sandbox import SANDBOX_JOURNAL_ID as J
+    from payments.sandbox import SANDBOX_TOKEN_HEADER
+    from payments.settings import Settings
+
+    os.environ["IDENTITY_ENDPOINT"] = url + "/msi/token"
+    os.environ["IDENTITY_HEADER"] = SANDBOX_TOKEN_HEADER
+    settings = Settings(
+        target="businesscentral",
+        api_base_url=url + "/v2.0/sandbox-tenant/sandbox/api/v2.0",
+        max_concurrency=concurrency,
+        batch_size=batch,
+    )
+    client = TargetClient(settings, make_credential(settings))
+    pipeline = Pipeline(client, Ledger(MemoryLedgerStore()))
+    started = time.perf_counter()
+    payments = [check(item).payment for item in items]  # validation is part of the job
+    outcomes = pipeline.post_all(C, J, payments)
+    elapsed = time.perf_counter() - started
+    client.close()
+    return elapsed, client.gate.throttled, dict(Counter(o.kind for o in outcomes))
+
+
+def import_times(repeats: int = 5) -> tuple[float, float, list[str]]:
+    """Median wall time to import function_app, and to import only the third-party packages it loads."""
+    probe = (
+        "import sys, time; t = time.perf_counter(); import function_app; d = time.perf_counter() - t; "
+        "import sysconfig; site = sysconfig.get_paths()['purelib']; "
+        "mods = sorted({n.split('.')[0] for n, m in list(sys.modules.items()) "
+        "if getattr(m, '__file__', None) and m.__file__.startswith(site)}); print(d); print(','.join(mods))"
+    )
+    app, deps = [], []
+    third_party: list[str] = []
+    for _ in range(repeats):
+        out = subprocess.run(
+            [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
+        )
+        seconds, names = out.stdout.strip().splitlines()[-2:]
+        app.append(float(seconds))
+        third_party = [n for n in names.split(",") if n and n not in ("_distutils_hack",)]
+    only_deps = (
+        "import time, importlib; t = time.perf_counter(); "
+        f"[importlib.import_module(n) for n in {third_party!r}]; print(time.perf_counter() - t)"
+    )
+    for _ in range(repeats):
+        out = subprocess.run(
+            [sys.executable, "-c", only_deps], cwd=ROOT, capture_output=True, text=True, check=True
+        )
+        deps.append(float(out.stdout.strip().splitlines()[-1]))
+    return statistics.median(app), statistics.median(deps), third_party
+
+
+def validation(n: int) -> tuple[float, float]:
+    """Records per second through the relay's `check` and through a plain pydantic TypeAdapter of
+    the same shape built from pydantic's own types (the floor: no custom validators, no messages)."""
+    import uuid
+    from datetime import date
+    from typing import Annotated
+
+    from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+    from payments.model import check
+
+    class Floor(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        journalDisplayName: Annotated[str, Field(max_length=10)] | None = None
+        lineNumber: int | None = None
+        customerId: uuid.UUID | None = None
+        customerNumber: Annotated[str, Field(max_length=20)] | None = None
+        contactId: Annotated[str, Field(max_length=250)] | None = None
+        postingDate: date | None = None
+        documentNumber: Annotated[str, Field(max_length=20)] | None = None
+        externalDocumentNumber: Annotated[str, Field(max_length=35)] | None = None
+        amount: Decimal
+        appliesToInvoiceId: uuid.UUID | None = None
+        appliesToInvoiceNumber: Annotated[str, Field(max_length=20)] | None = None
+        description: Annotated[str, Field(max_length=100)] | None = None
+        comment: Annotated[str, Field(max_length=250)] | None = None
+
+    items = records(n, "V")
+    for item in items[::2]:
+        item["customerId"] = "c0000001-0000-4000-8000-000000010000"
+    adapter = TypeAdapter(Floor)
+    best_floor = best_ours = float("inf")
+    for _ in range(3):
+        t = time.perf_counter()
+        for item in items:
+            adapter.validate_python(item)
+        best_floor = min(best_floor, time.perf_counter() - t)
+        t = time.perf_counter()
+        for item in items:
+            assert check(item).ok
+        best_ours = min(best_ours, time.perf_counter() - t)
+    return n / best_ours, n / best_floor
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--payments", type=int, default=5000)
+    parser.add_argument("--latency", type=float, default=0.05, help="sandbox latency per request, seconds")
+    parser.add_argument(
+        "--cap", type=int, default=5, help="requests the sandbox serves at once (more get 429)"
+    )
+    parser.add_argument(
+        "--batch", type=int, default=100, help="payments per $batch (Business Central: up to 100)"
+    )
+    parser.add_argument("--validation-records", type=int, default=100_000)
+    args = parser.parse_args()
+    n, latency, cap = args.payments, args.latency, args.cap
+
+    rows = []
+    proc, url = start_sandbox(latency, cap)
+    try:
+        print(f"sandbox {url}: latency {latency * 1000:.0f} ms, {cap} requests at once", file=sys.stderr)
+        seconds, throttled = sequential_baseline(url, records(n, "SEQ"))
+        rows.append(("sequential requests loop", n / seconds, 1 / latency, throttled, None))
+        print(f"  baseline done in {seconds:.1f} s", file=sys.stderr)
+        seconds, throttled, kinds = relay_run(url, records(n, "REL"), 0, cap)
+        rows.append(("relay, no $batch", n / seconds, cap / latency, throttled, kinds))
+        print(f"  relay without $batch done in {seconds:.1f} s", file=sys.stderr)
+        seconds, throttled, kinds = relay_run(url, records(n, "BAT"), args.batch, cap)
+        rows.append(
+            (f"relay, $batch of {args.batch}", n / seconds, cap * args.batch / latency, throttled, kinds)
+        )
+        print(f"  relay with $batch done in {seconds:.1f} s", file=sys.stderr)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+    app_import, deps_import, third_party = import_times()
+    ours, floor = validation(args.validation_records)
+
+    baseline = rows[0][1]
+    print(
+        f"\nthroughput: {n} payments, sandbox latency {latency * 1000:.0f} ms, cap {cap} concurrent (excess -> 429)"
+    )
+    print(
+        f"{'run':<26} {'payments/s':>11} {'theoretical max':>16} {'share':>7} {'x baseline':>11} {'429s':>6}  outcomes"
+    )
+    for name, rate, maximum, throttled, kinds in rows:
+        print(
+            f"{name:<26} {rate:>11.1f} {maximum:>16.1f} {rate / maximum:>7.1%} {rate / baseline:>11.1f} "
+            f"{throttled:>6}  {kinds or ''}"
+        )
+    print(
+        f"\nimport: function_app {app_import * 1000:.0f} ms; its third-party packages alone "
+        f"{deps_import * 1000:.0f} ms (ratio {app_import / deps_import:.2f}; {', '.join(third_party)})"
+    )
+    print(
+        f"validation: {ours:,.0f} records/s through payments.model.check; {floor:,.0f} records/s through a plain "
+        f"pydantic TypeAdapter of the same shape; the relay takes {floor / ours:.2f}x the floor's time"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
