@@ -8,7 +8,7 @@ becomes a `Decimal`, and a `Decimal` is written back with exactly its digits.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import json.encoder
 from decimal import Decimal
 from typing import Any
 
@@ -62,46 +62,59 @@ def format_decimal(value: Decimal) -> str:
     return format(value, "f")
 
 
+_quote = json.encoder.encode_basestring  # the C implementation where available; keeps non-ASCII as is
+
+
 def _encode(value: Any, out: list[str]) -> None:
-    if isinstance(value, str):
-        out.append(json.dumps(value, ensure_ascii=False))
-    elif value is None or isinstance(value, bool):
-        out.append("null" if value is None else ("true" if value else "false"))
-    elif isinstance(value, Decimal):
-        if not value.is_finite():
-            raise ValueError("a non-finite Decimal cannot be written as JSON")
-        out.append(format_decimal(value))
-    elif isinstance(value, int):
-        out.append(str(value))
-    elif isinstance(value, dict):
+    kind = type(value)
+    if kind is str:
+        out.append(_quote(value))
+    elif kind is dict:
         out.append("{")
         first = True
         for key, item in value.items():
-            if not first:
+            if first:
+                first = False
+            else:
                 out.append(",")
-            first = False
-            out.append(json.dumps(str(key), ensure_ascii=False))
+            out.append(_quote(key if type(key) is str else str(key)))
             out.append(":")
             _encode(item, out)
         out.append("}")
-    elif isinstance(value, list | tuple):
+    elif kind is Decimal:
+        if not value.is_finite():
+            raise ValueError("a non-finite Decimal cannot be written as JSON")
+        out.append(format_decimal(value))
+    elif value is None:
+        out.append("null")
+    elif kind is bool:
+        out.append("true" if value else "false")
+    elif kind is int:
+        out.append(str(value))
+    elif kind is list or kind is tuple:
         out.append("[")
-        _encode_items(value, out)
+        first = True
+        for item in value:
+            if first:
+                first = False
+            else:
+                out.append(",")
+            _encode(item, out)
         out.append("]")
     elif isinstance(value, float):
         # Nothing in the relay produces floats for JSON; failing loudly keeps it that way.
         raise TypeError("refusing to write a float as JSON: use Decimal")
+    elif isinstance(value, str | int | dict | list | tuple | Decimal):  # subclasses
+        _encode(_plain(value), out)
     else:
         raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
-def _encode_items(values: Iterable[Any], out: list[str]) -> None:
-    first = True
-    for item in values:
-        if not first:
-            out.append(",")
-        first = False
-        _encode(item, out)
+def _plain(value: Any) -> Any:
+    for base in (bool, str, int, Decimal, dict, list, tuple):
+        if isinstance(value, base):
+            return base(value)
+    return value  # pragma: no cover
 
 
 def dumps(value: Any) -> str:

@@ -17,6 +17,7 @@ Protocol, per payment key:
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 from collections.abc import Callable, Iterator
@@ -72,7 +73,16 @@ def fingerprint(payload: dict[str, Any]) -> str:
 def derived_key(scope: Scope, payload: dict[str, Any]) -> str:
     """The key of a payment sent without Idempotency-Key: the same payment in the same journal is
     the same key. Two genuinely identical payments therefore count as one (see the README)."""
-    return "p-" + hashlib.sha256(f"{scope.partition}|{canonical(payload)}".encode()).hexdigest()
+    return identify(scope, payload)[0]
+
+
+def identify(scope: Scope, payload: dict[str, Any]) -> tuple[str, str]:
+    """The derived key and the fingerprint of a payment, from one canonical form."""
+    text = canonical(payload).encode("utf-8")
+    return (
+        "p-" + hashlib.sha256(scope.partition.encode("utf-8") + b"|" + text).hexdigest(),
+        hashlib.sha256(text).hexdigest(),
+    )
 
 
 def explicit_key(scope: Scope, idempotency_key: str, index: int | None = None) -> str:
@@ -160,6 +170,7 @@ class Ledger:
         find: Callable[[dict[str, str]], list[dict[str, Any]]],
         *,
         replay_rejections: bool = False,
+        payment_fingerprint: str | None = None,
     ) -> Decision:
         """Claim `key` for posting, or say why not. `find` searches the target by natural key."""
         payload = payment.payload()
@@ -168,7 +179,7 @@ class Ledger:
             scope=scope,
             key=key,
             state="claimed",
-            fingerprint=fingerprint(payload),
+            fingerprint=payment_fingerprint or fingerprint(payload),
             claimed_until=now + self.lease,
             created_at=now,
             updated_at=now,
@@ -354,11 +365,19 @@ class MemoryLedgerStore:
         self._rows: dict[tuple[str, str], Entry] = {}
         self._version = 0
 
+    @staticmethod
+    def _copy(entry: Entry) -> Entry:
+        # Callers get copies, as from a real store; copy.copy is far cheaper than dataclasses.replace.
+        twin = copy.copy(entry)
+        twin.natural = dict(entry.natural)
+        return twin
+
     def _stamp(self, entry: Entry) -> Entry:
         self._version += 1
-        stored = replace(entry, natural=dict(entry.natural), etag=str(self._version))
+        stored = self._copy(entry)
+        stored.etag = str(self._version)
         self._rows[(entry.scope.partition, entry.key)] = stored
-        return replace(stored)
+        return self._copy(stored)
 
     def insert(self, entry: Entry) -> Entry | None:
         with self._lock:
@@ -369,7 +388,7 @@ class MemoryLedgerStore:
     def get(self, scope: Scope, key: str) -> Entry | None:
         with self._lock:
             found = self._rows.get((scope.partition, key))
-            return replace(found) if found else None
+            return self._copy(found) if found else None
 
     def replace(self, entry: Entry) -> Entry | None:
         with self._lock:
@@ -388,7 +407,7 @@ class MemoryLedgerStore:
 
     def scan(self, states: set[str] | None = None) -> Iterator[Entry]:
         with self._lock:
-            rows = [replace(e) for e in self._rows.values() if states is None or e.state in states]
+            rows = [self._copy(e) for e in self._rows.values() if states is None or e.state in states]
         yield from rows
 
 

@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal, InvalidOperation
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError
@@ -142,9 +143,17 @@ class CustomerPayment(BaseModel):
     comment: str | None = _text(250)  # Text[250]
 
     def payload(self) -> dict[str, Any]:
-        """The JSON object sent to the target: given properties only, amount as an exact Decimal."""
+        """The JSON object sent to the target: given properties only, amount as an exact Decimal.
+        A fresh dict each call (callers may change it); built once per payment."""
+        return dict(self._payload)
+
+    @cached_property
+    def _payload(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for name in self.model_fields_set:
+        fields = self.model_fields_set
+        for name in WRITABLE:
+            if name not in fields:
+                continue
             value = getattr(self, name)
             if value is None:
                 continue
@@ -153,7 +162,7 @@ class CustomerPayment(BaseModel):
             elif isinstance(value, uuid.UUID):
                 value = str(value)  # lower-case, hyphenated
             out[name] = value
-        return {name: out[name] for name in WRITABLE if name in out}
+        return out
 
 
 WRITABLE: tuple[str, ...] = tuple(CustomerPayment.model_fields)

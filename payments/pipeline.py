@@ -17,7 +17,7 @@ from typing import Any, Literal
 from . import codec
 from .client import TargetClient
 from .errors import AmbiguousOutcome, NotAuthorized, PermanentRejection, TargetError, TargetUnavailable
-from .ledger import Decision, Entry, Ledger, LedgerUnavailable, Scope, derived_key, odata_filter
+from .ledger import Decision, Entry, Ledger, LedgerUnavailable, Scope, identify, odata_filter
 from .model import CustomerPayment, FieldError, Rules
 from .settings import Settings
 
@@ -91,11 +91,18 @@ class Pipeline:
         return self.client.find_payments(company_id, journal_id, odata_filter(natural))
 
     def post_one(
-        self, company_id: str, journal_id: str, payment: CustomerPayment, *, key: str | None = None
+        self,
+        company_id: str,
+        journal_id: str,
+        payment: CustomerPayment,
+        *,
+        key: str | None = None,
+        identity: tuple[str, str] | None = None,
     ) -> Outcome:
         """Post one payment; with a ledger, at most once per key (derived from the payment by default).
-        An explicit key (Idempotency-Key) also replays earlier rejections instead of retrying them."""
-        settled, entry = self._claim(company_id, journal_id, payment, key)
+        An explicit key (Idempotency-Key) also replays earlier rejections instead of retrying them.
+        `identity` is the payment's (derived key, fingerprint) when the caller computed it already."""
+        settled, entry = self._claim(company_id, journal_id, payment, key, identity)
         if settled is not None:
             return settled
         outcome = self._send(company_id, journal_id, payment)
@@ -109,9 +116,13 @@ class Pipeline:
         journal_id: str,
         payments: Sequence[CustomerPayment],
         keys: Sequence[str | None],
+        identities: Sequence[tuple[str, str] | None],
     ) -> list[Outcome]:
         """Claim each payment, post the ones to post in one JSON $batch, record each outcome."""
-        claims = [self._claim(company_id, journal_id, p, k) for p, k in zip(payments, keys, strict=True)]
+        claims = [
+            self._claim(company_id, journal_id, p, k, ident)
+            for p, k, ident in zip(payments, keys, identities, strict=True)
+        ]
         to_post = [i for i, (settled, _) in enumerate(claims) if settled is None]
         answers = (
             self.client.create_payments_batch(
@@ -133,14 +144,20 @@ class Pipeline:
         return outcomes
 
     def _claim(
-        self, company_id: str, journal_id: str, payment: CustomerPayment, key: str | None
+        self,
+        company_id: str,
+        journal_id: str,
+        payment: CustomerPayment,
+        key: str | None,
+        identity: tuple[str, str] | None = None,
     ) -> tuple[Outcome | None, Entry | None]:
         """Ask the ledger first: an outcome when the payment is settled without posting, else the claim."""
         if self.ledger is None:
             return None, None
         scope = Scope(company_id, journal_id)
         explicit = key is not None
-        key = key or derived_key(scope, payment.payload())
+        derived, payment_fingerprint = identity or identify(scope, payment.payload())
+        key = key or derived
         try:
             decision = self.ledger.claim(
                 scope,
@@ -148,6 +165,7 @@ class Pipeline:
                 payment,
                 lambda natural: self.find(company_id, journal_id, natural),
                 replay_rejections=explicit,
+                payment_fingerprint=payment_fingerprint,
             )
         except LedgerUnavailable as exc:
             return Outcome("unavailable", error=TargetUnavailable(f"not posted: {exc}", retry_after=30)), None
@@ -203,12 +221,15 @@ class Pipeline:
         # answered "already posted" rather than "in flight".
         order = list(range(len(payments)))
         repeats: list[int] = []
+        identities: list[tuple[str, str] | None] = [None] * len(payments)
         if self.ledger is not None:
             scope = Scope(company_id, journal_id)
             seen: set[str] = set()
             firsts = []
             for i in order:
-                key = all_keys[i] or derived_key(scope, payments[i].payload())
+                identity = identify(scope, payments[i].payload())
+                identities[i] = identity
+                key = all_keys[i] or identity[0]
                 (repeats if key in seen else firsts).append(i)
                 seen.add(key)
             order = firsts
@@ -226,10 +247,18 @@ class Pipeline:
                 results = [Outcome(_classify(halted[0]), error=halted[0], attempted=False) for _ in group]
             elif size == 1:
                 i = group[0]
-                results = [self.post_one(company_id, journal_id, payments[i], key=all_keys[i])]
+                results = [
+                    self.post_one(
+                        company_id, journal_id, payments[i], key=all_keys[i], identity=identities[i]
+                    )
+                ]
             else:
                 results = self._post_group(
-                    company_id, journal_id, [payments[i] for i in group], [all_keys[i] for i in group]
+                    company_id,
+                    journal_id,
+                    [payments[i] for i in group],
+                    [all_keys[i] for i in group],
+                    [identities[i] for i in group],
                 )
             with lock:
                 for i, outcome in zip(group, results, strict=True):
