@@ -85,6 +85,49 @@ def sequential_baseline(url: str, items: list[dict]) -> tuple[float, int]:
     return time.perf_counter() - started, throttled
 
 
+def sandbox_service_time(url: str, batch: int, rounds: int = 10) -> float:
+    """Seconds the sandbox itself spends on one $batch of `batch` payments (CPU, on top of its latency),
+    measured with prebuilt bodies, one at a time; its latency is subtracted."""
+    import requests
+
+    from payments import codec
+    from payments.sandbox import SANDBOX_COMPANY_ID as C
+    from payments.sandbox import SANDBOX_JOURNAL_ID as J
+
+    item_url = f"companies({C})/customerPaymentJournals({J})/customerPayments"
+    bodies = [
+        codec.dumpb(
+            {
+                "requests": [
+                    {
+                        "id": str(i),
+                        "method": "POST",
+                        "url": item_url,
+                        "headers": {"Content-Type": "application/json"},
+                        "body": item,
+                    }
+                    for i, item in enumerate(records(batch, f"SVC{r}"))
+                ]
+            }
+        )
+        for r in range(rounds)
+    ]
+    headers = {"Authorization": "Bearer service-time", "Content-Type": "application/json"}
+    with requests.Session() as session:
+        t = time.perf_counter()
+        session.post(
+            f"{url}/v2.0/sandbox-tenant/sandbox/api/v2.0/$batch", data=bodies[0], headers=headers, timeout=30
+        )
+        times = []
+        for body in bodies[1:]:
+            t = time.perf_counter()
+            session.post(
+                f"{url}/v2.0/sandbox-tenant/sandbox/api/v2.0/$batch", data=body, headers=headers, timeout=30
+            )
+            times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
 def relay_run(url: str, items: list[dict], batch: int, concurrency: int) -> tuple[float, int, dict[str, int]]:
     from collections import Counter
 
@@ -221,6 +264,15 @@ def main() -> int:
     finally:
         proc.terminate()
         proc.wait(10)
+    # The sandbox is Python too: a $batch costs it CPU that its threads cannot overlap. With C
+    # batches in flight, each needing L of waiting and s of CPU, it serves at most C*B / max(L+s, C*s).
+    proc, url = start_sandbox(0.0, 1000)
+    try:
+        service = sandbox_service_time(url, args.batch)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    capacity = cap * args.batch / max(latency + service, cap * service)
 
     app_import, deps_import, third_party = import_times()
     ours, floor = validation(args.validation_records)
@@ -237,6 +289,12 @@ def main() -> int:
             f"{name:<26} {rate:>11.1f} {maximum:>16.1f} {rate / maximum:>7.1%} {rate / baseline:>11.1f} "
             f"{throttled:>6}  {kinds or ''}"
         )
+    batch_rate = rows[2][1]
+    print(
+        f"(theoretical max = cap x payments per request / latency.) The sandbox itself spends "
+        f"{service * 1000:.1f} ms of CPU per $batch of {args.batch}; with that, it can serve at most "
+        f"{capacity:,.0f} payments/s, of which the relay reached {batch_rate / capacity:.1%}."
+    )
     print(
         f"\nimport: function_app {app_import * 1000:.0f} ms; its third-party packages alone "
         f"{deps_import * 1000:.0f} ms (ratio {app_import / deps_import:.2f}; {', '.join(third_party)})"
