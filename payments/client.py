@@ -75,8 +75,9 @@ class ThrottleGate:
         self.pauses = 0  # times the gate was closed (or its closing extended)
         self.throttled = 0  # 429 answers seen, batch items included
 
-    def pause(self, seconds: float) -> None:
+    def pause(self, seconds: float, *, throttled: bool = False) -> None:
         with self._lock:
+            self.throttled += throttled
             until = self._clock() + seconds
             if until > self._open_at:
                 self._open_at = until
@@ -440,8 +441,9 @@ class TargetClient:
         hint = int(retry_after + 0.999) if retry_after is not None else 30
         log.warning("target answered %d %s client-request-id=%s", status, code, request_id)
         if status == 429:
-            self.gate.throttled += 1
-            self.gate.pause(retry_after if retry_after is not None else self.settings.backoff_base_seconds)
+            self.gate.pause(
+                retry_after if retry_after is not None else self.settings.backoff_base_seconds, throttled=True
+            )
             return _Retry(
                 Throttled(f"throttled by the target ({code})", retry_after=hint, status=status), retry_after
             )

@@ -231,9 +231,12 @@ def load_settings() -> Settings:
         lines = []
         for err in exc.errors():
             loc = err["loc"][0] if err["loc"] else None
-            env = names.get(str(loc), str(loc)) if loc else "settings"
             msg = err["msg"].removeprefix("Value error, ")
+            if not loc:  # a rule across settings: its message names the variables itself
+                lines.append(msg)
+                continue
+            env = names.get(str(loc), str(loc))
             given = err.get("input")
-            shown = f" (got {given!r})" if loc and isinstance(given, str | int | float) else ""
+            shown = f" (got {given!r})" if isinstance(given, str | int | float) else ""
             lines.append(f"{env}: {msg}{shown}")
         raise SettingsError("invalid settings: " + "; ".join(lines)) from None

@@ -1,0 +1,119 @@
+"""Concurrency, JSON $batch and the shared throttle gate, checked for behaviour (never for speed:
+bench/throughput.py measures that)."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import pytest
+from test_client import FakeTime
+
+from payments.client import ThrottleGate
+from payments.identity import make_credential
+from payments.ledger import Ledger, MemoryLedgerStore
+from payments.model import check
+from payments.pipeline import Pipeline
+from payments.sandbox import SANDBOX_COMPANY_ID as C
+from payments.sandbox import SANDBOX_JOURNAL_ID as J
+from payments.settings import SettingsError, load_settings
+
+
+def payments(n: int, tag: str = "T"):
+    return [
+        check({"customerNumber": ("10000", "20000")[i % 2], "documentNumber": f"{tag}-{i}", "amount": f"{i + 1}.{i % 100:02d}"}).payment
+        for i in range(n)
+    ]
+
+
+def pipeline(sleeps=None) -> Pipeline:
+    from payments.client import TargetClient
+
+    settings = load_settings()
+    if sleeps is None:
+        client = TargetClient(settings, make_credential(settings))
+    else:
+        fake = FakeTime(sleeps)
+        client = TargetClient(settings, make_credential(settings), sleep=fake.sleep, clock=fake.clock)
+    return Pipeline(client, Ledger(MemoryLedgerStore()))
+
+
+@pytest.mark.parametrize(
+    ("target", "item_url"),
+    [
+        ("businesscentral", f"companies({C})/customerPaymentJournals({J})/customerPayments"),
+        ("graph", f"/financials/companies/{C}/customerPaymentJournals/{J}/customerPayments"),
+    ],
+)
+def test_batch_posting_sends_each_payment_once_in_the_targets_batch_form(azure_env, sandbox, target, item_url):
+    size = 100 if target == "businesscentral" else 20
+    azure_env(target, PAYMENTS_BATCH_SIZE=str(size))
+    items = payments(2 * size + 5)
+    outcomes = pipeline().post_all(C, J, items)
+    assert [o.kind for o in outcomes] == ["created"] * len(items)
+    # Outcomes come back in input order, each mapped to its own payment.
+    assert [o.created["amount"] for o in outcomes] == [p.amount for p in items]
+    assert sandbox.batch_count == 3
+    batch_posts = [r for r in sandbox.requests if r.method == "POST"]
+    assert len(batch_posts) == 3 and all(r.path.endswith("/$batch") for r in batch_posts)
+    assert {r.path for r in sandbox.inner_requests} == {item_url}
+    first = json.loads(batch_posts[0].body, parse_float=Decimal)["requests"][0]
+    assert first["method"] == "POST" and first["headers"] == {"Content-Type": "application/json"}
+    assert sorted(p["documentNumber"] for p in sandbox.payments()) == sorted(p.documentNumber for p in items)
+
+
+def test_an_item_throttled_inside_a_batch_is_resent_after_its_own_retry_after(azure_env, sandbox):
+    azure_env("businesscentral", PAYMENTS_BATCH_SIZE="50")
+    sandbox.inject_inner("429", times=2, retry_after="3")
+    sleeps: list[float] = []
+    outcomes = pipeline(sleeps).post_all(C, J, payments(50))
+    assert [o.kind for o in outcomes] == ["created"] * 50
+    assert sandbox.batch_count == 2  # the second batch carries only the two throttled items
+    assert len(sandbox.inner_requests) == 52
+    assert sleeps and max(sleeps) >= 3
+    assert len(sandbox.payments()) == 50
+
+
+def test_a_batch_dropped_after_commit_is_ambiguous_then_reconciled(azure_env, sandbox):
+    azure_env("businesscentral", PAYMENTS_BATCH_SIZE="10")
+    relay = pipeline()
+    sandbox.inject("drop-after")
+    items = payments(10, "DROP")
+    first = relay.post_all(C, J, items)
+    assert [o.kind for o in first] == ["ambiguous"] * 10
+    assert len(sandbox.payments()) == 10
+    again = relay.post_all(C, J, items)
+    assert [o.kind for o in again] == ["skipped"] * 10  # each found by documentNumber and adopted
+    assert len(sandbox.payments()) == 10 and sandbox.batch_count == 1
+
+
+def test_concurrency_stays_under_the_targets_limit_and_a_429_pauses_every_worker(azure_env, sandbox):
+    azure_env("businesscentral", PAYMENTS_MAX_CONCURRENCY="5")
+    sandbox.latency = 0.05
+    sandbox.concurrency_limit = 3  # the target allows fewer than the relay was told
+    relay = pipeline()
+    outcomes = relay.post_all(C, J, payments(40, "GATE"))
+    assert [o.kind for o in outcomes] == ["created"] * 40
+    assert len(sandbox.payments()) == 40
+    assert relay.client.gate.throttled == sandbox.throttled_count >= 1
+    assert relay.client.gate.pauses >= 1
+
+
+def test_the_gate_holds_every_caller_until_it_opens():
+    fake = FakeTime([])
+    gate = ThrottleGate(fake.sleep, fake.clock)
+    gate.wait()
+    assert fake.sleeps == []
+    gate.pause(2.5)
+    gate.pause(1.0)  # a shorter pause does not shorten the first
+    gate.wait()
+    assert fake.sleeps == [2.5]
+    gate.wait()
+    assert fake.sleeps == [2.5]
+
+
+def test_batch_size_is_limited_by_the_target(azure_env, monkeypatch):
+    monkeypatch.setenv("PAYMENTS_BATCH_SIZE", "21")
+    monkeypatch.setenv("PAYMENTS_TARGET", "graph")
+    with pytest.raises(SettingsError, match="PAYMENTS_BATCH_SIZE: graph accepts at most 20 requests in one \\$batch"):
+        load_settings()
