@@ -25,6 +25,10 @@ from payments.sandbox import SANDBOX_JOURNAL_ID as J
 from payments.sandbox import SANDBOX_TOKEN_HEADER
 from payments.settings import load_settings
 
+# Token audiences as the managed identity endpoint (the loopback sandbox) receives them; never contacted.
+EXPECTED_BC_RESOURCE = "https://api.businesscentral.dynamics.com"
+EXPECTED_GRAPH_RESOURCE = "https://graph.microsoft.com"
+
 
 class FakeTime:
     """Records each sleep and moves its clock on by it, so waits are asserted without waiting."""
@@ -59,7 +63,7 @@ def test_fifty_payments_cost_one_token_request_and_the_token_reaches_the_target(
     query = parse_qs(urlsplit(token_request.path).query)
     assert query == {
         "api-version": ["2019-08-01"],
-        "resource": ["https://api.businesscentral.dynamics.com"],
+        "resource": [EXPECTED_BC_RESOURCE],
         "client_id": ["6f2b1c0e-2f7a-4c4e-9d0a-0b8f2a3c4d5e"],
     }
     assert token_request.headers["X-IDENTITY-HEADER"] == SANDBOX_TOKEN_HEADER
@@ -70,9 +74,7 @@ def test_fifty_payments_cost_one_token_request_and_the_token_reaches_the_target(
 
 def test_graph_scope_by_default(azure_env, sandbox):
     client().create_payment(C, J, {"customerNumber": "10000", "amount": 1})
-    assert parse_qs(urlsplit(sandbox.token_requests[0].path).query)["resource"] == [
-        "https://graph.microsoft.com"
-    ]
+    assert parse_qs(urlsplit(sandbox.token_requests[0].path).query)["resource"] == [EXPECTED_GRAPH_RESOURCE]
 
 
 def test_the_credential_is_azure_identity_managed_identity(azure_env):

@@ -66,12 +66,15 @@ def payment(**extra: object) -> dict[str, object]:
     return {"customerNumber": "10000", "amount": 10, "documentNumber": "d-1", **extra}
 
 
+_TICK = threading.Event()  # never set: its wait() is the polling interval
+
+
 def wait_until(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached")
-        time.sleep(0.005)
+        _TICK.wait(0.005)  # polling interval while waiting for the condition
 
 
 # ----- success -------------------------------------------------------------------------------------------
@@ -335,7 +338,7 @@ def test_concurrency_limit_answers_429(sb: Sandbox) -> None:
 
 # ----- identity ------------------------------------------------------------------------------------------
 def test_identity_endpoint(sb: Sandbox, http: requests.Session) -> None:
-    params = {"api-version": "2019-08-01", "resource": "https://api.businesscentral.dynamics.com"}
+    params = {"api-version": "2019-08-01", "resource": "https://api.businesscentral.dynamics.com"}  # a name, never contacted
     assert http.get(sb.identity_endpoint, params=params, timeout=5).status_code == 401
     wrong = {"X-IDENTITY-HEADER": "wrong"}
     assert http.get(sb.identity_endpoint, params=params, headers=wrong, timeout=5).status_code == 401
