@@ -151,13 +151,17 @@ def _post(
     show_progress = total > PROGRESS_THRESHOLD
     started = last = time.monotonic()
 
-    def progress(done: int, _outcome: object) -> None:
-        nonlocal last
+    done = 0
+
+    def progress(_index: int, _outcome: object) -> None:
+        # Called once per payment as it completes (in any order, from the posting workers).
+        nonlocal last, done
+        done += 1
         now = time.monotonic()
-        if show_progress and (now - last >= 1.0 or done + 1 == total):
+        if show_progress and (now - last >= 1.0 or done == total):
             last = now
-            rate = (done + 1) / max(now - started, 1e-9)
-            print(f"\rposted {done + 1}/{total} ({rate:.0f}/s)", end="", file=sys.stderr, flush=True)
+            rate = done / max(now - started, 1e-9)
+            print(f"\rposted {done}/{total} ({rate:.0f}/s)", end="", file=sys.stderr, flush=True)
 
     try:
         outcomes = pipeline.post_all(company, journal, [p for _, p in valid], progress=progress)
