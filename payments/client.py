@@ -92,6 +92,43 @@ class ThrottleGate:
             self._sleep(delay)
 
 
+class InFlightLimit:
+    """Bounds requests in flight to the target, and adapts: each 429 lowers the bound by one (never
+    below one), a run of successes raises it again up to the configured maximum. The relay thus
+    settles at the target's real limit instead of provoking 429s forever at a bound set too high."""
+
+    def __init__(self, maximum: int):
+        self.maximum = maximum
+        self.limit = maximum
+        self._busy = 0
+        self._successes = 0
+        self._cond = threading.Condition()
+
+    def __enter__(self) -> None:
+        with self._cond:
+            while self._busy >= self.limit:
+                self._cond.wait()
+            self._busy += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._cond:
+            self._busy -= 1
+            self._cond.notify()
+
+    def throttled(self) -> None:
+        with self._cond:
+            self.limit = max(1, self.limit - 1)
+            self._successes = 0
+
+    def succeeded(self) -> None:
+        with self._cond:
+            self._successes += 1
+            if self.limit < self.maximum and self._successes >= 4 * self.limit:
+                self.limit += 1
+                self._successes = 0
+                self._cond.notify()
+
+
 class TokenSource:
     """One token per scope, reused until shortly before it expires, refreshed on demand after a 401.
 
@@ -182,6 +219,9 @@ class TargetClient:
         self._session = session or self._new_session()
         self._sleep = sleep
         self.gate = ThrottleGate(sleep, clock)
+        # The target's concurrency limit is about requests in flight, so that is what is bounded:
+        # workers may prepare and record payments while others' requests are out.
+        self.in_flight = InFlightLimit(settings.max_concurrency)
         self._backoff = wait_exponential_jitter(
             multiplier=settings.backoff_base_seconds,
             max=settings.backoff_max_seconds,
@@ -387,14 +427,15 @@ class TargetClient:
             if body is not None:
                 headers["Content-Type"] = "application/json"
             try:
-                response = self._session.request(
-                    method,
-                    url,
-                    data=body,
-                    headers=headers,
-                    timeout=(self.settings.connect_timeout_seconds, self.settings.read_timeout_seconds),
-                    allow_redirects=False,
-                )
+                with self.in_flight:
+                    response = self._session.request(
+                        method,
+                        url,
+                        data=body,
+                        headers=headers,
+                        timeout=(self.settings.connect_timeout_seconds, self.settings.read_timeout_seconds),
+                        allow_redirects=False,
+                    )
             except requests.RequestException as exc:
                 if _sent_nothing(exc) or idempotent:
                     raise _Retry(
@@ -411,6 +452,7 @@ class TargetClient:
                 ) from None
             status = response.status_code
             if 200 <= status < 300:
+                self.in_flight.succeeded()
                 return response
             if status == 401 and not refreshed:
                 refreshed = True
@@ -441,6 +483,7 @@ class TargetClient:
         hint = int(retry_after + 0.999) if retry_after is not None else 30
         log.warning("target answered %d %s client-request-id=%s", status, code, request_id)
         if status == 429:
+            self.in_flight.throttled()
             self.gate.pause(
                 retry_after if retry_after is not None else self.settings.backoff_base_seconds, throttled=True
             )

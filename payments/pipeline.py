@@ -270,7 +270,9 @@ class Pipeline:
 
         for phase in (order, repeats):
             groups = [phase[start : start + size] for start in range(0, len(phase), size)]
-            workers = min(settings.max_concurrency, len(groups))
+            # With $batch, twice as many workers as requests allowed in flight (the client bounds
+            # those): the ledger and JSON work of one batch overlaps the network wait of another.
+            workers = min(settings.max_concurrency * (2 if size > 1 else 1), len(groups))
             if workers <= 1:
                 for group in groups:
                     run(group)

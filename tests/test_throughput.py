@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 from test_client import FakeTime
 
-from payments.client import ThrottleGate
+from payments.client import InFlightLimit, ThrottleGate
 from payments.identity import make_credential
 from payments.ledger import Ledger, MemoryLedgerStore
 from payments.model import check
@@ -97,6 +97,24 @@ def test_concurrency_stays_under_the_targets_limit_and_a_429_pauses_every_worker
     assert len(sandbox.payments()) == 40
     assert relay.client.gate.throttled == sandbox.throttled_count >= 1
     assert relay.client.gate.pauses >= 1
+    # Not a storm: the relay lowers its own bound to what the target takes, probing upwards rarely.
+    assert sandbox.throttled_count <= 12
+    assert relay.client.in_flight.limit <= 4
+
+
+def test_in_flight_limit_steps_down_on_429_and_back_up_after_successes():
+    limit = InFlightLimit(5)
+    limit.throttled()
+    limit.throttled()
+    assert limit.limit == 3
+    for _ in range(11):
+        limit.succeeded()
+    assert limit.limit == 3
+    limit.succeeded()  # 4 x limit successes in a row
+    assert limit.limit == 4
+    for _ in range(10):
+        limit.throttled()
+    assert limit.limit == 1
 
 
 def test_the_gate_holds_every_caller_until_it_opens():
