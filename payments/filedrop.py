@@ -37,7 +37,7 @@ from .settings import Settings
 
 log = logging.getLogger("payments.filedrop")
 
-POST_CHUNK = 100  # payments handed to the pipeline at a time: bounds memory, not throughput
+POST_CHUNK = 100  # least payments handed to the pipeline at a time: bounds memory, not throughput
 SPOOL_MEMORY = 1024 * 1024  # temp files stay in memory up to this size, then go to disk
 
 
@@ -367,9 +367,12 @@ class FileDrop:
     def _post(self, company: str, journal: str, spool: IO[bytes], valid: int, report: _Report) -> None:
         """Second pass: post the spooled payments in chunks through the shared pipeline."""
         spool.seek(0)
+        settings = self.settings
+        # Enough payments per call to keep every allowed request in flight busy.
+        chunk_size = max(POST_CHUNK, settings.batch_size * settings.max_concurrency * 2)
         halted = False
         while True:
-            chunk = [codec.loads(line) for _, line in zip(range(POST_CHUNK), spool, strict=False)]
+            chunk = [codec.loads(line) for _, line in zip(range(chunk_size), spool, strict=False)]
             if not chunk:
                 return
             # The payloads passed validation in the first pass; checking again restores the model.
