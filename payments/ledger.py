@@ -129,6 +129,12 @@ class LedgerStore(Protocol):
 
     def scan(self, states: set[str] | None = None) -> Iterator[Entry]: ...
 
+    def insert_many(self, entries: list[Entry]) -> list[Entry] | None:
+        """Create all of one partition's entries at once, or none (None): then the caller goes one by one."""
+
+    def replace_many(self, entries: list[Entry]) -> list[Entry] | None:
+        """Overwrite all (each etag must match) or none (None): then the caller goes one by one."""
+
 
 class LedgerUnavailable(Exception):
     """The ledger could not be read or written: nothing may be posted without it."""
@@ -233,7 +239,7 @@ class Ledger:
 
     def _reconcile(self, entry: Entry, find: Callable[[dict[str, str]], list[dict[str, Any]]]) -> Decision:
         if not (entry.natural.get("documentNumber") or entry.natural.get("externalDocumentNumber")):
-            marked = self._mark(entry, state="ambiguous")
+            marked = self.mark(entry, state="ambiguous")
             return Decision(
                 "ambiguous",
                 marked,
@@ -244,7 +250,7 @@ class Ledger:
         try:
             matches = find(entry.natural)
         except Exception as exc:  # the target cannot be searched now: stay ambiguous, do not post
-            marked = self._mark(entry, state="ambiguous")
+            marked = self.mark(entry, state="ambiguous")
             return Decision("ambiguous", marked, reason=f"could not search the target to reconcile: {exc}")
         if len(matches) == 1:
             found = matches[0]
@@ -252,14 +258,73 @@ class Ledger:
             log.info("reconciled %s: adopted %s found at the target", entry.key, found.get("id"))
             return Decision("done", entry, found=found)
         if len(matches) > 1:
-            marked = self._mark(entry, state="ambiguous")
+            marked = self.mark(entry, state="ambiguous")
             return Decision("ambiguous", marked, reason=f"{len(matches)} payments at the target match it")
         log.info("reconciled %s: not at the target, posting", entry.key)
         return Decision("post", entry)
 
     # -- after posting ------------------------------------------------------------------------
 
-    def _mark(self, entry: Entry, **changes: Any) -> Entry:
+    def claim_many(self, scope: Scope, items: list[tuple[str, CustomerPayment, str]]) -> list[Entry] | None:
+        """Claim many new payments (key, payment, fingerprint) in one write when none is known yet;
+        None when any key exists already (nothing was written: claim them one by one)."""
+        now = self.clock()
+        fresh = [
+            Entry(
+                scope=scope,
+                key=key,
+                state="claimed",
+                fingerprint=fp,
+                claimed_until=now + self.lease,
+                created_at=now,
+                updated_at=now,
+                natural=natural_key(payment.payload()),
+            )
+            for key, payment, fp in items
+        ]
+        return self.store.insert_many(fresh) if fresh else []
+
+    def commit_many(self, changes: list[tuple[Entry, dict[str, Any]]]) -> None:
+        """Record many outcomes in one write, falling back to one by one if any entry changed."""
+        if not changes:
+            return
+        now = self.clock()
+        updated = [replace(entry, updated_at=now, **change) for entry, change in changes]
+        stored = self.store.replace_many(updated)
+        if stored is None:
+            for entry, change in changes:
+                self.mark(entry, **change)
+            return
+        for (entry, _), new in zip(changes, stored, strict=True):
+            entry.etag = new.etag
+
+    @staticmethod
+    def posted(created: dict[str, Any], *, status: int) -> dict[str, Any]:
+        body = codec.dumps(created)
+        return {
+            "state": "posted",
+            "target_id": str(created.get("id") or "") or None,
+            "response_status": status,
+            "response_body": body if len(body) <= MAX_STORED_BODY else None,
+            "error_code": None,
+            "error_message": None,
+        }
+
+    @staticmethod
+    def rejected(*, status: int | None, code: str | None, message: str) -> dict[str, Any]:
+        return {
+            "state": "rejected",
+            "response_status": status,
+            "error_code": code,
+            "error_message": message[:2000],
+        }
+
+    @staticmethod
+    def ambiguous(*, client_request_id: str | None, message: str) -> dict[str, Any]:
+        return {"state": "ambiguous", "client_request_id": client_request_id, "error_message": message}
+
+    def mark(self, entry: Entry, **changes: Any) -> Entry:
+        """Write changes to an entry (optimistically: if it changed meanwhile, it is left as it is)."""
         updated = replace(entry, updated_at=self.clock(), **changes)
         stored = self.store.replace(updated)
         if stored is None:
@@ -269,26 +334,13 @@ class Ledger:
         return stored
 
     def record_posted(self, entry: Entry, created: dict[str, Any], *, status: int) -> Entry:
-        body = codec.dumps(created)
-        return self._mark(
-            entry,
-            state="posted",
-            target_id=str(created.get("id") or "") or None,
-            response_status=status,
-            response_body=body if len(body) <= MAX_STORED_BODY else None,
-            error_code=None,
-            error_message=None,
-        )
+        return self.mark(entry, **self.posted(created, status=status))
 
     def record_rejected(self, entry: Entry, *, status: int | None, code: str | None, message: str) -> Entry:
-        return self._mark(
-            entry, state="rejected", response_status=status, error_code=code, error_message=message[:2000]
-        )
+        return self.mark(entry, **self.rejected(status=status, code=code, message=message))
 
     def record_ambiguous(self, entry: Entry, *, client_request_id: str | None, message: str) -> Entry:
-        return self._mark(
-            entry, state="ambiguous", client_request_id=client_request_id, error_message=message
-        )
+        return self.mark(entry, **self.ambiguous(client_request_id=client_request_id, message=message))
 
     def release(self, entry: Entry) -> None:
         """Nothing was created (the target was unavailable): forget the claim so a retry may post."""
@@ -312,7 +364,7 @@ class Ledger:
         if entry is None:
             raise KeyError(key)
         if target_id:
-            return self._mark(entry, state="posted", target_id=target_id, error_message="resolved by hand")
+            return self.mark(entry, state="posted", target_id=target_id, error_message="resolved by hand")
         if not self.store.delete(entry):
             raise LedgerUnavailable(f"{key} changed while resolving it; look again")
         return replace(entry, state="claimed")
@@ -410,6 +462,20 @@ class MemoryLedgerStore:
             rows = [self._copy(e) for e in self._rows.values() if states is None or e.state in states]
         yield from rows
 
+    def insert_many(self, entries: list[Entry]) -> list[Entry] | None:
+        with self._lock:
+            if any((e.scope.partition, e.key) in self._rows for e in entries):
+                return None
+            return [self._stamp(e) for e in entries]
+
+    def replace_many(self, entries: list[Entry]) -> list[Entry] | None:
+        with self._lock:
+            for e in entries:
+                current = self._rows.get((e.scope.partition, e.key))
+                if current is None or current.etag != e.etag:
+                    return None
+            return [self._stamp(e) for e in entries]
+
 
 class TableLedgerStore:
     """Azure Table Storage: PartitionKey = company_journal, RowKey = payment key; etags make every
@@ -482,11 +548,12 @@ class TableLedgerStore:
             ResourceModifiedError,
             ResourceNotFoundError,
         )
+        from azure.data.tables import TableTransactionError
 
         self._ensure()
         try:
             return fn()
-        except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
+        except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError, TableTransactionError):
             raise
         except AzureError as exc:
             raise LedgerUnavailable(f"ledger table unavailable: {exc.__class__.__name__}: {exc}") from None
@@ -542,6 +609,44 @@ class TableLedgerStore:
         except (ResourceModifiedError, ResourceNotFoundError):
             return False
         return True
+
+    # An entity group transaction: one request, all or nothing, at most 100 entities of one
+    # partition and 4 MiB; beyond those limits (or on any conflict) the caller goes one by one.
+    _MAX_TRANSACTION = 100
+    _MAX_TRANSACTION_CHARS = 3_000_000
+
+    def _transaction(self, operations: list[tuple[Any, ...]]) -> list[Any] | None:
+        from azure.data.tables import TableTransactionError
+
+        size = sum(len(str(op[1].get("ResponseBody", ""))) + 1000 for op in operations)
+        if len(operations) > self._MAX_TRANSACTION or size > self._MAX_TRANSACTION_CHARS:
+            return None
+        try:
+            return list(self._call(lambda: self.table.submit_transaction(operations)))
+        except TableTransactionError:
+            return None
+
+    def insert_many(self, entries: list[Entry]) -> list[Entry] | None:
+        results = self._transaction([("create", self._to_entity(e)) for e in entries])
+        if results is None:
+            return None
+        return [replace(e, etag=r.get("etag")) for e, r in zip(entries, results, strict=True)]
+
+    def replace_many(self, entries: list[Entry]) -> list[Entry] | None:
+        from azure.core import MatchConditions
+
+        ops = [
+            (
+                "update",
+                self._to_entity(e),
+                {"mode": "replace", "etag": e.etag, "match_condition": MatchConditions.IfNotModified},
+            )
+            for e in entries
+        ]
+        results = self._transaction(ops)
+        if results is None:
+            return None
+        return [replace(e, etag=r.get("etag")) for e, r in zip(entries, results, strict=True)]
 
     def scan(self, states: set[str] | None = None) -> Iterator[Entry]:
         if states:

@@ -118,11 +118,9 @@ class Pipeline:
         keys: Sequence[str | None],
         identities: Sequence[tuple[str, str] | None],
     ) -> list[Outcome]:
-        """Claim each payment, post the ones to post in one JSON $batch, record each outcome."""
-        claims = [
-            self._claim(company_id, journal_id, p, k, ident)
-            for p, k, ident in zip(payments, keys, identities, strict=True)
-        ]
+        """Claim each payment, post the ones to post in one JSON $batch, record each outcome.
+        Claims and records go to the ledger in one write each when they can (one partition)."""
+        claims = self._claim_group(company_id, journal_id, payments, keys, identities)
         to_post = [i for i, (settled, _) in enumerate(claims) if settled is None]
         answers = (
             self.client.create_payments_batch(
@@ -132,6 +130,7 @@ class Pipeline:
             else []
         )
         outcomes: list[Outcome] = [settled for settled, _ in claims]  # type: ignore[misc]
+        marks: list[tuple[Entry, dict[str, Any]]] = []
         for i, answer in zip(to_post, answers, strict=True):
             if isinstance(answer, TargetError):
                 outcome = _failed(answer)
@@ -139,9 +138,45 @@ class Pipeline:
                 outcome = Outcome("created", created=answer.body, client_request_id=answer.client_request_id)
             entry = claims[i][1]
             if entry is not None:
-                self._record(entry, outcome)
+                change = _ledger_change(outcome)
+                if change is None:
+                    self._record(entry, outcome)  # a release: rare, one by one
+                else:
+                    marks.append((entry, change))
             outcomes[i] = outcome
+        if marks and self.ledger is not None:
+            try:
+                self.ledger.commit_many(marks)
+            except LedgerUnavailable:
+                log.critical("outcomes of %d payments could not be written to the ledger", len(marks))
         return outcomes
+
+    def _claim_group(
+        self,
+        company_id: str,
+        journal_id: str,
+        payments: Sequence[CustomerPayment],
+        keys: Sequence[str | None],
+        identities: Sequence[tuple[str, str] | None],
+    ) -> list[tuple[Outcome | None, Entry | None]]:
+        """Claims for a group: one write when every key is new, else one by one (which also handles
+        payments posted before, in flight, or to reconcile)."""
+        if self.ledger is not None and all(identities):
+            scope = Scope(company_id, journal_id)
+            items = [
+                (key or ident[0], payment, ident[1])  # type: ignore[index]
+                for payment, key, ident in zip(payments, keys, identities, strict=True)
+            ]
+            try:
+                entries = self.ledger.claim_many(scope, items)
+            except LedgerUnavailable:
+                entries = None
+            if entries is not None:
+                return [(None, entry) for entry in entries]
+        return [
+            self._claim(company_id, journal_id, p, k, ident)
+            for p, k, ident in zip(payments, keys, identities, strict=True)
+        ]
 
     def _claim(
         self,
@@ -186,16 +221,11 @@ class Pipeline:
         ledger = self.ledger
         assert ledger is not None
         try:
-            if outcome.kind == "created":
-                ledger.record_posted(entry, outcome.created or {}, status=201)
-            elif outcome.kind == "rejected" and isinstance(outcome.error, PermanentRejection):
-                err = outcome.error
-                ledger.record_rejected(entry, status=err.status, code=err.code, message=err.message)
-            elif outcome.kind == "ambiguous":
-                message = outcome.error.message if outcome.error else "no definite answer"
-                ledger.record_ambiguous(entry, client_request_id=outcome.client_request_id, message=message)
-            else:  # unavailable or denied: certainly not created
+            change = _ledger_change(outcome)
+            if change is None:  # unavailable or denied: certainly not created
                 ledger.release(entry)
+            else:
+                ledger.mark(entry, **change)
         except LedgerUnavailable:
             # The claim stays; once its lease runs out the next attempt reconciles with the target.
             log.critical("outcome of %s could not be written to the ledger: %s", entry.key, outcome.kind)
@@ -281,6 +311,19 @@ class Pipeline:
                     for future in [pool.submit(run, group) for group in groups]:
                         future.result()
         return [o for o in outcomes if o is not None]
+
+
+def _ledger_change(outcome: Outcome) -> dict[str, Any] | None:
+    """What the ledger records for an outcome; None when nothing was created and the claim is released."""
+    if outcome.kind == "created":
+        return Ledger.posted(outcome.created or {}, status=201)
+    if outcome.kind == "rejected" and isinstance(outcome.error, PermanentRejection):
+        err = outcome.error
+        return Ledger.rejected(status=err.status, code=err.code, message=err.message)
+    if outcome.kind == "ambiguous":
+        message = outcome.error.message if outcome.error else "no definite answer"
+        return Ledger.ambiguous(client_request_id=outcome.client_request_id, message=message)
+    return None
 
 
 def _failed(exc: TargetError) -> Outcome:

@@ -413,3 +413,44 @@ def test_stale_claim_whose_payment_never_left_is_posted(env, sandbox):
     assert posts(sandbox) == 1
     assert_agrees(env, sandbox)
     record("webhook: resent after a worker died holding the claim (payment had not landed)", sandbox, sent=2, created=1, skipped=0)
+
+
+def test_same_file_dropped_twice_with_batching(env, sandbox, azure_env):
+    azure_env("businesscentral", **env.settings, PAYMENTS_BATCH_SIZE="20")
+    content = csv_of(50, "BT")
+    first = upload(env, f"{C}/{J}/batched-a.csv", content)
+    deliver(drop_view(env), first)
+    second = upload(env, f"{C}/{J}/batched-b.csv", content)
+    deliver(drop_view(env), second)
+    a, b = report_of(drop_view(env), first), report_of(drop_view(env), second)
+    assert a["totals"] == {"records": 50, "created": 50}
+    assert b["totals"] == {"records": 50, "skipped": 50}
+    assert sandbox.batch_count == 3  # 20 + 20 + 10, and nothing sent the second time
+    assert_agrees(env, sandbox)
+    record("file: the same 50-record file dropped twice, $batch of 20", sandbox, sent=100, created=50, skipped=50)
+
+
+def test_table_store_writes_a_group_all_or_nothing(env):
+    from datetime import UTC, datetime, timedelta
+
+    from payments.ledger import Entry, Scope
+
+    store = TableLedgerStore(env.table)
+    now = datetime.now(UTC)
+    scope = Scope(C, J)
+
+    def entry(key):
+        return Entry(scope, key, "claimed", "f", now + timedelta(minutes=5), now, now)
+
+    first = store.insert_many([entry("k1"), entry("k2")])
+    assert [e.key for e in first] == ["k1", "k2"] and all(e.etag for e in first)
+    assert store.insert_many([entry("k3"), entry("k1")]) is None  # k1 exists: nothing written
+    assert store.get(scope, "k3") is None
+    posted = first
+    for e in posted:
+        e.state = "posted"
+    stale = [posted[0], Entry(scope, "k2", "posted", "f", now, now, now, etag='W/"datetime\'2000-01-01T00%3A00%3A00Z\'"')]
+    assert store.replace_many(stale) is None  # one etag is stale: nothing written
+    assert store.get(scope, "k1").state == "claimed"
+    written = store.replace_many(posted)
+    assert written is not None and {store.get(scope, k).state for k in ("k1", "k2")} == {"posted"}
