@@ -159,7 +159,12 @@ def main() -> int:
         sandbox.terminate()
         sandbox.wait(10)
 
-    print("\nfile-drop benchmark (CSV, Azurite + sandbox on loopback, sequential posting)")
+    concurrency = os.environ.get("PAYMENTS_MAX_CONCURRENCY", "5")
+    batch = os.environ.get("PAYMENTS_BATCH_SIZE", "0")
+    print(
+        f"\nfile-drop benchmark (CSV, Azurite + sandbox on loopback, ledger in Azurite Table storage; "
+        f"PAYMENTS_MAX_CONCURRENCY={concurrency}, PAYMENTS_BATCH_SIZE={batch})"
+    )
     print(
         f"{'records':>9} {'file MiB':>9} {'baseline MiB':>13} {'peak MiB':>9} {'peak-base':>10} {'seconds':>8} {'rec/s':>7}  totals"
     )
