@@ -294,13 +294,10 @@ class TargetClient:
                 response, request_id, _ = self._with_retries(
                     "POST", self.settings.batch_url, codec.dumpb(body), idempotent=False
                 )
-            except TargetUnavailable as exc:
+            except TargetError as exc:
+                # The envelope itself failed: unavailable or refused (nothing was done), or ambiguous
+                # (it may have been applied in full or in part). Every pending item shares that fate.
                 results.update({i: exc for i in pending})
-                return [results[i] for i in range(len(payloads))]
-            except AmbiguousOutcome as exc:
-                results.update(
-                    {i: exc for i in pending}
-                )  # the batch may have been applied in full or in part
                 return [results[i] for i in range(len(payloads))]
             retry_wait, pending = self._batch_answers(response, request_id, pending, results)
             if not pending:

@@ -135,3 +135,15 @@ def test_batch_size_is_limited_by_the_target(azure_env, monkeypatch):
     monkeypatch.setenv("PAYMENTS_TARGET", "graph")
     with pytest.raises(SettingsError, match="PAYMENTS_BATCH_SIZE: graph accepts at most 20 requests in one \\$batch"):
         load_settings()
+
+
+def test_a_refused_batch_envelope_answers_every_item_and_releases_its_claims(azure_env, sandbox):
+    azure_env("businesscentral", PAYMENTS_BATCH_SIZE="10")
+    sandbox.inject("401", times=2)  # refused even after a fresh token
+    relay = pipeline()
+    items = payments(10, "DENY")
+    outcomes = relay.post_all(C, J, items)
+    assert [o.kind for o in outcomes] == ["denied"] * 10
+    assert sandbox.payments() == []
+    assert list(relay.ledger.store.scan()) == []  # nothing was created: the claims are released
+    assert [o.kind for o in relay.post_all(C, J, items)] == ["created"] * 10
