@@ -233,6 +233,18 @@ def _describe(err: dict[str, Any]) -> str:
     return str(err["msg"]).removeprefix("Value error, ")
 
 
+def _convert(
+    data: dict[str, Any], name: str, parse: Any, rules: Rules, errors: list[FieldError], failed: set[str]
+) -> None:
+    """Replace a value by its parsed form, or drop it and say why (the model then skips it)."""
+    try:
+        data[name] = parse(data[name], rules)
+    except ValueError as exc:
+        errors.append(FieldError(_pointer(name), str(exc)))
+        failed.add(name)
+        del data[name]
+
+
 _DEFAULT_RULES = Rules()
 _validate = CustomerPayment.__pydantic_validator__.validate_python
 _WRITABLE_SET = _WRITABLE
@@ -277,12 +289,7 @@ def check(record: Any, rules: Rules = _DEFAULT_RULES) -> Checked:
         pass  # the common case, decided without a call
     elif "amount" in data:
         data = data if data is not record else dict(record)
-        try:
-            data["amount"] = _amount(data["amount"], rules)
-        except ValueError as exc:
-            errors.append(FieldError("/amount", str(exc)))
-            failed.add("amount")
-            del data["amount"]
+        _convert(data, "amount", _amount, rules, errors, failed)
     posting = data.get("postingDate")
     if posting is not None and (
         type(posting) is not str or len(posting) != 10 or not _DATE_TEXT.fullmatch(posting)
@@ -293,12 +300,7 @@ def check(record: Any, rules: Rules = _DEFAULT_RULES) -> Checked:
         del data["postingDate"]
     if rules.from_text and type(data.get("lineNumber")) is str:
         data = data if data is not record else dict(record)
-        try:
-            data["lineNumber"] = _int32(data["lineNumber"], rules)
-        except ValueError as exc:
-            errors.append(FieldError("/lineNumber", str(exc)))
-            failed.add("lineNumber")
-            del data["lineNumber"]
+        _convert(data, "lineNumber", _int32, rules, errors, failed)
     if rules.target == "businesscentral" and data.get("contactId") is not None:
         errors.append(FieldError("/contactId", "is not supported by the Business Central API (Graph only)"))
     payment: CustomerPayment | None = None
