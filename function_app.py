@@ -43,3 +43,11 @@ def customer_payments(req: func.HttpRequest) -> func.HttpResponse:
 )
 def payment_file_drop(client: blob.BlobClient) -> None:
     filedrop.on_blob(client.container_name, client.blob_name, runtime.file_drop)
+
+
+# Retention of payment keys (PAYMENTS_LEDGER_RETENTION_DAYS): expired entries are ignored on read;
+# this removes them nightly so the table does not grow without bound.
+@app.function_name("ledger_purge")
+@app.timer_trigger(arg_name="timer", schedule="0 17 3 * * *", run_on_startup=False, use_monitor=True)
+def ledger_purge(timer: func.TimerRequest) -> None:
+    runtime.purge_ledger()

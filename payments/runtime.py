@@ -68,6 +68,17 @@ def file_drop() -> FileDrop:
     return _file_drop
 
 
+def purge_ledger() -> int:
+    """Delete ledger entries past the retention period (the nightly timer); how many were removed."""
+    ledger = pipeline().ledger
+    if ledger is None:
+        log.warning("ledger purge skipped: no storage account configured")
+        return 0
+    removed = ledger.purge()
+    log.info("ledger purge removed %d entries past retention", removed)
+    return removed
+
+
 def check_settings() -> bool:
     """Validate the settings at worker start-up, so a wrong value shows in the host's log at once
     (each call then answers `relay-misconfigured` rather than the app failing to load)."""

@@ -454,3 +454,22 @@ def test_table_store_writes_a_group_all_or_nothing(env):
     assert store.get(scope, "k1").state == "claimed"
     written = store.replace_many(posted)
     assert written is not None and {store.get(scope, k).state for k in ("k1", "k2")} == {"posted"}
+
+
+def test_nightly_purge_is_registered_and_removes_only_expired_entries(env, sandbox):
+    from datetime import UTC, datetime, timedelta
+
+    from _host import FUNCTIONS
+
+    from payments.ledger import Entry, Scope
+
+    [trigger] = FUNCTIONS["ledger_purge"].get_bindings_dict()["bindings"]
+    assert trigger["type"] == "timerTrigger" and trigger["schedule"] == "0 17 3 * * *"
+    store = TableLedgerStore(env.table)
+    scope = Scope(C, J)
+    old = datetime.now(UTC) - timedelta(days=31)
+    assert store.insert(Entry(scope, "old", "posted", "f", old, old, old, target_id="t-old"))
+    assert call(pay(documentNumber="KEEP-1"))[0].status_code == 201
+    FUNCTIONS["ledger_purge"].get_user_function()(None)
+    remaining = ledger_entries(env)
+    assert [e.state for e in remaining] == ["posted"] and remaining[0].key != "old"
