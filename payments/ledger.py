@@ -336,9 +336,6 @@ class Ledger:
     def record_posted(self, entry: Entry, created: dict[str, Any], *, status: int) -> Entry:
         return self.mark(entry, **self.posted(created, status=status))
 
-    def record_rejected(self, entry: Entry, *, status: int | None, code: str | None, message: str) -> Entry:
-        return self.mark(entry, **self.rejected(status=status, code=code, message=message))
-
     def record_ambiguous(self, entry: Entry, *, client_request_id: str | None, message: str) -> Entry:
         return self.mark(entry, **self.ambiguous(client_request_id=client_request_id, message=message))
 
