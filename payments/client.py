@@ -423,15 +423,18 @@ class TargetClient:
             }
             if body is not None:
                 headers["Content-Type"] = "application/json"
+            # Everything but the exchange itself happens before taking a slot: the target's
+            # concurrency limit counts requests, and a slot held while preparing is a slot wasted.
+            session = self._session
             try:
+                prepared = session.prepare_request(requests.Request(method, url, data=body, headers=headers))
+                options = session.merge_environment_settings(prepared.url, {}, None, None, None)
                 with self.in_flight:
-                    response = self._session.request(
-                        method,
-                        url,
-                        data=body,
-                        headers=headers,
+                    response = session.send(
+                        prepared,
                         timeout=(self.settings.connect_timeout_seconds, self.settings.read_timeout_seconds),
                         allow_redirects=False,
+                        **options,
                     )
             except requests.RequestException as exc:
                 if _sent_nothing(exc) or idempotent:

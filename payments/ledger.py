@@ -17,11 +17,11 @@ Protocol, per payment key:
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import logging
+import operator
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal, Protocol
@@ -111,6 +111,18 @@ class Entry:
     client_request_id: str | None = None
     natural: dict[str, str] = field(default_factory=dict)  # documentNumber etc., amount as text
     etag: str | None = None
+
+
+_entry_values = operator.attrgetter(*(f.name for f in fields(Entry)))
+
+
+def evolve(entry: Entry, **changes: Any) -> Entry:
+    """A copy of `entry` with `changes` (dataclasses.replace, minus its per-call introspection, which
+    cost more than the rest of a batch's ledger work)."""
+    twin = Entry(*_entry_values(entry))
+    for name, value in changes.items():
+        setattr(twin, name, value)  # slots: an unknown name raises AttributeError
+    return twin
 
 
 class LedgerStore(Protocol):
@@ -226,7 +238,7 @@ class Ledger:
         raise LedgerUnavailable(f"could not claim {key}: the entry kept changing")
 
     def _take_over(self, existing: Entry, fresh: Entry) -> Entry | None:
-        taken = replace(
+        taken = evolve(
             existing,
             state="claimed",
             fingerprint=fresh.fingerprint,
@@ -289,7 +301,7 @@ class Ledger:
         if not changes:
             return
         now = self.clock()
-        updated = [replace(entry, updated_at=now, **change) for entry, change in changes]
+        updated = [evolve(entry, updated_at=now, **change) for entry, change in changes]
         stored = self.store.replace_many(updated)
         if stored is None:
             for entry, change in changes:
@@ -325,7 +337,7 @@ class Ledger:
 
     def mark(self, entry: Entry, **changes: Any) -> Entry:
         """Write changes to an entry (optimistically: if it changed meanwhile, it is left as it is)."""
-        updated = replace(entry, updated_at=self.clock(), **changes)
+        updated = evolve(entry, updated_at=self.clock(), **changes)
         stored = self.store.replace(updated)
         if stored is None:
             log.error("ledger entry %s changed under us; leaving it as it is", entry.key)
@@ -364,7 +376,7 @@ class Ledger:
             return self.mark(entry, state="posted", target_id=target_id, error_message="resolved by hand")
         if not self.store.delete(entry):
             raise LedgerUnavailable(f"{key} changed while resolving it; look again")
-        return replace(entry, state="claimed")
+        return evolve(entry, state="claimed")
 
     def purge(self) -> int:
         """Delete entries older than the retention period; returns how many."""
@@ -416,8 +428,8 @@ class MemoryLedgerStore:
 
     @staticmethod
     def _copy(entry: Entry) -> Entry:
-        # Callers get copies, as from a real store; copy.copy is far cheaper than dataclasses.replace.
-        twin = copy.copy(entry)
+        # Callers get copies, as from a real store.
+        twin = evolve(entry)
         twin.natural = dict(entry.natural)
         return twin
 
@@ -562,7 +574,7 @@ class TableLedgerStore:
             meta = self._call(lambda: self.table.create_entity(self._to_entity(entry)))
         except ResourceExistsError:
             return None
-        return replace(entry, etag=meta.get("etag"))
+        return evolve(entry, etag=meta.get("etag"))
 
     def get(self, scope: Scope, key: str) -> Entry | None:
         from azure.core.exceptions import ResourceNotFoundError
@@ -588,7 +600,7 @@ class TableLedgerStore:
             )
         except (ResourceModifiedError, ResourceNotFoundError):
             return None
-        return replace(entry, etag=meta.get("etag"))
+        return evolve(entry, etag=meta.get("etag"))
 
     def delete(self, entry: Entry) -> bool:
         from azure.core import MatchConditions
@@ -627,7 +639,7 @@ class TableLedgerStore:
         results = self._transaction([("create", self._to_entity(e)) for e in entries])
         if results is None:
             return None
-        return [replace(e, etag=r.get("etag")) for e, r in zip(entries, results, strict=True)]
+        return [evolve(e, etag=r.get("etag")) for e, r in zip(entries, results, strict=True)]
 
     def replace_many(self, entries: list[Entry]) -> list[Entry] | None:
         from azure.core import MatchConditions
@@ -643,7 +655,7 @@ class TableLedgerStore:
         results = self._transaction(ops)
         if results is None:
             return None
-        return [replace(e, etag=r.get("etag")) for e, r in zip(entries, results, strict=True)]
+        return [evolve(e, etag=r.get("etag")) for e, r in zip(entries, results, strict=True)]
 
     def scan(self, states: set[str] | None = None) -> Iterator[Entry]:
         if states:

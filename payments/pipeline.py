@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -247,22 +247,7 @@ class Pipeline:
         settings = self.client.settings
         size = settings.batch_size if settings.batch_size > 1 else 1
         all_keys: Sequence[str | None] = keys if keys is not None else [None] * len(payments)
-        # A payment repeated within this call waits for its first occurrence, so the repeat is
-        # answered "already posted" rather than "in flight".
-        order = list(range(len(payments)))
-        repeats: list[int] = []
         identities: list[tuple[str, str] | None] = [None] * len(payments)
-        if self.ledger is not None:
-            scope = Scope(company_id, journal_id)
-            seen: set[str] = set()
-            firsts = []
-            for i in order:
-                identity = identify(scope, payments[i].payload())
-                identities[i] = identity
-                key = all_keys[i] or identity[0]
-                (repeats if key in seen else firsts).append(i)
-                seen.add(key)
-            order = firsts
         outcomes: list[Outcome | None] = [None] * len(payments)
         halted: list[TargetError] = []
         lock = threading.Lock()
@@ -298,18 +283,53 @@ class Pipeline:
                     if progress is not None:
                         progress(i, outcome)
 
-        for phase in (order, repeats):
-            groups = [phase[start : start + size] for start in range(0, len(phase), size)]
-            # With $batch, twice as many workers as requests allowed in flight (the client bounds
-            # those): the ledger and JSON work of one batch overlaps the network wait of another.
-            workers = min(settings.max_concurrency * (2 if size > 1 else 1), len(groups))
-            if workers <= 1:
-                for group in groups:
-                    run(group)
+        # With $batch, twice as many workers as requests allowed in flight (the client bounds those):
+        # the ledger and JSON work of one batch overlaps the network wait of another.
+        groups_total = -(-len(payments) // size)
+        workers = min(settings.max_concurrency * (2 if size > 1 else 1), groups_total)
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="payments-post") if workers > 1 else None
+        futures: list[Future[None]] = []
+
+        def submit(group: list[int]) -> None:
+            if pool is None:
+                run(group)
             else:
-                with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="payments-post") as pool:
-                    for future in [pool.submit(run, group) for group in groups]:
-                        future.result()
+                futures.append(pool.submit(run, group))
+
+        try:
+            # Groups go out as soon as they are identified, so the first request does not wait for
+            # the whole input to be hashed. A payment repeated within this call waits for its first
+            # occurrence (after every first has finished), so the repeat is answered "already
+            # posted" rather than "in flight".
+            repeats: list[int] = []
+            seen: set[str] = set()
+            scope = Scope(company_id, journal_id)
+            group: list[int] = []
+            for i, payment in enumerate(payments):
+                if self.ledger is not None:
+                    identity = identify(scope, payment.payload())
+                    identities[i] = identity
+                    key = all_keys[i] or identity[0]
+                    if key in seen:
+                        repeats.append(i)
+                        continue
+                    seen.add(key)
+                group.append(i)
+                if len(group) == size:
+                    submit(group)
+                    group = []
+            if group:
+                submit(group)
+            for future in futures:
+                future.result()
+            futures.clear()
+            for start in range(0, len(repeats), size):
+                submit(repeats[start : start + size])
+            for future in futures:
+                future.result()
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True)
         return [o for o in outcomes if o is not None]
 
 

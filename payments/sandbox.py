@@ -9,7 +9,8 @@ API v2.0 `companies(<id>)/...`), validates a POST the way Business Central does 
 (error codes, Code[n]/Text[n] lengths, upper-cased code fields, customer lookup, duplicate line
 numbers), keeps amounts as exact `Decimal` from request bytes to response bytes, can inject faults
 (throttling, gateway errors, dropped connections, hung requests) and emulates the App Service
-managed identity endpoint (`/msi/token`, api-version 2019-08-01).
+managed identity endpoint (`/msi/token`, api-version 2019-08-01). Its `latency` is the time each
+payments request takes to answer, its own processing included, as a real service's would be.
 
 It also answers JSON batching (`POST {base}/$batch`) in both forms: Graph (`/beta/$batch`, at most 20
 inner requests, inner urls like `/financials/...`) and Business Central (`.../api/v2.0/$batch`, at most
@@ -38,7 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
-from email.message import Message
+from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -218,6 +219,7 @@ class _ODataError(Exception):
         self.headers = headers or {}
 
 
+@lru_cache(maxsize=1024)
 def _norm_guid(value: str) -> str | None:
     """Lower-case canonical GUID, tolerating OData quotes/braces in URL keys; None if not a GUID."""
     text = value.strip().strip("'\"").strip("{}")
@@ -289,6 +291,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "PaymentsSandbox/1.0"
     timeout = IDLE_CONNECTION_SECONDS
     server: _Server
+    _due = 0.0  # monotonic time before which a payments answer is not sent (the latency)
 
     def log_message(self, format: str, *args: Any) -> None:
         if self.server.sandbox.verbose:
@@ -331,6 +334,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         self._started = False
+        self._due = 0.0
         sandbox = self.server.sandbox
         try:
             body = self._read_body()
@@ -354,6 +358,9 @@ class _Handler(BaseHTTPRequestHandler):
     ) -> None:
         """Answer with a JSON body and a Content-Length, so keep-alive clients stay in step."""
         data = dumps(payload).encode("utf-8")
+        if not self._await_due():
+            self._drop()
+            return
         self._started = True
         self.send_response(status)
         self.send_header("Content-Type", content_type)
@@ -366,13 +373,20 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
         self.wfile.flush()
 
+    def _await_due(self) -> bool:
+        """Hold the answer until the request's latency has passed; False if the sandbox stops first."""
+        remaining = self._due - time.monotonic()
+        self._due = 0.0
+        return remaining <= 0 or not self.server.sandbox._stopping.wait(remaining)
+
     def _drop(self) -> None:
-        """Close the connection without writing a single byte of response."""
+        """Close the connection without writing a single byte of response (not before its latency)."""
+        self._await_due()
         self._started = True
         self.close_connection = True
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Route:
     graph: bool
     company: str
@@ -381,7 +395,7 @@ class _Route:
     collection_path: str
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Batch:
     """A `$batch` endpoint: its API form, the base its relative inner urls hang off, its size limit."""
 
@@ -399,14 +413,27 @@ class _BatchItem:
     url: str
     headers: dict[str, str]
     body: bytes
+    parsed: Any = None  # the body as the outer JSON parse left it (None: no body)
+
+
+class _Headers(dict[str, str]):
+    """Case-insensitive header lookup for inner requests (an email Message costs far more per item)."""
+
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        return super().get(name.lower(), default)
+
+    def __getitem__(self, name: str) -> str:
+        return super().__getitem__(name.lower())
 
 
 @dataclass
 class _InnerCall:
-    """What request handling reads of a request (`command`, `headers`), for an inner request of a batch."""
+    """What request handling reads of a request (`command`, `headers`), for an inner request of a batch.
+    `parsed` is its body, already parsed with the outer request: parsing it again would change nothing."""
 
     command: str
-    headers: Message
+    headers: _Headers
+    parsed: Any = None
 
 
 class Sandbox:
@@ -698,10 +725,10 @@ class Sandbox:
             msg = "Too many concurrent requests. Please try again later."
             self._error(h, graph, _ODataError(429, "Application_TooManyRequests", msg, {"Retry-After": "1"}))
             return
+        # The latency is the time the request takes, the sandbox's own work included (as with a real
+        # service): the answer is held until then, so `cap / latency` requests per second is reachable.
+        h._due = time.monotonic() + self.latency
         try:
-            if self.latency > 0 and self._stopping.wait(self.latency):
-                h._drop()
-                return
             with self._lock:
                 fault = self._faults.popleft() if self._faults else None
             serve(fault)
@@ -843,7 +870,7 @@ class Sandbox:
             ):
                 raise bad(f"The 'headers' of request '{rid}' must be an object of strings.")
             inner_body = dumps(raw["body"]).encode("utf-8") if "body" in raw else b""
-            items.append(_BatchItem(rid, method.upper(), url, dict(headers), inner_body))
+            items.append(_BatchItem(rid, method.upper(), url, dict(headers), inner_body, raw.get("body")))
         return items
 
     def _run_inner(self, h: _Handler, batch: _Batch, item: _BatchItem, outer_auth: str) -> dict[str, Any]:
@@ -851,12 +878,9 @@ class Sandbox:
         with self._lock:
             self.inner_requests.append(RecordedRequest(item.method, item.url, dict(item.headers), item.body))
             fault = self._inner_faults.popleft() if self._inner_faults else None
-        headers = Message()
-        for name, value in item.headers.items():
-            if name.lower() != "authorization":
-                headers[name] = value
-        headers["Authorization"] = outer_auth
-        call = _InnerCall(item.method, headers)
+        headers = _Headers((name.lower(), value) for name, value in item.headers.items())
+        headers["authorization"] = outer_auth
+        call = _InnerCall(item.method, headers, item.parsed)
         try:
             if fault is not None:
                 raise self._status_fault(fault)
@@ -899,8 +923,10 @@ class Sandbox:
         }
 
     @staticmethod
+    @lru_cache(maxsize=256)
     def _inner_target(batch: _Batch, url: str) -> tuple[str, dict[str, list[str]]]:
-        """Path and query of an inner url: relative to the batch's base (leading slash or not) or absolute."""
+        """Path and query of an inner url: relative to the batch's base (leading slash or not) or absolute.
+        Cached: a batch repeats one url; callers only read the query."""
         split = urlsplit(url)
         if split.scheme or split.netloc:
             path = split.path
@@ -961,6 +987,8 @@ class Sandbox:
                 f"The content type '{h.headers.get('Content-Type') or ''}' is not supported; "
                 "use 'application/json'.",
             )
+        if isinstance(h, _InnerCall) and h.parsed is not None:
+            return h.parsed
         try:
             return json.loads(body.decode("utf-8"), parse_float=Decimal, parse_constant=_reject_constant)
         except (UnicodeDecodeError, ValueError) as exc:
@@ -1163,6 +1191,7 @@ class Sandbox:
         return headers
 
     @staticmethod
+    @lru_cache(maxsize=1024)
     def _route(path: str) -> _Route | None:
         for regex, graph in ((_GRAPH_ROUTE, True), (_BC_ROUTE, False)):
             m = regex.search(path)
@@ -1278,7 +1307,12 @@ def main(argv: list[str] | None = None) -> int:
         description="Loopback emulator of the customerPayments API. For development and tests only.",
     )
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: chosen by the OS)")
-    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to each payments request")
+    parser.add_argument(
+        "--latency",
+        type=float,
+        default=0.0,
+        help="seconds each payments request takes to answer, the sandbox's own work included",
+    )
     parser.add_argument(
         "--concurrency-limit", type=int, default=None, help="answer 429 above this many in flight"
     )
