@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import requests
 import urllib3.exceptions
@@ -101,19 +101,35 @@ class InFlightLimit:
         self.maximum = maximum
         self.limit = maximum
         self._busy = 0
+        self._waiting = 0
+        self._handoffs = 0  # slots given up while someone waited; a waiter that takes one counts it down
         self._successes = 0
         self._cond = threading.Condition()
+        self._taken = threading.Condition(self._cond._lock)  # type: ignore[attr-defined]
 
     def __enter__(self) -> None:
         with self._cond:
-            while self._busy >= self.limit:
-                self._cond.wait()
+            self._waiting += 1
+            try:
+                while self._busy >= self.limit:
+                    self._cond.wait()
+            finally:
+                self._waiting -= 1
             self._busy += 1
+            if self._handoffs:
+                self._handoffs -= 1
+                self._taken.notify()
 
     def __exit__(self, *exc: object) -> None:
         with self._cond:
             self._busy -= 1
             self._cond.notify()
+            if self._waiting:
+                # Hand the slot over: wait (briefly) until the waiter has it. Otherwise the waiter,
+                # though woken, would wait for the interpreter lock while this thread goes on with
+                # its answer, up to the switch interval (5 ms) during which the target sees a slot idle.
+                self._handoffs += 1
+                self._taken.wait(0.005)
 
     def throttled(self) -> None:
         with self._cond:
@@ -194,9 +210,24 @@ def _sent_nothing(exc: requests.RequestException) -> bool:
     return isinstance(reason, urllib3.exceptions.NewConnectionError | urllib3.exceptions.ConnectTimeoutError)
 
 
+def _read_body(response: requests.Response) -> None:
+    """Read the whole answer in one call. requests reads it in 10 KiB pieces, each a system call that
+    gives up the interpreter lock and, while other workers run Python code, may wait up to the switch
+    interval (5 ms) to get it back: a 60 KiB `$batch` answer could take tens of milliseconds."""
+    try:
+        response._content = response.raw.read(decode_content=True)  # what `response.content` returns
+        response._content_consumed = True  # so close() keeps the connection for the next request
+    except urllib3.exceptions.ReadTimeoutError as exc:
+        raise requests.ReadTimeout(exc, request=response.request) from None
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise requests.ConnectionError(exc, request=response.request) from None
+    finally:
+        response.close()  # the connection goes back to the pool (or is closed if not fully read)
+
+
 def _odata_error(response: requests.Response) -> tuple[str, str]:
     try:
-        err = codec.loads(response.content).get("error") or {}
+        err = codec.loads(response.content, unique_keys=False).get("error") or {}
         return str(err.get("code") or f"HTTP{response.status_code}"), str(err.get("message") or "")[:1000]
     except (ValueError, AttributeError):
         return f"HTTP{response.status_code}", (response.text or response.reason or "")[:300]
@@ -217,6 +248,7 @@ class TargetClient:
         self.settings = settings
         self._tokens = TokenSource(credential, settings.scope)
         self._session = session or self._new_session()
+        self._transport: dict[str, dict[str, Any]] = {}
         self._sleep = sleep
         self.gate = ThrottleGate(sleep, clock)
         # The target's concurrency limit is about requests in flight, so that is what is bounded:
@@ -240,6 +272,17 @@ class TargetClient:
     def close(self) -> None:
         self._session.close()
 
+    def _transport_options(self, url: str) -> dict[str, Any]:
+        """Proxy and CA settings from the environment, as requests would merge them on every call
+        (scanning the whole environment each time); the target's host does not change, so once."""
+        host = urlsplit(url).netloc
+        options = self._transport.get(host)
+        if options is None:
+            options = self._session.merge_environment_settings(url, {}, None, None, None)
+            options["stream"] = True  # the body is read by _read_body, in one call
+            self._transport[host] = options
+        return dict(options)
+
     # -- public operations -------------------------------------------------------------------
 
     def create_payment(self, company_id: str, journal_id: str, payload: dict[str, Any]) -> Created:
@@ -249,7 +292,7 @@ class TargetClient:
         response, request_id, attempts = self._with_retries("POST", url, body, idempotent=False)
         if response.status_code in (200, 201):
             try:
-                created = codec.loads(response.content)
+                created = codec.loads(response.content, unique_keys=False)
             except ValueError:
                 created = None
             if not isinstance(created, dict):
@@ -324,7 +367,7 @@ class TargetClient:
     ) -> tuple[float, list[int]]:
         """Map each inner response back to its payment by id; return the wait and the items to resend."""
         try:
-            answers = codec.loads(response.content).get("responses") or []
+            answers = codec.loads(response.content, unique_keys=False).get("responses") or []
         except (ValueError, AttributeError):
             answers = []
         by_id = {str(a.get("id")): a for a in answers if isinstance(a, dict)}
@@ -366,7 +409,7 @@ class TargetClient:
             self.settings.collection_url(company_id, journal_id) + "?$filter=" + quote(odata_filter, safe="")
         )
         response, _, _ = self._with_retries("GET", url, None, idempotent=True)
-        found = codec.loads(response.content)
+        found = codec.loads(response.content, unique_keys=False)
         return list(found.get("value", [])) if isinstance(found, dict) else []
 
     # -- the retry loop ----------------------------------------------------------------------
@@ -428,7 +471,7 @@ class TargetClient:
             session = self._session
             try:
                 prepared = session.prepare_request(requests.Request(method, url, data=body, headers=headers))
-                options = session.merge_environment_settings(prepared.url, {}, None, None, None)
+                options = self._transport_options(prepared.url or url)
                 with self.in_flight:
                     response = session.send(
                         prepared,
@@ -436,6 +479,7 @@ class TargetClient:
                         allow_redirects=False,
                         **options,
                     )
+                    _read_body(response)
             except requests.RequestException as exc:
                 if _sent_nothing(exc) or idempotent:
                     raise _Retry(
