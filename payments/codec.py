@@ -99,14 +99,14 @@ def _refuse_floats(value: Any) -> None:
 _LEAVES = frozenset((str, int, bool, Decimal, type(None)))
 
 
-def dumpb(value: Any) -> bytes:
+def dumpb(value: Any, *, sort_keys: bool = False) -> bytes:
     """Compact UTF-8 JSON for dicts, lists, strings, ints, bools, None and Decimals (never floats).
 
     orjson (C speed; the relay's hot path writes every payment several times) does the writing;
     Decimals go in as raw fragments of their positional digits."""
     _refuse_floats(value)
     try:
-        return orjson.dumps(value, default=_fragment)
+        return orjson.dumps(value, default=_fragment, option=orjson.OPT_SORT_KEYS if sort_keys else None)
     except orjson.JSONEncodeError as exc:
         cause = exc.__cause__
         if isinstance(cause, TypeError | ValueError):
@@ -114,5 +114,5 @@ def dumpb(value: Any) -> bytes:
         raise TypeError(str(exc)) from None
 
 
-def dumps(value: Any) -> str:
-    return dumpb(value).decode("utf-8")
+def dumps(value: Any, *, sort_keys: bool = False) -> str:
+    return dumpb(value, sort_keys=sort_keys).decode("utf-8")

@@ -52,22 +52,25 @@ class Scope:
         return f"{self.company_id}_{self.journal_id}"
 
 
-def canonical(payload: dict[str, Any]) -> str:
+def canonical(payload: dict[str, Any]) -> bytes:
     """The payment as the target will see it, so equal payments compare equal: amounts by value
     (10.10 == 10.1), Code fields upper-case (Business Central stores them so), keys sorted."""
     norm: dict[str, Any] = {}
-    for name in sorted(payload):
-        value = payload[name]
-        if isinstance(value, Decimal | int) and not isinstance(value, bool):
+    for name, value in payload.items():
+        kind = type(value)
+        if kind is str:
+            if name in _CODE_FIELDS:
+                value = value.upper()
+        elif kind is Decimal or kind is int or (isinstance(value, Decimal | int) and kind is not bool):
             value = format(Decimal(value).normalize(), "f")
-        elif name in _CODE_FIELDS and isinstance(value, str):
+        elif isinstance(value, str) and name in _CODE_FIELDS:
             value = value.upper()
         norm[name] = value
-    return codec.dumps(norm)
+    return codec.dumpb(norm, sort_keys=True)
 
 
 def fingerprint(payload: dict[str, Any]) -> str:
-    return hashlib.sha256(canonical(payload).encode("utf-8")).hexdigest()
+    return hashlib.sha256(canonical(payload)).hexdigest()
 
 
 def derived_key(scope: Scope, payload: dict[str, Any]) -> str:
@@ -78,7 +81,7 @@ def derived_key(scope: Scope, payload: dict[str, Any]) -> str:
 
 def identify(scope: Scope, payload: dict[str, Any]) -> tuple[str, str]:
     """The derived key and the fingerprint of a payment, from one canonical form."""
-    text = canonical(payload).encode("utf-8")
+    text = canonical(payload)
     return (
         "p-" + hashlib.sha256(scope.partition.encode("utf-8") + b"|" + text).hexdigest(),
         hashlib.sha256(text).hexdigest(),
@@ -428,10 +431,8 @@ class MemoryLedgerStore:
 
     @staticmethod
     def _copy(entry: Entry) -> Entry:
-        # Callers get copies, as from a real store.
-        twin = evolve(entry)
-        twin.natural = dict(entry.natural)
-        return twin
+        # Callers get copies, as from a real store (`natural` is never changed in place: shared).
+        return evolve(entry)
 
     def _stamp(self, entry: Entry) -> Entry:
         self._version += 1

@@ -292,6 +292,7 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = IDLE_CONNECTION_SECONDS
     server: _Server
     _due = 0.0  # monotonic time before which a payments answer is not sent (the latency)
+    _arrived = 0.0  # when the request line was read
 
     def log_message(self, format: str, *args: Any) -> None:
         if self.server.sandbox.verbose:
@@ -331,6 +332,10 @@ class _Handler(BaseHTTPRequestHandler):
         if length < 0:
             raise ValueError("negative Content-Length")
         return self.rfile.read(length) if length else b""
+
+    def parse_request(self) -> bool:
+        self._arrived = time.monotonic()  # the request line is in: latency counts from here
+        return super().parse_request()
 
     def _dispatch(self) -> None:
         self._started = False
@@ -727,7 +732,7 @@ class Sandbox:
             return
         # The latency is the time the request takes, the sandbox's own work included (as with a real
         # service): the answer is held until then, so `cap / latency` requests per second is reachable.
-        h._due = time.monotonic() + self.latency
+        h._due = (h._arrived or time.monotonic()) + self.latency
         try:
             with self._lock:
                 fault = self._faults.popleft() if self._faults else None
