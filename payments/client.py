@@ -96,9 +96,10 @@ class InFlightLimit:
     below one), a run of successes raises it again up to the configured maximum. The relay thus
     settles at the target's real limit instead of provoking 429s forever at a bound set too high."""
 
-    def __init__(self, maximum: int):
+    def __init__(self, maximum: int, *, handoff_seconds: float = 0.005):
         self.maximum = maximum
         self.limit = maximum
+        self.handoff_seconds = handoff_seconds
         self._busy = 0
         self._waiting = 0
         self._handoffs = 0  # slots given up while someone waited; a waiter that takes one counts it down
@@ -128,7 +129,7 @@ class InFlightLimit:
                 # though woken, would wait for the interpreter lock while this thread goes on with
                 # its answer, up to the switch interval (5 ms) during which the target sees a slot idle.
                 self._handoffs += 1
-                self._taken.wait(0.005)
+                self._taken.wait(self.handoff_seconds)
 
     def throttled(self) -> None:
         with self._cond:

@@ -420,26 +420,26 @@ def odata_filter(natural: dict[str, str]) -> str:
 
 
 class MemoryLedgerStore:
-    """An in-process store: for command-line runs against the sandbox, where no storage account exists."""
+    """An in-process store: for command-line runs against the sandbox, where no storage account exists.
+    Rows are kept as tuples of an entry's fields (a snapshot nobody can change); callers get new
+    entries built from them, as from a real store."""
 
     def __init__(self) -> None:
         import threading
 
         self._lock = threading.Lock()
-        self._rows: dict[tuple[str, str], Entry] = {}
+        self._rows: dict[tuple[str, str], tuple[Any, ...]] = {}
         self._version = 0
-
-    @staticmethod
-    def _copy(entry: Entry) -> Entry:
-        # Callers get copies, as from a real store (`natural` is never changed in place: shared).
-        return evolve(entry)
 
     def _stamp(self, entry: Entry) -> Entry:
         self._version += 1
-        stored = self._copy(entry)
-        stored.etag = str(self._version)
-        self._rows[(entry.scope.partition, entry.key)] = stored
-        return self._copy(stored)
+        row = (*_entry_values(entry)[:-1], str(self._version))  # etag is the last field
+        self._rows[(entry.scope.partition, entry.key)] = row
+        return Entry(*row)
+
+    def _etag(self, entry: Entry) -> str | None:
+        row = self._rows.get((entry.scope.partition, entry.key))
+        return None if row is None else row[-1]
 
     def insert(self, entry: Entry) -> Entry | None:
         with self._lock:
@@ -449,28 +449,26 @@ class MemoryLedgerStore:
 
     def get(self, scope: Scope, key: str) -> Entry | None:
         with self._lock:
-            found = self._rows.get((scope.partition, key))
-            return self._copy(found) if found else None
+            row = self._rows.get((scope.partition, key))
+            return Entry(*row) if row else None
 
     def replace(self, entry: Entry) -> Entry | None:
         with self._lock:
-            current = self._rows.get((entry.scope.partition, entry.key))
-            if current is None or current.etag != entry.etag:
+            if entry.etag is None or self._etag(entry) != entry.etag:
                 return None
             return self._stamp(entry)
 
     def delete(self, entry: Entry) -> bool:
         with self._lock:
-            current = self._rows.get((entry.scope.partition, entry.key))
-            if current is None or current.etag != entry.etag:
+            if entry.etag is None or self._etag(entry) != entry.etag:
                 return False
             del self._rows[(entry.scope.partition, entry.key)]
             return True
 
     def scan(self, states: set[str] | None = None) -> Iterator[Entry]:
         with self._lock:
-            rows = [self._copy(e) for e in self._rows.values() if states is None or e.state in states]
-        yield from rows
+            entries = [Entry(*row) for row in self._rows.values()]
+        yield from (e for e in entries if states is None or e.state in states)
 
     def insert_many(self, entries: list[Entry]) -> list[Entry] | None:
         with self._lock:
@@ -480,10 +478,8 @@ class MemoryLedgerStore:
 
     def replace_many(self, entries: list[Entry]) -> list[Entry] | None:
         with self._lock:
-            for e in entries:
-                current = self._rows.get((e.scope.partition, e.key))
-                if current is None or current.etag != e.etag:
-                    return None
+            if any(e.etag is None or self._etag(e) != e.etag for e in entries):
+                return None
             return [self._stamp(e) for e in entries]
 
 

@@ -261,6 +261,7 @@ class _Server(ThreadingHTTPServer):
         conn, addr = super().get_request()
         with self.sockets_lock:
             self.open_sockets.add(conn)
+            self.sandbox.connections_accepted += 1
         return conn, addr
 
     def shutdown_request(self, request: Any) -> None:
@@ -462,6 +463,7 @@ class Sandbox:
         self.throttled_count = 0
         self.requests: list[RecordedRequest] = []  # real HTTP requests only: a batch appears once
         self.inner_requests: list[RecordedRequest] = []  # the inner requests of batches, in order
+        self.connections_accepted = 0  # TCP connections taken, ever (keep-alive shows as few)
         self.batch_count = 0  # $batch requests whose inner requests were processed
         self.token_requests: list[RecordedRequest] = []
         self.issued_tokens: set[str] = set()

@@ -4,6 +4,7 @@ speaking the App Service managed identity protocol to the sandbox's loopback tok
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from email.utils import format_datetime
 from urllib.parse import parse_qs, urlsplit
 
@@ -217,3 +218,100 @@ def test_parse_retry_after_forms():
     )
     assert parse_retry_after("soon") is None
     assert parse_retry_after(None) is None
+
+
+class ScriptedTarget:
+    """A loopback HTTP server that answers each request with the next scripted bytes, then closes the
+    connection if the script says so: for answers the sandbox cannot give (cut off mid-body)."""
+
+    def __init__(self, answers: list[tuple[bytes, bool]]):
+        import socket
+        import threading
+
+        self.answers = list(answers)
+        self.requests: list[bytes] = []
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen()
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/v2.0/t/e/api/v2.0"
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while self.answers:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                data = b""
+                while self.answers:
+                    while b"\r\n\r\n" not in data:
+                        chunk = conn.recv(65536)
+                        if not chunk:
+                            break
+                        data += chunk
+                    if b"\r\n\r\n" not in data:
+                        break
+                    head, _, rest = data.partition(b"\r\n\r\n")
+                    length = next(
+                        (int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")),
+                        0,
+                    )
+                    while len(rest) < length:
+                        rest += conn.recv(65536)
+                    self.requests.append(head + b"\r\n\r\n" + rest[:length])
+                    data = rest[length:]
+                    answer, close = self.answers.pop(0)
+                    conn.sendall(answer)
+                    if close:
+                        break
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _answer(status: str, body: bytes, *, length: int | None = None) -> bytes:
+    size = len(body) if length is None else length
+    return (
+        f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {size}\r\n\r\n".encode() + body
+    )
+
+
+def test_an_answer_cut_off_mid_body_is_ambiguous_and_not_posted_again(azure_env, sandbox):
+    target = ScriptedTarget([(_answer("201 Created", b'{"id": "abc", "amo', length=200), True)])
+    azure_env("businesscentral", PAYMENTS_API_BASE_URL=target.url)
+    try:
+        with pytest.raises(AmbiguousOutcome, match="connection dropped"):
+            client([]).create_payment(C, J, {"customerNumber": "10000", "amount": 1})
+    finally:
+        target.close()
+    assert len(target.requests) == 1  # the payment may exist: never re-posted on a guess
+
+
+def test_a_search_cut_off_mid_body_is_read_again(azure_env, sandbox):
+    found = b'{"value": [{"id": "p-1", "amount": 12.50}]}'
+    target = ScriptedTarget(
+        [(_answer("200 OK", found[:10], length=len(found)), True), (_answer("200 OK", found), False)]
+    )
+    azure_env("businesscentral", PAYMENTS_API_BASE_URL=target.url)
+    try:
+        result = client([]).find_payments(C, J, "documentNumber eq 'X'")
+    finally:
+        target.close()
+    assert result == [{"id": "p-1", "amount": Decimal("12.50")}]
+    assert len(target.requests) == 2
+
+
+def test_a_batch_item_with_an_unreadable_status_is_ambiguous_not_a_crash(azure_env, sandbox):
+    answer = b'{"responses": [{"id": "0", "status": "created?", "body": {}}, {"id": "1", "status": 201, "body": {"id": "p-2"}}]}'
+    target = ScriptedTarget([(_answer("200 OK", answer), False)])
+    azure_env("businesscentral", PAYMENTS_API_BASE_URL=target.url, PAYMENTS_BATCH_SIZE="2")
+    try:
+        first, second = client([]).create_payments_batch(
+            C, J, [{"customerNumber": "10000", "amount": 1}, {"customerNumber": "10000", "amount": 2}]
+        )
+    finally:
+        target.close()
+    assert isinstance(first, AmbiguousOutcome)
+    assert second.body == {"id": "p-2"}

@@ -182,3 +182,14 @@ def test_codec_refuses_duplicate_keys_nan_and_floats():
         codec.loads(b'{"description": "caf\xe9"}')
     with pytest.raises(TypeError, match="refusing to write a float"):
         codec.dumps({"amount": 1.5})
+
+
+def test_codec_refuses_a_float_wherever_it_hides_and_writes_decimals_digit_for_digit():
+    for value in ({"requests": [{"body": {"amount": 1.5}}]}, [(1, 2.0)], {"a": {"b": [Decimal("1"), 0.1]}}):
+        with pytest.raises(TypeError, match="refusing to write a float"):
+            codec.dumpb(value)
+    with pytest.raises(ValueError, match="non-finite"):
+        codec.dumpb({"amount": Decimal("Infinity")})
+    text = codec.dumps({"b": [Decimal("12345678901234567890.10"), Decimal("1E+2"), Decimal("-0.00")], "a": "é\n"})
+    assert text == '{"b":[12345678901234567890.10,100,-0.00],"a":"é\\n"}'
+    assert codec.dumps({"b": 1, "a": 2}, sort_keys=True) == '{"a":2,"b":1}'

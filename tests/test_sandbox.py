@@ -693,3 +693,18 @@ def test_batch_inner_failure_answers_500_for_that_item(
     answers = by_id(resp)
     assert answers["1"]["status"] == 500 and answers["1"]["body"]["error"]["code"] == "Internal_ServerError"
     assert answers["2"]["status"] == 200 and "secret" not in resp.text
+
+
+def test_latency_is_the_whole_answer_time_with_the_work_done_inside_it(sb: Sandbox, http: requests.Session) -> None:
+    # Like a real service, the payment exists before its answer leaves: the latency is the time the
+    # request takes, the sandbox's own work included, so cap / latency requests per second is reachable.
+    sb.latency = 0.4
+    answers: list[requests.Response] = []
+    started = time.monotonic()
+    worker = threading.Thread(target=lambda: answers.append(post(http, bc_url(sb), payment())))
+    worker.start()
+    wait_until(lambda: len(sb.payments()) == 1)
+    assert answers == []  # created, not yet answered
+    worker.join(5)
+    assert answers[0].status_code == 201
+    assert time.monotonic() - started >= 0.4

@@ -4,6 +4,7 @@ bench/throughput.py measures that)."""
 from __future__ import annotations
 
 import json
+import threading
 from decimal import Decimal
 
 import pytest
@@ -147,3 +148,48 @@ def test_a_refused_batch_envelope_answers_every_item_and_releases_its_claims(azu
     assert sandbox.payments() == []
     assert list(relay.ledger.store.scan()) == []  # nothing was created: the claims are released
     assert [o.kind for o in relay.post_all(C, J, items)] == ["created"] * 10
+
+
+def test_a_freed_slot_goes_to_the_waiting_worker_before_its_releaser_goes_on():
+    # A long handoff window makes the order certain: the releaser may only go on once the waiter
+    # holds the slot (in the relay the window is 5 ms; the target never sees the slot idle).
+    limit = InFlightLimit(1, handoff_seconds=30)
+    events: list[str] = []
+    waiting = threading.Event()
+
+    def waiter() -> None:
+        waiting.set()
+        with limit:
+            events.append("waiter has the slot")
+
+    limit.__enter__()
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    waiting.wait(5)
+    while limit._waiting == 0:  # the waiter is inside __enter__
+        threading.Event().wait(0.001)
+    limit.__exit__(None, None, None)
+    events.append("releaser goes on")
+    thread.join(5)
+    assert events == ["waiter has the slot", "releaser goes on"]
+    assert limit._busy == 0
+
+
+def test_releasing_with_nobody_waiting_does_not_wait():
+    limit = InFlightLimit(2, handoff_seconds=30)
+    with limit:
+        pass  # would hang for 30 s if it waited for a taker that is not there
+    assert limit._busy == 0
+
+
+def test_a_batch_keeps_one_connection_alive_and_reads_each_answer_whole(azure_env, sandbox):
+    azure_env("businesscentral", PAYMENTS_BATCH_SIZE="10", PAYMENTS_MAX_CONCURRENCY="1")
+    relay = pipeline()
+    before = sandbox.connections_accepted
+    outcomes = relay.post_all(C, J, payments(50, "KEEP"))
+    assert [o.kind for o in outcomes] == ["created"] * 50
+    assert sandbox.batch_count == 5
+    # Every answer was read to its end, so the one connection went back to the pool each time: one
+    # connection for the five batches, one for the token (azure-identity has its own).
+    assert sandbox.connections_accepted - before == 2
+    assert sorted(str(o.created["amount"]) for o in outcomes) == sorted(str(p.amount) for p in payments(50, "KEEP"))
