@@ -51,3 +51,6 @@ def payment_file_drop(client: blob.BlobClient) -> None:
 @app.timer_trigger(arg_name="timer", schedule="0 17 3 * * *", run_on_startup=False, use_monitor=True)
 def ledger_purge(timer: func.TimerRequest) -> None:
     runtime.purge_ledger()
+
+
+runtime.freeze_startup_objects()  # last: everything above stays for the worker's life

@@ -96,10 +96,11 @@ class InFlightLimit:
     below one), a run of successes raises it again up to the configured maximum. The relay thus
     settles at the target's real limit instead of provoking 429s forever at a bound set too high."""
 
-    def __init__(self, maximum: int, *, handoff_seconds: float = 0.005):
+    def __init__(self, maximum: int, *, handoff_seconds: float = 0.005, yield_seconds: float = 0.0005):
         self.maximum = maximum
         self.limit = maximum
         self.handoff_seconds = handoff_seconds
+        self.yield_seconds = yield_seconds
         self._busy = 0
         self._waiting = 0
         self._handoffs = 0  # slots given up while someone waited; a waiter that takes one counts it down
@@ -124,12 +125,18 @@ class InFlightLimit:
         with self._cond:
             self._busy -= 1
             self._cond.notify()
-            if self._waiting:
+            handed = self._waiting > 0
+            if handed:
                 # Hand the slot over: wait (briefly) until the waiter has it. Otherwise the waiter,
                 # though woken, would wait for the interpreter lock while this thread goes on with
                 # its answer, up to the switch interval (5 ms) during which the target sees a slot idle.
                 self._handoffs += 1
                 self._taken.wait(self.handoff_seconds)
+        if handed:
+            # Then stand aside a little longer: the new holder still has Python work (and a poll of
+            # its pooled connection, which gives up the interpreter lock) before its request is on
+            # the wire; this thread's answer can wait half a millisecond, the slot cannot.
+            time.sleep(self.yield_seconds)
 
     def throttled(self) -> None:
         with self._cond:

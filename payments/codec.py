@@ -80,20 +80,19 @@ def _fragment(value: Any) -> Any:
 def _refuse_floats(value: Any) -> None:
     """orjson writes floats without asking: refuse them before, so money cannot go out as one."""
     kind = type(value)
-    if kind is dict:
-        for item in value.values():
-            if type(item) not in _LEAVES:
-                _refuse_floats(item)
-    elif kind is list or kind is tuple:
-        for item in value:
-            if type(item) not in _LEAVES:
-                _refuse_floats(item)
+    if kind is dict or (kind is not list and kind is not tuple and isinstance(value, dict)):
+        items: Any = value.values()
+    elif kind is list or kind is tuple or isinstance(value, list | tuple):
+        items = value
     elif isinstance(value, float):
         raise TypeError("refusing to write a float as JSON: use Decimal")
-    elif isinstance(value, dict):
-        _refuse_floats(dict(value))
-    elif isinstance(value, list | tuple):
-        _refuse_floats(list(value))
+    else:
+        return
+    if set(map(type, items)) <= _LEAVES:  # the common case, decided in C
+        return
+    for item in items:
+        if type(item) not in _LEAVES:
+            _refuse_floats(item)
 
 
 _LEAVES = frozenset((str, int, bool, Decimal, type(None)))

@@ -46,10 +46,10 @@ class Scope:
 
     company_id: str
     journal_id: str
+    partition: str = field(init=False, repr=False, compare=False)  # the Table partition key
 
-    @property
-    def partition(self) -> str:
-        return f"{self.company_id}_{self.journal_id}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "partition", f"{self.company_id}_{self.journal_id}")
 
 
 def canonical(payload: dict[str, Any]) -> bytes:

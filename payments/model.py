@@ -151,13 +151,17 @@ class CustomerPayment(BaseModel):
     def _payload(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         fields = self.model_fields_set
+        values = self.__dict__
         for name in WRITABLE:
             if name not in fields:
                 continue
-            value = getattr(self, name)
-            if value is None:
+            value = values[name]
+            kind = type(value)
+            if kind is str or kind is Decimal or kind is int:
+                pass
+            elif value is None:
                 continue
-            if isinstance(value, date):
+            elif isinstance(value, date):
                 value = value.isoformat()
             elif isinstance(value, uuid.UUID):
                 value = str(value)  # lower-case, hyphenated

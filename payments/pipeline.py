@@ -289,12 +289,22 @@ class Pipeline:
         workers = min(settings.max_concurrency * (2 if size > 1 else 1), groups_total)
         pool = ThreadPoolExecutor(workers, thread_name_prefix="payments-post") if workers > 1 else None
         futures: list[Future[None]] = []
+        # Groups are identified at most two rounds ahead of the workers: hashing the whole input
+        # at once would hold the interpreter lock while the first requests are trying to go out.
+        ahead = threading.BoundedSemaphore(2 * workers)
+
+        def run_then_free(group: list[int]) -> None:
+            try:
+                run(group)
+            finally:
+                ahead.release()
 
         def submit(group: list[int]) -> None:
             if pool is None:
                 run(group)
             else:
-                futures.append(pool.submit(run, group))
+                ahead.acquire()
+                futures.append(pool.submit(run_then_free, group))
 
         try:
             # Groups go out as soon as they are identified, so the first request does not wait for

@@ -6,6 +6,7 @@ pays for one credential, one connection pool and one token however many payments
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from datetime import timedelta
@@ -26,6 +27,13 @@ log = logging.getLogger("payments.runtime")
 _lock = threading.RLock()
 _pipeline: Pipeline | None = None
 _file_drop: FileDrop | None = None
+
+
+def freeze_startup_objects() -> None:
+    """Leave what start-up loaded (modules, schemas, settings: it lives as long as the worker) out of
+    later garbage collections. A full collection walking it takes tens of milliseconds, during which
+    every payment in flight waits; after this it walks only what was made since."""
+    gc.freeze()
 
 
 def pipeline() -> Pipeline:
