@@ -105,8 +105,9 @@ class InFlightLimit:
         self._waiting = 0
         self._handoffs = 0  # slots given up while someone waited; a waiter that takes one counts it down
         self._successes = 0
-        self._cond = threading.Condition()
-        self._taken = threading.Condition(self._cond._lock)  # type: ignore[attr-defined]
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)  # a slot is free
+        self._taken = threading.Condition(lock)  # a waiter has taken the slot handed to it
 
     def __enter__(self) -> None:
         with self._cond:
