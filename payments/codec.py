@@ -28,7 +28,7 @@ def _reject_constant(name: str) -> Any:
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     # A duplicated key would make one of two amounts win silently: refuse it. (Counting first keeps
-    # the common case in C; this runs for every object of every answer.)
+    # the common case in C: this runs for every object a caller sends.)
     obj = dict(pairs)
     if len(obj) != len(pairs):
         seen: set[str] = set()
@@ -104,13 +104,29 @@ def dumpb(value: Any, *, sort_keys: bool = False) -> bytes:
     orjson (C speed; the relay's hot path writes every payment several times) does the writing;
     Decimals go in as raw fragments of their positional digits."""
     _refuse_floats(value)
+    option = orjson.OPT_SORT_KEYS if sort_keys else None
     try:
-        return orjson.dumps(value, default=_fragment, option=orjson.OPT_SORT_KEYS if sort_keys else None)
+        return orjson.dumps(value, default=_fragment, option=option)
     except orjson.JSONEncodeError as exc:
         cause = exc.__cause__
         if isinstance(cause, TypeError | ValueError):
             raise cause from None
-        raise TypeError(str(exc)) from None
+        if "64-bit" not in str(exc) and "key must be str" not in str(exc):
+            raise TypeError(str(exc)) from None
+    # orjson writes integers of up to 64 bits and plain string keys only; JSON (and a caller's amount
+    # of 10**30) has no such limits. The rare value that needs it is written from a plain copy.
+    return orjson.dumps(_plain(value), default=_fragment, option=option)
+
+
+def _plain(value: Any) -> Any:
+    """A copy orjson can write: integers beyond 64 bits as Decimals (same digits), keys as plain str."""
+    if isinstance(value, dict):
+        return {key if type(key) is str else str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64:
+        return Decimal(value)
+    return value
 
 
 def dumps(value: Any, *, sort_keys: bool = False) -> str:

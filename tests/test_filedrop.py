@@ -283,3 +283,12 @@ def test_unreadable_or_oversize_files_post_nothing_and_are_moved_to_failed(
     assert sandbox.requests == []
     assert blobs(drop, drop.inbox) == []
     assert blobs(drop, drop.archive)[0].startswith("failed/")
+
+
+def test_an_amount_written_as_a_very_long_integer_is_posted_digit_for_digit(drop, sandbox):
+    # JSON integers have no size limit; the spool and the report carry the record beyond 64 bits.
+    content = '[{"customerNumber": "10000", "amount": 123456789012345678901234567890}]'
+    name = upload(drop, f"{C}/{J}/long.json", content)
+    deliver(drop, name)
+    assert [str(p["amount"]) for p in sandbox.payments()] == ["123456789012345678901234567890"]
+    assert report_of(drop, name)["totals"] == {"records": 1, "created": 1}

@@ -193,3 +193,11 @@ def test_codec_refuses_a_float_wherever_it_hides_and_writes_decimals_digit_for_d
     text = codec.dumps({"b": [Decimal("12345678901234567890.10"), Decimal("1E+2"), Decimal("-0.00")], "a": "é\n"})
     assert text == '{"b":[12345678901234567890.10,100,-0.00],"a":"é\\n"}'
     assert codec.dumps({"b": 1, "a": 2}, sort_keys=True) == '{"a":2,"b":1}'
+
+
+def test_codec_writes_integers_of_any_size():
+    # A caller may send an amount of 10**30 as a JSON integer; the spool and reports echo it back.
+    value = {"amount": 123456789012345678901234567890, "n": [-(2**64), 2**64 - 1, True]}
+    assert codec.dumps(value) == '{"amount":123456789012345678901234567890,"n":[-18446744073709551616,18446744073709551615,true]}'
+    assert codec.loads(codec.dumps(value)) == value
+    assert codec.dumps({1: "a", "b": {2: 3}}) == '{"1":"a","b":{"2":3}}'
