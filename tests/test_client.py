@@ -315,3 +315,20 @@ def test_a_batch_item_with_an_unreadable_status_is_ambiguous_not_a_crash(azure_e
         target.close()
     assert isinstance(first, AmbiguousOutcome)
     assert second.body == {"id": "p-2"}
+
+
+def test_a_gzipped_chunked_answer_is_read_whole(azure_env, sandbox):
+    # Business Central compresses its answers; the relay reads each in one call and must still
+    # decode it, whatever the framing.
+    import gzip
+
+    body = gzip.compress(b'{"id": "p-9", "amount": 1234567.89}')
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:7], body[7:])) + b"0\r\n\r\n"
+    head = b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n"
+    target = ScriptedTarget([(head + chunked, False)])
+    azure_env("businesscentral", PAYMENTS_API_BASE_URL=target.url)
+    try:
+        created = client([]).create_payment(C, J, {"customerNumber": "10000", "amount": 1})
+    finally:
+        target.close()
+    assert created.body == {"id": "p-9", "amount": Decimal("1234567.89")}
