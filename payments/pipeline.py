@@ -289,9 +289,9 @@ class Pipeline:
         workers = min(settings.max_concurrency * (2 if size > 1 else 1), groups_total)
         pool = ThreadPoolExecutor(workers, thread_name_prefix="payments-post") if workers > 1 else None
         futures: list[Future[None]] = []
-        # Groups are identified at most two rounds ahead of the workers: hashing the whole input
-        # at once would hold the interpreter lock while the first requests are trying to go out.
-        ahead = threading.BoundedSemaphore(2 * workers)
+        # Groups are identified no further ahead than there are workers to take them: hashing the
+        # whole input at once would hold the interpreter lock while the first requests try to go out.
+        ahead = threading.BoundedSemaphore(workers)
 
         def run_then_free(group: list[int]) -> None:
             try:
