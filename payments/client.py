@@ -289,7 +289,7 @@ class TargetClient:
             options = self._session.merge_environment_settings(url, {}, None, None, None)
             options["stream"] = True  # the body is read by _read_body, in one call
             self._transport[host] = options
-        return dict(options)
+        return options  # read-only: the caller unpacks it into keyword arguments
 
     # -- public operations -------------------------------------------------------------------
 
