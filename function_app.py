@@ -5,6 +5,11 @@ import azurefunctions.extensions.bindings.blob as blob
 
 from payments import filedrop, runtime, webhook
 
+# The file-drop binding: the container comes from the app setting the code reads too, so the two never
+# differ; the connection is the function's own storage account, reached with its identity.
+INBOX_PATH = "%PAYMENTS_INBOX_CONTAINER%/{name}"
+STORAGE_CONNECTION = "AzureWebJobsStorage"
+
 app = func.FunctionApp()
 runtime.check_settings()
 
@@ -37,8 +42,8 @@ def customer_payments(req: func.HttpRequest) -> func.HttpResponse:
 @app.function_name("payment_file_drop")
 @app.blob_trigger(
     arg_name="client",
-    path=filedrop.TRIGGER_PATH,
-    connection=filedrop.CONNECTION,
+    path=INBOX_PATH,
+    connection=STORAGE_CONNECTION,
     source=func.BlobSource.EVENT_GRID,
 )
 def payment_file_drop(client: blob.BlobClient) -> None:

@@ -15,13 +15,15 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from types import ModuleType
 from typing import TextIO
 
+from .errors import InputError, SettingsError
 from .ledger import Ledger, MemoryLedgerStore, Scope
-from .model import Checked, CustomerPayment, FieldError, Rules, check
-from .readers import InputError, Record, read_file
+from .model import Checked, CustomerPayment, FieldError, Rules
+from .readers import Record, check_record, read_file
 from .runtime import make_ledger
-from .settings import Settings, SettingsError, load_settings
+from .settings import Settings, load_settings
 
 PROGRESS_THRESHOLD = 300  # records; smaller files finish before a person would wonder
 DETAIL_LIMIT = 50  # list every record's outcome up to this many; only failures beyond
@@ -39,10 +41,7 @@ class Row:
 def _checked(records: Iterator[Record], rules: Rules) -> Iterator[tuple[Record, Checked]]:
     text_rules = dataclasses.replace(rules, from_text=True)
     for record in records:
-        if record.error is not None:
-            yield record, Checked(None, [FieldError("", record.error)])
-        else:
-            yield record, check(record.data, text_rules if record.from_text else rules)
+        yield record, check_record(record, rules, text_rules)
 
 
 def _explain(errors: Sequence[FieldError]) -> str:
@@ -105,10 +104,25 @@ def cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
     return 0 if all(r.outcome == "valid" for r in rows) else 1
 
 
+def _development_sandbox() -> ModuleType:
+    """The sandbox of the target API: the `sandbox` package beside `payments` in a source checkout.
+    Imported only when asked for; a deployment leaves it out, and then this says so."""
+    try:
+        import sandbox
+    except ModuleNotFoundError as exc:
+        if exc.name != "sandbox":
+            raise
+        raise SystemExit(
+            "error: the development sandbox is not here: it is the `sandbox` package of a source checkout "
+            "(run this from the repository root), and it is never deployed"
+        ) from None
+    return sandbox
+
+
 @contextlib.contextmanager
 def _sandbox_environment(target: str) -> Iterator[tuple[Settings, str, str]]:
     """Start a sandbox and point the real managed identity credential at its token endpoint."""
-    from . import sandbox as sb
+    sb = _development_sandbox()
 
     with sb.Sandbox() as box:
         saved = {k: os.environ.get(k) for k in ("IDENTITY_ENDPOINT", "IDENTITY_HEADER")}
@@ -135,9 +149,9 @@ def _post(
     out: TextIO,
     ledger: Ledger | None,
 ) -> int:
-    from .client import TargetClient
-    from .identity import make_credential
-    from .pipeline import Pipeline
+    from .credentials import target_credential
+    from .posting import Pipeline
+    from .target import TargetClient
 
     rules = _rules(args, settings)
     rows: list[Row] = []
@@ -146,7 +160,7 @@ def _post(
         rows.append(Row(record.location, "invalid", _explain(checked.errors)))
         if checked.payment is not None:
             valid.append((len(rows) - 1, checked.payment))
-    pipeline = Pipeline(TargetClient(settings, make_credential(settings)), ledger)
+    pipeline = Pipeline(TargetClient(settings, target_credential(settings)), ledger)
     total = len(valid)
     show_progress = total > PROGRESS_THRESHOLD
     started = last = time.monotonic()
@@ -219,7 +233,7 @@ def cmd_ledger(args: argparse.Namespace, out: TextIO) -> int:
         entries = list(ledger.store.scan() if args.all else ledger.attention())
         now = ledger.clock()
         for e in entries:
-            state = "stale claim" if e.state == "claimed" and e.claimed_until <= now else e.state
+            state = "stale claim" if e.is_stale(now) else e.state
             natural = " ".join(f"{k}={v}" for k, v in e.natural.items())
             print(
                 f"{e.scope.company_id} {e.scope.journal_id} {e.key} {state:<11} "
@@ -249,10 +263,8 @@ def cmd_ledger(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_sandbox(args: argparse.Namespace, out: TextIO) -> int:
-    from . import sandbox
-
     argv = ["--port", str(args.port), "--latency", str(args.latency)]
-    return sandbox.main(argv)
+    return int(_development_sandbox().main(argv))
 
 
 def parser() -> argparse.ArgumentParser:

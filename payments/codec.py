@@ -13,13 +13,9 @@ from typing import Any
 
 import orjson
 
+from .errors import JsonSyntaxError, NotUtf8Error
 
-class JsonSyntaxError(ValueError):
-    """The text is not JSON this relay accepts; the message says where and why."""
-
-
-class NotUtf8Error(JsonSyntaxError):
-    """The bytes are not UTF-8 (JSON exchanged between systems must be, RFC 8259)."""
+__all__ = ["JsonSyntaxError", "NotUtf8Error", "dumpb", "dumps", "format_decimal", "loads"]
 
 
 def _reject_constant(name: str) -> Any:

@@ -1,13 +1,50 @@
-"""What can go wrong at the target, as types the HTTP and file paths map to their own answers.
+"""Every error the relay defines, under one root, so a caller can tell ours from anyone else's.
 
-The split that matters for money is whether the payment may exist: a permanent rejection or an
+For the target the split that matters for money is whether the payment may exist: a refusal or an
 unavailable target means it certainly was not created; an ambiguous outcome means it may have been.
 """
 
 from __future__ import annotations
 
 
-class TargetError(Exception):
+class RelayError(Exception):
+    """Root of every error type the relay defines."""
+
+
+# -- input and configuration ---------------------------------------------------------------------
+
+
+class SettingsError(RelayError, ValueError):
+    """A missing or malformed setting, with a message naming the environment variable."""
+
+
+class JsonSyntaxError(RelayError, ValueError):
+    """The text is not JSON this relay accepts; the message says where and why."""
+
+
+class NotUtf8Error(JsonSyntaxError):
+    """The bytes are not UTF-8 (JSON exchanged between systems must be, RFC 8259)."""
+
+
+class InputError(RelayError, ValueError):
+    """A payment file as a whole cannot be read (encoding, syntax of a single JSON document, CSV header)."""
+
+
+# -- our own storage -----------------------------------------------------------------------------
+
+
+class LedgerUnavailable(RelayError):
+    """The ledger could not be read or written: nothing may be posted without it."""
+
+
+class FileBusy(RelayError):
+    """Another worker holds this file; the host should deliver it again later."""
+
+
+# -- the target ----------------------------------------------------------------------------------
+
+
+class TargetError(RelayError):
     """A request to the target API did not create the payment, or we cannot tell whether it did."""
 
     def __init__(self, message: str, *, status: int | None = None, client_request_id: str | None = None):
@@ -17,20 +54,20 @@ class TargetError(Exception):
         self.client_request_id = client_request_id
 
 
-class PermanentRejection(TargetError):
+class TargetRefusal(TargetError):
+    """The target answered with a definite refusal and its own error code: nothing was created."""
+
+    def __init__(self, message: str, *, status: int, code: str, client_request_id: str | None = None):
+        super().__init__(message, status=status, client_request_id=client_request_id)
+        self.code = code
+
+
+class PermanentRejection(TargetRefusal):
     """The target refused the payment (a 4xx); sending it again unchanged will not help."""
 
-    def __init__(self, message: str, *, status: int, code: str, client_request_id: str | None = None):
-        super().__init__(message, status=status, client_request_id=client_request_id)
-        self.code = code
 
-
-class NotAuthorized(TargetError):
+class NotAuthorized(TargetRefusal):
     """The target refused the relay's own identity (401 after a token refresh, or 403): an admin must act."""
-
-    def __init__(self, message: str, *, status: int, code: str, client_request_id: str | None = None):
-        super().__init__(message, status=status, client_request_id=client_request_id)
-        self.code = code
 
 
 class TargetUnavailable(TargetError):

@@ -51,6 +51,11 @@ class FieldError:
         return {"pointer": self.pointer, "detail": self.detail}
 
 
+def as_dicts(errors: list[FieldError]) -> list[dict[str, str]]:
+    """Field errors as JSON objects, for problem documents and reports."""
+    return [e.as_dict() for e in errors]
+
+
 def _int32(value: Any, rules: Rules) -> Any:
     if isinstance(value, str) and rules.from_text and _INT_TEXT.fullmatch(value.strip()):
         return int(value.strip())

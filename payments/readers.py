@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
 from . import codec
-from .model import KNOWN
+from .errors import InputError
+from .model import KNOWN, Checked, FieldError, Rules, check
 
 _DECIMAL = re.compile(r"[+-]?\d+(?:\.\d+)?")
 
@@ -40,10 +41,6 @@ def _unguard(value: str) -> str:
 _BY_LOWER = {name.lower(): name for name in KNOWN}
 
 
-class InputError(ValueError):
-    """The file as a whole cannot be read (encoding, syntax of a single JSON document, CSV header)."""
-
-
 @dataclass(frozen=True, slots=True)
 class Record:
     """One record of a file: its data, or why it could not be parsed, and where it stands."""
@@ -53,6 +50,14 @@ class Record:
     error: str | None = None  # set when the record itself is unreadable (a bad NDJSON line)
     from_text: bool = False  # CSV: every cell is a string
     raw: dict[str, str] | None = None  # CSV: the row's cells under the file's own header names
+
+
+def check_record(record: Record, rules: Rules, text_rules: Rules) -> Checked:
+    """Validate one record of a file: CSV cells under `text_rules` (text may stand for numbers there),
+    an unreadable record as the reason it could not be read."""
+    if record.error is not None:
+        return Checked(None, [FieldError("", record.error)])
+    return check(record.data, text_rules if record.from_text else rules)
 
 
 def detect_format(name: str, head: bytes) -> Format:

@@ -1,4 +1,5 @@
-"""Per-process state of the function app: settings, credential, HTTP session and pipeline, built once.
+"""The composition root: settings, credential, target client, ledger, pipeline and file drop, built
+once per process and wired together here only.
 
 Nothing here runs at import: the first invocation builds it, later ones reuse it, so a worker
 pays for one credential, one connection pool and one token however many payments it relays.
@@ -12,12 +13,13 @@ import threading
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from .client import TargetClient
-from .identity import make_credential
+from .credentials import target_credential
+from .errors import SettingsError
 from .ledger import Ledger, TableLedgerStore
-from .pipeline import Pipeline
-from .settings import Settings, SettingsError, load_settings
+from .posting import Pipeline
+from .settings import Settings, load_settings
 from .storage import ledger_table
+from .target import TargetClient
 
 if TYPE_CHECKING:
     from .filedrop import FileDrop
@@ -43,7 +45,9 @@ def pipeline() -> Pipeline:
         with _lock:
             if _pipeline is None:
                 settings = load_settings()
-                _pipeline = Pipeline(TargetClient(settings, make_credential(settings)), make_ledger(settings))
+                _pipeline = Pipeline(
+                    TargetClient(settings, target_credential(settings)), make_ledger(settings)
+                )
     return _pipeline
 
 

@@ -11,10 +11,12 @@ import re
 import uuid
 from functools import cached_property
 from typing import Literal
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .errors import SettingsError
 
 GRAPH_BASE_URL = "https://graph.microsoft.com/beta"
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
@@ -22,10 +24,6 @@ BUSINESS_CENTRAL_SCOPE = "https://api.businesscentral.dynamics.com/.default"
 
 Target = Literal["graph", "businesscentral"]
 _CONTAINER = re.compile(r"[a-z0-9](?:[a-z0-9-]{1,61})[a-z0-9]")
-
-
-class SettingsError(ValueError):
-    """A missing or malformed setting, with a message naming the environment variable."""
 
 
 def is_loopback_url(url: str) -> bool:
@@ -196,21 +194,6 @@ class Settings(BaseSettings):
         if self.api_scope:
             return self.api_scope
         return GRAPH_SCOPE if self.target == "graph" else BUSINESS_CENTRAL_SCOPE
-
-    def collection_path(self, company_id: str, journal_id: str) -> str:
-        """The customerPayments collection relative to the API root, in the target's own form (never `/$ref`);
-        as a JSON batch addresses it: Graph with a leading slash, Business Central without."""
-        c, j = quote(company_id, safe=""), quote(journal_id, safe="")
-        if self.target == "graph":
-            return f"/financials/companies/{c}/customerPaymentJournals/{j}/customerPayments"
-        return f"companies({c})/customerPaymentJournals({j})/customerPayments"
-
-    def collection_url(self, company_id: str, journal_id: str) -> str:
-        return f"{self.base_url}/{self.collection_path(company_id, journal_id).lstrip('/')}"
-
-    @property
-    def batch_url(self) -> str:
-        return f"{self.base_url}/$batch"
 
 
 def env_names() -> dict[str, str]:

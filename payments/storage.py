@@ -6,13 +6,13 @@ In Azure the account is reached with the managed identity (`AzureWebJobsStorage_
 
 from __future__ import annotations
 
-from functools import cache
 from typing import TYPE_CHECKING
 
-from .settings import Settings, SettingsError
+from .credentials import storage_credential
+from .errors import SettingsError
+from .settings import Settings
 
 if TYPE_CHECKING:
-    from azure.core.credentials import TokenCredential
     from azure.data.tables import TableClient
     from azure.storage.blob import BlobServiceClient
 
@@ -25,18 +25,6 @@ TRANSFER_SIZES = {
     "max_single_put_size": 4 * 1024 * 1024,
     "max_block_size": 4 * 1024 * 1024,
 }
-
-
-@cache
-def _identity(client_id: str | None) -> TokenCredential:
-    from azure.identity import ManagedIdentityCredential
-
-    return ManagedIdentityCredential(client_id=client_id) if client_id else ManagedIdentityCredential()
-
-
-def storage_credential(settings: Settings) -> TokenCredential:
-    """One managed identity credential per process and client id (tokens cached inside it)."""
-    return _identity(settings.storage_client_id or settings.azure_client_id)
 
 
 def ledger_table(settings: Settings) -> TableClient | None:

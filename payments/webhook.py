@@ -14,11 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import codec
-from .errors import AmbiguousOutcome, NotAuthorized, PermanentRejection, TargetUnavailable
+from .errors import AmbiguousOutcome, NotAuthorized, PermanentRejection, SettingsError, TargetUnavailable
 from .ledger import Scope, explicit_key
-from .model import Checked, FieldError, check
-from .pipeline import Outcome, Pipeline
-from .settings import SettingsError
+from .model import Checked, as_dicts, check
+from .posting import Outcome, Pipeline
 
 log = logging.getLogger("payments.webhook")
 
@@ -45,10 +44,6 @@ def problem(status: int, slug: str, title: str, detail: str, **extra: Any) -> An
     body: dict[str, Any] = {"type": PROBLEM + slug, "title": title, "status": status, "detail": detail}
     body.update({k: v for k, v in extra.items() if v is not None})
     return Answer(status, body, {}, PROBLEM_JSON)
-
-
-def _errors(errors: list[FieldError]) -> list[dict[str, str]]:
-    return [e.as_dict() for e in errors]
 
 
 def _is_json_media_type(content_type: str) -> tuple[bool, str | None]:
@@ -261,7 +256,7 @@ def _single(pipeline: Pipeline, company: str, journal: str, data: Any, key: str 
             "validation-failed",
             "The payment is invalid",
             f"{len(checked.errors)} problem(s); nothing was posted",
-            errors=_errors(checked.errors),
+            errors=as_dicts(checked.errors),
         )
     assert checked.payment is not None
     ledger_key = explicit_key(Scope(company, journal), key) if key else None
@@ -299,7 +294,7 @@ def _batch(
             "validation-failed",
             "The batch is invalid",
             f"{bad} of {len(items)} payments are invalid; nothing was posted",
-            errors=_errors(errors),
+            errors=as_dicts(errors),
         )
     payments = [c.payment for c in checks if c.payment is not None]
     deadline = time.monotonic() + HTTP_TIME_BUDGET_SECONDS

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from sandbox import SANDBOX_TOKEN_HEADER, Sandbox
 
 from devtools.azurite import AzuriteError, running_azurite
 from payments import runtime
-from payments.sandbox import SANDBOX_TOKEN_HEADER, Sandbox
 
 FAST_RETRIES = {
     "PAYMENTS_BACKOFF_BASE_SECONDS": "0.01",
@@ -68,10 +68,10 @@ def azurite():
 
 
 def pytest_terminal_summary(terminalreporter):
-    """Print the exactly-once scenario table when those tests ran (see test_exactly_once.py)."""
+    """Print the exactly-once scenario table when those tests ran (see storage/test_exactly_once.py)."""
     import sys
 
-    module = sys.modules.get("test_exactly_once")
+    module = sys.modules.get("tests.storage.test_exactly_once")
     rows = getattr(module, "SCENARIOS", None)
     if not rows:
         return

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(*args: str, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -119,7 +119,7 @@ def test_settings_are_validated_at_start_up():
 
 
 def test_local_settings_example_matches_the_sandbox_and_holds_no_secret():
-    from payments.sandbox import SANDBOX_TOKEN_HEADER
+    from sandbox import SANDBOX_TOKEN_HEADER
 
     values = json.loads((ROOT / "local.settings.example.json").read_text())["Values"]
     assert values["IDENTITY_HEADER"] == SANDBOX_TOKEN_HEADER

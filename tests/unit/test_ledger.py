@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
-from payments.ledger import Ledger, MemoryLedgerStore, Scope, canonical, derived_key, odata_filter
+from payments.ledger import Ledger, MemoryLedgerStore, Scope, canonical, derived_key
 from payments.model import check
+from payments.target import odata_filter
+from tests.support.clock import FakeClock
 
 SCOPE = Scope("5b1c4a0e-7d3f-4e8a-9c21-3f6d8e0a1b01", "9e2f7c14-1a5b-4d6e-8f30-7c4b2a9d0e02")
-
-
-class Clock:
-    def __init__(self):
-        self.now = datetime(2026, 11, 24, 12, tzinfo=UTC)
-
-    def __call__(self):
-        return self.now
 
 
 def payment(**extra):
@@ -36,26 +30,26 @@ def test_equal_payments_have_equal_keys_whatever_the_spelling():
 
 
 def test_keys_are_forgotten_after_the_retention_period_and_purged():
-    clock = Clock()
+    clock = FakeClock()
     ledger = Ledger(MemoryLedgerStore(), retention=timedelta(days=30), clock=clock)
     key = derived_key(SCOPE, payment().payload())
     first = ledger.claim(SCOPE, key, payment(), nothing_found)
     ledger.record_posted(first.entry, {"id": "p-1"}, status=201)
-    clock.now += timedelta(days=29)
+    clock.advance(timedelta(days=29))
     assert ledger.claim(SCOPE, key, payment(), nothing_found).action == "done"
-    clock.now += timedelta(days=2)
+    clock.advance(timedelta(days=2))
     assert ledger.purge() == 1
     assert ledger.claim(SCOPE, key, payment(), nothing_found).action == "post"
 
 
 def test_a_live_claim_is_in_flight_and_a_stale_one_is_reconciled():
-    clock = Clock()
+    clock = FakeClock()
     ledger = Ledger(MemoryLedgerStore(), lease=timedelta(minutes=5), clock=clock)
     p = payment(documentNumber="D-1")
     key = derived_key(SCOPE, p.payload())
     assert ledger.claim(SCOPE, key, p, nothing_found).action == "post"
     assert ledger.claim(SCOPE, key, p, nothing_found).action == "in-flight"
-    clock.now += timedelta(minutes=6)
+    clock.advance(timedelta(minutes=6))
     searched = []
     decision = ledger.claim(SCOPE, key, p, lambda natural: searched.append(natural) or [{"id": "found"}])
     assert decision.action == "done" and decision.found == {"id": "found"}
@@ -64,19 +58,19 @@ def test_a_live_claim_is_in_flight_and_a_stale_one_is_reconciled():
 
 
 def test_two_matches_at_the_target_leave_it_ambiguous():
-    clock = Clock()
+    clock = FakeClock()
     ledger = Ledger(MemoryLedgerStore(), lease=timedelta(seconds=1), clock=clock)
     p = payment(documentNumber="D-2")
     key = derived_key(SCOPE, p.payload())
     ledger.claim(SCOPE, key, p, nothing_found)
-    clock.now += timedelta(seconds=2)
+    clock.advance(timedelta(seconds=2))
     decision = ledger.claim(SCOPE, key, p, lambda _n: [{"id": "a"}, {"id": "b"}])
     assert decision.action == "ambiguous" and "2 payments at the target match it" in decision.reason
     assert [e.state for e in ledger.attention()] == ["ambiguous"]
 
 
 def test_resolved_as_not_posted_is_posted_on_the_next_send():
-    clock = Clock()
+    clock = FakeClock()
     ledger = Ledger(MemoryLedgerStore(), lease=timedelta(seconds=1), clock=clock)
     p = payment()
     key = derived_key(SCOPE, p.payload())

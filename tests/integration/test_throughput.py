@@ -4,20 +4,14 @@ bench/throughput.py measures that)."""
 from __future__ import annotations
 
 import json
-import threading
 from decimal import Decimal
 
 import pytest
-from test_client import FakeTime
+from sandbox import SANDBOX_COMPANY_ID as C
+from sandbox import SANDBOX_JOURNAL_ID as J
 
-from payments.client import InFlightLimit, ThrottleGate
-from payments.identity import make_credential
-from payments.ledger import Ledger, MemoryLedgerStore
 from payments.model import check
-from payments.pipeline import Pipeline
-from payments.sandbox import SANDBOX_COMPANY_ID as C
-from payments.sandbox import SANDBOX_JOURNAL_ID as J
-from payments.settings import SettingsError, load_settings
+from tests.support.relay import make_pipeline
 
 
 def payments(n: int, tag: str = "T"):
@@ -25,18 +19,6 @@ def payments(n: int, tag: str = "T"):
         check({"customerNumber": ("10000", "20000")[i % 2], "documentNumber": f"{tag}-{i}", "amount": f"{i + 1}.{i % 100:02d}"}).payment
         for i in range(n)
     ]
-
-
-def pipeline(sleeps=None) -> Pipeline:
-    from payments.client import TargetClient
-
-    settings = load_settings()
-    if sleeps is None:
-        client = TargetClient(settings, make_credential(settings))
-    else:
-        fake = FakeTime(sleeps)
-        client = TargetClient(settings, make_credential(settings), sleep=fake.sleep, clock=fake.clock)
-    return Pipeline(client, Ledger(MemoryLedgerStore()))
 
 
 @pytest.mark.parametrize(
@@ -50,7 +32,7 @@ def test_batch_posting_sends_each_payment_once_in_the_targets_batch_form(azure_e
     size = 100 if target == "businesscentral" else 20
     azure_env(target, PAYMENTS_BATCH_SIZE=str(size))
     items = payments(2 * size + 5)
-    outcomes = pipeline().post_all(C, J, items)
+    outcomes = make_pipeline().post_all(C, J, items)
     assert [o.kind for o in outcomes] == ["created"] * len(items)
     # Outcomes come back in input order, each mapped to its own payment.
     assert [o.created["amount"] for o in outcomes] == [p.amount for p in items]
@@ -67,7 +49,7 @@ def test_an_item_throttled_inside_a_batch_is_resent_after_its_own_retry_after(az
     azure_env("businesscentral", PAYMENTS_BATCH_SIZE="50")
     sandbox.inject_inner("429", times=2, retry_after="3")
     sleeps: list[float] = []
-    outcomes = pipeline(sleeps).post_all(C, J, payments(50))
+    outcomes = make_pipeline(sleeps).post_all(C, J, payments(50))
     assert [o.kind for o in outcomes] == ["created"] * 50
     assert sandbox.batch_count == 2  # the second batch carries only the two throttled items
     assert len(sandbox.inner_requests) == 52
@@ -77,7 +59,7 @@ def test_an_item_throttled_inside_a_batch_is_resent_after_its_own_retry_after(az
 
 def test_a_batch_dropped_after_commit_is_ambiguous_then_reconciled(azure_env, sandbox):
     azure_env("businesscentral", PAYMENTS_BATCH_SIZE="10")
-    relay = pipeline()
+    relay = make_pipeline()
     sandbox.inject("drop-after")
     items = payments(10, "DROP")
     first = relay.post_all(C, J, items)
@@ -92,7 +74,7 @@ def test_concurrency_stays_under_the_targets_limit_and_a_429_pauses_every_worker
     azure_env("businesscentral", PAYMENTS_MAX_CONCURRENCY="5")
     sandbox.latency = 0.05
     sandbox.concurrency_limit = 3  # the target allows fewer than the relay was told
-    relay = pipeline()
+    relay = make_pipeline()
     outcomes = relay.post_all(C, J, payments(40, "GATE"))
     assert [o.kind for o in outcomes] == ["created"] * 40
     assert len(sandbox.payments()) == 40
@@ -103,45 +85,10 @@ def test_concurrency_stays_under_the_targets_limit_and_a_429_pauses_every_worker
     assert relay.client.in_flight.limit <= 4
 
 
-def test_in_flight_limit_steps_down_on_429_and_back_up_after_successes():
-    limit = InFlightLimit(5)
-    limit.throttled()
-    limit.throttled()
-    assert limit.limit == 3
-    for _ in range(11):
-        limit.succeeded()
-    assert limit.limit == 3
-    limit.succeeded()  # 4 x limit successes in a row
-    assert limit.limit == 4
-    for _ in range(10):
-        limit.throttled()
-    assert limit.limit == 1
-
-
-def test_the_gate_holds_every_caller_until_it_opens():
-    fake = FakeTime([])
-    gate = ThrottleGate(fake.sleep, fake.clock)
-    gate.wait()
-    assert fake.sleeps == []
-    gate.pause(2.5)
-    gate.pause(1.0)  # a shorter pause does not shorten the first
-    gate.wait()
-    assert fake.sleeps == [2.5]
-    gate.wait()
-    assert fake.sleeps == [2.5]
-
-
-def test_batch_size_is_limited_by_the_target(azure_env, monkeypatch):
-    monkeypatch.setenv("PAYMENTS_BATCH_SIZE", "21")
-    monkeypatch.setenv("PAYMENTS_TARGET", "graph")
-    with pytest.raises(SettingsError, match="PAYMENTS_BATCH_SIZE: graph accepts at most 20 requests in one \\$batch"):
-        load_settings()
-
-
 def test_a_refused_batch_envelope_answers_every_item_and_releases_its_claims(azure_env, sandbox):
     azure_env("businesscentral", PAYMENTS_BATCH_SIZE="10")
     sandbox.inject("401", times=2)  # refused even after a fresh token
-    relay = pipeline()
+    relay = make_pipeline()
     items = payments(10, "DENY")
     outcomes = relay.post_all(C, J, items)
     assert [o.kind for o in outcomes] == ["denied"] * 10
@@ -150,41 +97,9 @@ def test_a_refused_batch_envelope_answers_every_item_and_releases_its_claims(azu
     assert [o.kind for o in relay.post_all(C, J, items)] == ["created"] * 10
 
 
-def test_a_freed_slot_goes_to_the_waiting_worker_before_its_releaser_goes_on():
-    # A long handoff window makes the order certain: the releaser may only go on once the waiter
-    # holds the slot (in the relay the window is 5 ms; the target never sees the slot idle).
-    limit = InFlightLimit(1, handoff_seconds=30)
-    events: list[str] = []
-    waiting = threading.Event()
-
-    def waiter() -> None:
-        waiting.set()
-        with limit:
-            events.append("waiter has the slot")
-
-    limit.__enter__()
-    thread = threading.Thread(target=waiter)
-    thread.start()
-    waiting.wait(5)
-    while limit._waiting == 0:  # the waiter is inside __enter__
-        threading.Event().wait(0.001)
-    limit.__exit__(None, None, None)
-    events.append("releaser goes on")
-    thread.join(5)
-    assert events == ["waiter has the slot", "releaser goes on"]
-    assert limit._busy == 0
-
-
-def test_releasing_with_nobody_waiting_does_not_wait():
-    limit = InFlightLimit(2, handoff_seconds=30)
-    with limit:
-        pass  # would hang for 30 s if it waited for a taker that is not there
-    assert limit._busy == 0
-
-
 def test_a_batch_keeps_one_connection_alive_and_reads_each_answer_whole(azure_env, sandbox):
     azure_env("businesscentral", PAYMENTS_BATCH_SIZE="10", PAYMENTS_MAX_CONCURRENCY="1")
-    relay = pipeline()
+    relay = make_pipeline()
     before = sandbox.connections_accepted
     outcomes = relay.post_all(C, J, payments(50, "KEEP"))
     assert [o.kind for o in outcomes] == ["created"] * 50

@@ -9,43 +9,13 @@ from decimal import Decimal
 
 import azure.functions as func
 import pytest
-from _host import FUNCTIONS
+from sandbox import SANDBOX_COMPANY_ID, SANDBOX_CUSTOMERS, SANDBOX_JOURNAL_ID
 
-from payments.sandbox import SANDBOX_COMPANY_ID, SANDBOX_CUSTOMERS, SANDBOX_JOURNAL_ID
+from tests.support.host import FUNCTIONS
+from tests.support.webhook import call, pay, posts
 
 ROUTE = "companies/{companyId}/customerPaymentJournals/{journalId}/customerPayments"
 PROBLEM = "urn:payments-relay:problem:"
-
-
-def call(
-    body,
-    *,
-    content_type="application/json",
-    company=SANDBOX_COMPANY_ID,
-    journal=SANDBOX_JOURNAL_ID,
-    headers=None,
-):
-    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    hdrs = {"Content-Type": content_type} if content_type else {}
-    hdrs.update(headers or {})
-    req = func.HttpRequest(
-        method="POST",
-        url=f"http://127.0.0.1/api/companies/{company}/customerPaymentJournals/{journal}/customerPayments",
-        headers=hdrs,
-        body=raw,
-        route_params={"companyId": company, "journalId": journal},
-    )
-    resp = FUNCTIONS["customer_payments"].get_user_function()(req)
-    text = resp.get_body().decode()
-    return resp, (json.loads(text, parse_float=Decimal) if text else None)
-
-
-def pay(number="10000", amount="12.50", **extra):
-    return {"customerNumber": number, "amount": amount, **extra}
-
-
-def posts(sandbox):
-    return [r for r in sandbox.requests if r.method == "POST"]
 
 
 def test_http_function_is_registered_with_route_auth_level_and_method():

@@ -8,12 +8,12 @@ import re
 from pathlib import Path
 
 import pytest
-from _host import FUNCTIONS
 from pycep import BicepParser
 
 from payments.settings import Settings, env_names
+from tests.support.host import FUNCTIONS
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
 BICEP_FILES = sorted(INFRA.rglob("*.bicep"))
 _parser = BicepParser()

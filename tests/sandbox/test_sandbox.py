@@ -10,8 +10,7 @@ from decimal import Decimal
 
 import pytest
 import requests
-
-from payments.sandbox import (
+from sandbox import (
     SANDBOX_COMPANY_ID,
     SANDBOX_CUSTOMERS,
     SANDBOX_JOURNAL_ID,
@@ -26,19 +25,10 @@ AUTH = {"Authorization": "Bearer static-test-token"}
 OTHER_GUID = "11111111-2222-4333-8444-555555555555"
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[Sandbox]:
-    with Sandbox() as sb:
-        yield sb
-
-
 @pytest.fixture
-def sb(server: Sandbox) -> Iterator[Sandbox]:
-    server.reset()
-    server.latency = 0.0
-    server.concurrency_limit = None
-    yield server
-    server.reset()
+def sb(sandbox: Sandbox) -> Sandbox:
+    """The conftest's sandbox (emptied before each test), under the short name these tests use."""
+    return sandbox
 
 
 @pytest.fixture

@@ -3,15 +3,16 @@ speaking the App Service managed identity protocol to the sandbox's loopback tok
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from email.utils import format_datetime
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from azure.identity import ManagedIdentityCredential
+from sandbox import SANDBOX_COMPANY_ID as C
+from sandbox import SANDBOX_JOURNAL_ID as J
+from sandbox import SANDBOX_TOKEN_HEADER
 
-from payments.client import TargetClient, parse_retry_after
+from payments.credentials import target_credential
 from payments.errors import (
     AmbiguousOutcome,
     IdentityUnavailable,
@@ -19,44 +20,18 @@ from payments.errors import (
     TargetUnavailable,
     Throttled,
 )
-from payments.identity import make_credential
-from payments.pipeline import Pipeline
-from payments.sandbox import SANDBOX_COMPANY_ID as C
-from payments.sandbox import SANDBOX_JOURNAL_ID as J
-from payments.sandbox import SANDBOX_TOKEN_HEADER
+from payments.posting import Pipeline
 from payments.settings import load_settings
+from tests.support.relay import make_client
 
 # Token audiences as the managed identity endpoint (the loopback sandbox) receives them; never contacted.
 EXPECTED_BC_RESOURCE = "https://api.businesscentral.dynamics.com"
 EXPECTED_GRAPH_RESOURCE = "https://graph.microsoft.com"
 
 
-class FakeTime:
-    """Records each sleep and moves its clock on by it, so waits are asserted without waiting."""
-
-    def __init__(self, sleeps):
-        self.sleeps = sleeps
-        self.now = 1000.0
-
-    def sleep(self, seconds):
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-    def clock(self):
-        return self.now
-
-
-def client(sleeps=None):
-    settings = load_settings()
-    if sleeps is None:
-        return TargetClient(settings, make_credential(settings))
-    fake = FakeTime(sleeps)
-    return TargetClient(settings, make_credential(settings), sleep=fake.sleep, clock=fake.clock)
-
-
 def test_fifty_payments_cost_one_token_request_and_the_token_reaches_the_target(azure_env, sandbox):
     azure_env("businesscentral", AZURE_CLIENT_ID="6f2b1c0e-2f7a-4c4e-9d0a-0b8f2a3c4d5e")
-    c = client()
+    c = make_client()
     for i in range(50):
         c.create_payment(C, J, {"customerNumber": "10000", "amount": i + 1})
     assert len(sandbox.token_requests) == 1
@@ -74,17 +49,17 @@ def test_fifty_payments_cost_one_token_request_and_the_token_reaches_the_target(
 
 
 def test_graph_scope_by_default(azure_env, sandbox):
-    client().create_payment(C, J, {"customerNumber": "10000", "amount": 1})
+    make_client().create_payment(C, J, {"customerNumber": "10000", "amount": 1})
     assert parse_qs(urlsplit(sandbox.token_requests[0].path).query)["resource"] == [EXPECTED_GRAPH_RESOURCE]
 
 
 def test_the_credential_is_azure_identity_managed_identity(azure_env):
-    assert isinstance(make_credential(load_settings()), ManagedIdentityCredential)
+    assert isinstance(target_credential(load_settings()), ManagedIdentityCredential)
 
 
 def test_401_refreshes_the_token_once_then_succeeds(azure_env, sandbox):
     sandbox.inject("401")
-    created = client().create_payment(C, J, {"customerNumber": "10000", "amount": 1})
+    created = make_client().create_payment(C, J, {"customerNumber": "10000", "amount": 1})
     assert created.body["id"]
     assert len(sandbox.token_requests) == 2
     first, second = (r.headers["Authorization"] for r in sandbox.requests)
@@ -94,14 +69,14 @@ def test_401_refreshes_the_token_once_then_succeeds(azure_env, sandbox):
 def test_identity_endpoint_unreachable_is_unavailable_and_sends_nothing(azure_env, sandbox, monkeypatch):
     monkeypatch.setenv("IDENTITY_HEADER", "wrong")
     with pytest.raises(IdentityUnavailable):
-        client().create_payment(C, J, {"customerNumber": "10000", "amount": 1})
+        make_client().create_payment(C, J, {"customerNumber": "10000", "amount": 1})
     assert sandbox.requests == []
 
 
 def test_retry_after_seconds_is_honoured(azure_env, sandbox):
     sleeps: list[float] = []
     sandbox.inject("429", times=2, retry_after="3")
-    client(sleeps).create_payment(C, J, {"customerNumber": "10000", "amount": 1})
+    make_client(sleeps).create_payment(C, J, {"customerNumber": "10000", "amount": 1})
     assert len(sleeps) == 2 and all(s >= 3 for s in sleeps)
     assert len(sandbox.payments()) == 1
 
@@ -111,7 +86,7 @@ def test_retries_are_bounded_by_attempts(azure_env, sandbox):
     sleeps: list[float] = []
     sandbox.inject("429", times=10, retry_after="1")
     with pytest.raises(Throttled) as info:
-        client(sleeps).create_payment(C, J, {"customerNumber": "10000", "amount": 1})
+        make_client(sleeps).create_payment(C, J, {"customerNumber": "10000", "amount": 1})
     assert info.value.retry_after == 1
     assert len(sandbox.requests) == 4 and len(sleeps) == 3
     assert sandbox.payments() == []
@@ -122,7 +97,7 @@ def test_retries_are_bounded_by_total_time(azure_env, sandbox):
     sleeps: list[float] = []
     sandbox.inject("429", times=10, retry_after="60")
     with pytest.raises(Throttled) as info:
-        client(sleeps).create_payment(C, J, {"customerNumber": "10000", "amount": 1})
+        make_client(sleeps).create_payment(C, J, {"customerNumber": "10000", "amount": 1})
     assert sleeps == []  # waiting 60 s would break the 5 s budget: give up and pass Retry-After on
     assert info.value.retry_after == 60
 
@@ -131,7 +106,7 @@ def test_backoff_grows_exponentially_without_retry_after(azure_env, sandbox):
     azure_env(PAYMENTS_BACKOFF_BASE_SECONDS="1", PAYMENTS_BACKOFF_MAX_SECONDS="30", PAYMENTS_MAX_ATTEMPTS="5")
     sleeps: list[float] = []
     sandbox.inject("503", times=4)
-    client(sleeps).create_payment(C, J, {"customerNumber": "10000", "amount": 1})
+    make_client(sleeps).create_payment(C, J, {"customerNumber": "10000", "amount": 1})
     assert len(sleeps) == 4
     for n, slept in enumerate(sleeps):
         assert 2**n <= slept <= 2**n + 1  # base * 2^n plus up to one base of jitter
@@ -141,14 +116,14 @@ def test_backoff_grows_exponentially_without_retry_after(azure_env, sandbox):
 def test_gateway_errors_without_retry_after_are_ambiguous_for_a_post(azure_env, sandbox, status):
     sandbox.inject(status)
     with pytest.raises(AmbiguousOutcome):
-        client().create_payment(C, J, {"customerNumber": "10000", "amount": 1})
+        make_client().create_payment(C, J, {"customerNumber": "10000", "amount": 1})
     assert len(sandbox.requests) == 1
 
 
 @pytest.mark.parametrize("status", ["502", "504"])
 def test_gateway_errors_with_retry_after_are_retried(azure_env, sandbox, status):
     sandbox.inject(status, retry_after="0")
-    client().create_payment(C, J, {"customerNumber": "10000", "amount": 1})
+    make_client().create_payment(C, J, {"customerNumber": "10000", "amount": 1})
     assert len(sandbox.requests) == 2 and len(sandbox.payments()) == 1
 
 
@@ -161,7 +136,7 @@ def test_connection_refused_before_sending_is_retried_then_unavailable(azure_env
     azure_env(PAYMENTS_API_BASE_URL=f"http://127.0.0.1:{port}/beta", PAYMENTS_MAX_ATTEMPTS="3")
     sleeps: list[float] = []
     with pytest.raises(TargetUnavailable) as info:
-        client(sleeps).create_payment(C, J, {"customerNumber": "10000", "amount": 1})
+        make_client(sleeps).create_payment(C, J, {"customerNumber": "10000", "amount": 1})
     assert "could not reach the target" in info.value.message
     assert len(sleeps) == 2
 
@@ -171,20 +146,20 @@ def test_connection_dropped_before_the_target_acted_is_retried(azure_env, sandbo
     # that is indistinguishable from a drop after commit, so it must be reported, never re-posted.
     sandbox.inject("drop-before")
     with pytest.raises(AmbiguousOutcome):
-        client().create_payment(C, J, {"customerNumber": "10000", "amount": 1})
+        make_client().create_payment(C, J, {"customerNumber": "10000", "amount": 1})
     assert len(sandbox.requests) == 1 and sandbox.payments() == []
 
 
 def test_permanent_rejection_carries_odata_code_and_message(azure_env, sandbox):
     with pytest.raises(PermanentRejection) as info:
-        client().create_payment(C, J, {"customerNumber": "10000", "amount": 1, "documentNumber": "D" * 21})
+        make_client().create_payment(C, J, {"customerNumber": "10000", "amount": 1, "documentNumber": "D" * 21})
     assert info.value.status == 400
     assert info.value.code == "Application_StringExceededLength"
     assert "20" in info.value.message
 
 
 def test_find_payments_filters_by_natural_key(azure_env, sandbox):
-    c = client()
+    c = make_client()
     c.create_payment(C, J, {"customerNumber": "10000", "amount": 1, "documentNumber": "A-1"})
     c.create_payment(C, J, {"customerNumber": "10000", "amount": 2, "externalDocumentNumber": "O'Brien"})
     assert [p["amount"] for p in c.find_payments(C, J, "documentNumber eq 'A-1'")] == [1]
@@ -197,27 +172,13 @@ def test_pipeline_does_not_hammer_an_unavailable_target(azure_env, sandbox):
     from payments.model import check
 
     payments = [check({"customerNumber": "10000", "amount": n}).payment for n in (1, 2, 3)]
-    outcomes = Pipeline(client()).post_all(C, J, payments)
+    outcomes = Pipeline(make_client()).post_all(C, J, payments)
     assert [(o.kind, o.attempted) for o in outcomes] == [
         ("unavailable", True),
         ("unavailable", False),
         ("unavailable", False),
     ]
     assert len(sandbox.requests) == 2
-
-
-def test_parse_retry_after_forms():
-    now = datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC)
-    assert parse_retry_after("120") == 120
-    assert (
-        parse_retry_after(format_datetime(now + timedelta(seconds=90), usegmt=True), now=now.timestamp())
-        == 90
-    )
-    assert (
-        parse_retry_after(format_datetime(now - timedelta(seconds=5), usegmt=True), now=now.timestamp()) == 0
-    )
-    assert parse_retry_after("soon") is None
-    assert parse_retry_after(None) is None
 
 
 class ScriptedTarget:
@@ -283,7 +244,7 @@ def test_an_answer_cut_off_mid_body_is_ambiguous_and_not_posted_again(azure_env,
     azure_env("businesscentral", PAYMENTS_API_BASE_URL=target.url)
     try:
         with pytest.raises(AmbiguousOutcome, match="connection dropped"):
-            client([]).create_payment(C, J, {"customerNumber": "10000", "amount": 1})
+            make_client([]).create_payment(C, J, {"customerNumber": "10000", "amount": 1})
     finally:
         target.close()
     assert len(target.requests) == 1  # the payment may exist: never re-posted on a guess
@@ -296,7 +257,7 @@ def test_a_search_cut_off_mid_body_is_read_again(azure_env, sandbox):
     )
     azure_env("businesscentral", PAYMENTS_API_BASE_URL=target.url)
     try:
-        result = client([]).find_payments(C, J, "documentNumber eq 'X'")
+        result = make_client([]).find_payments(C, J, "documentNumber eq 'X'")
     finally:
         target.close()
     assert result == [{"id": "p-1", "amount": Decimal("12.50")}]
@@ -308,7 +269,7 @@ def test_a_batch_item_with_an_unreadable_status_is_ambiguous_not_a_crash(azure_e
     target = ScriptedTarget([(_answer("200 OK", answer), False)])
     azure_env("businesscentral", PAYMENTS_API_BASE_URL=target.url, PAYMENTS_BATCH_SIZE="2")
     try:
-        first, second = client([]).create_payments_batch(
+        first, second = make_client([]).create_payments_batch(
             C, J, [{"customerNumber": "10000", "amount": 1}, {"customerNumber": "10000", "amount": 2}]
         )
     finally:
@@ -328,7 +289,7 @@ def test_a_gzipped_chunked_answer_is_read_whole(azure_env, sandbox):
     target = ScriptedTarget([(head + chunked, False)])
     azure_env("businesscentral", PAYMENTS_API_BASE_URL=target.url)
     try:
-        created = client([]).create_payment(C, J, {"customerNumber": "10000", "amount": 1})
+        created = make_client([]).create_payment(C, J, {"customerNumber": "10000", "amount": 1})
     finally:
         target.close()
     assert created.body == {"id": "p-9", "amount": Decimal("1234567.89")}

@@ -1,0 +1,64 @@
+"""One payment's record in the ledger, and when it goes stale or expires."""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+State = Literal["claimed", "posted", "rejected", "ambiguous"]
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """Where a payment goes: keys are unique per company and journal."""
+
+    company_id: str
+    journal_id: str
+    partition: str = field(init=False, repr=False, compare=False)  # the Table partition key
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "partition", f"{self.company_id}_{self.journal_id}")
+
+
+@dataclass(slots=True)
+class Entry:
+    """One payment's record in the ledger."""
+
+    scope: Scope
+    key: str
+    state: State
+    fingerprint: str
+    claimed_until: datetime
+    created_at: datetime
+    updated_at: datetime
+    attempts: int = 1
+    target_id: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    response_status: int | None = None
+    response_body: str | None = None  # the target's object (JSON), for replays
+    client_request_id: str | None = None
+    natural: dict[str, str] = field(default_factory=dict)  # documentNumber etc., amount as text
+    etag: str | None = None
+
+    def is_stale(self, now: datetime) -> bool:
+        """A claim whose lease ran out: its worker went silent; the payment may have reached the target."""
+        return self.state == "claimed" and self.claimed_until <= now
+
+    def is_expired(self, now: datetime, retention: timedelta) -> bool:
+        """Untouched for longer than the retention period: the key is forgotten."""
+        return self.updated_at + retention < now
+
+
+entry_values = operator.attrgetter(*(f.name for f in fields(Entry)))  # every field, in order (etag last)
+
+
+def evolve(entry: Entry, **changes: Any) -> Entry:
+    """A copy of `entry` with `changes` (dataclasses.replace, minus its per-call introspection, which
+    cost more than the rest of a batch's ledger work)."""
+    twin = Entry(*entry_values(entry))
+    for name, value in changes.items():
+        setattr(twin, name, value)  # slots: an unknown name raises AttributeError
+    return twin

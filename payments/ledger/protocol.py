@@ -1,0 +1,272 @@
+"""The exactly-once protocol: each payment is posted exactly once, or reported as ambiguous.
+
+Written against a small persistence interface (`store.LedgerStore`), the way AWS Lambda Powertools
+separates idempotency from DynamoDB: Azure Table Storage sits behind it in production
+(`table.TableLedgerStore`), an in-memory store for offline runs of the command line.
+
+Protocol, per payment key:
+1. claim: insert-if-absent a `claimed` entry with a lease (atomic; never read-then-insert);
+2. post, then record the outcome: `posted` (with the target's id), `rejected`, or `ambiguous`;
+   a definite "nothing was created" (target unavailable) releases the claim;
+3. someone else's live claim means the payment is in flight; a stale claim (a crashed worker) or an
+   `ambiguous` entry may have reached the target, so it is reconciled first: the target is searched
+   by the payment's natural key and a match is adopted instead of posting. Without a natural key the
+   entry stays `ambiguous` for a person to resolve; it is never re-posted on a guess.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from .. import codec
+from ..errors import LedgerUnavailable
+from ..model import CustomerPayment
+from .entry import Entry, Scope, evolve
+from .keys import fingerprint, natural_key
+from .store import LedgerStore
+
+log = logging.getLogger("payments.ledger")
+
+MAX_STORED_BODY = 30_000  # characters: a Table string property holds 32K UTF-16 code units
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class Decision:
+    """What the ledger says to do with a payment before posting it."""
+
+    action: Literal["post", "done", "in-flight", "conflict", "ambiguous"]
+    entry: Entry | None = None
+    found: dict[str, Any] | None = None  # a payment adopted at the target after reconciliation
+    reason: str = ""
+
+
+class Ledger:
+    """The exactly-once protocol over a `LedgerStore`."""
+
+    def __init__(
+        self,
+        store: LedgerStore,
+        *,
+        lease: timedelta = timedelta(minutes=5),
+        retention: timedelta = timedelta(days=30),
+        clock: Callable[[], datetime] = _now,
+    ):
+        self.store = store
+        self.lease = lease
+        self.retention = retention
+        self.clock = clock
+
+    # -- before posting -----------------------------------------------------------------------
+
+    def _fresh(
+        self, scope: Scope, key: str, payment: CustomerPayment, payment_fingerprint: str | None, now: datetime
+    ) -> Entry:
+        """A new claim on `key`, leased until now + lease."""
+        payload = payment.payload()
+        return Entry(
+            scope=scope,
+            key=key,
+            state="claimed",
+            fingerprint=payment_fingerprint or fingerprint(payload),
+            claimed_until=now + self.lease,
+            created_at=now,
+            updated_at=now,
+            natural=natural_key(payload),
+        )
+
+    def claim(
+        self,
+        scope: Scope,
+        key: str,
+        payment: CustomerPayment,
+        find: Callable[[dict[str, str]], list[dict[str, Any]]],
+        *,
+        replay_rejections: bool = False,
+        payment_fingerprint: str | None = None,
+    ) -> Decision:
+        """Claim `key` for posting, or say why not. `find` searches the target by natural key."""
+        now = self.clock()
+        fresh = self._fresh(scope, key, payment, payment_fingerprint, now)
+        for _ in range(5):
+            stored = self.store.insert(fresh)
+            if stored is not None:
+                return Decision("post", stored)
+            existing = self.store.get(scope, key)
+            if existing is None:
+                continue  # released between our insert and get: try again
+            if existing.is_expired(now, self.retention):
+                taken = self._take_over(existing, fresh)
+                if taken is None:
+                    continue
+                return Decision("post", taken)
+            if existing.fingerprint != fresh.fingerprint:
+                return Decision(
+                    "conflict", existing, reason="the key was used before for a different payment"
+                )
+            if existing.state == "posted":
+                return Decision("done", existing)
+            if existing.state == "rejected":
+                if replay_rejections:
+                    return Decision("done", existing)
+                taken = self._take_over(existing, fresh)  # nothing exists at the target: safe to retry
+                if taken is None:
+                    return Decision("in-flight", existing)
+                return Decision("post", taken)
+            if existing.state == "claimed" and not existing.is_stale(now):
+                return Decision("in-flight", existing)
+            # A stale claim (its worker died) or an ambiguous outcome: it may exist at the target.
+            taken = self._take_over(existing, fresh)
+            if taken is None:
+                return Decision("in-flight", existing)
+            return self._reconcile(taken, find)
+        raise LedgerUnavailable(f"could not claim {key}: the entry kept changing")
+
+    def _take_over(self, existing: Entry, fresh: Entry) -> Entry | None:
+        taken = evolve(
+            existing,
+            state="claimed",
+            fingerprint=fresh.fingerprint,
+            claimed_until=fresh.claimed_until,
+            updated_at=fresh.updated_at,
+            attempts=existing.attempts + 1,
+            natural=fresh.natural or existing.natural,
+        )
+        return self.store.replace(taken)
+
+    def _reconcile(self, entry: Entry, find: Callable[[dict[str, str]], list[dict[str, Any]]]) -> Decision:
+        if not (entry.natural.get("documentNumber") or entry.natural.get("externalDocumentNumber")):
+            marked = self.mark(entry, state="ambiguous")
+            return Decision(
+                "ambiguous",
+                marked,
+                reason="an earlier attempt may have created it and it has no documentNumber or "
+                "externalDocumentNumber to look it up by: check the journal, then resolve it with "
+                "`python -m payments ledger resolve`",
+            )
+        try:
+            matches = find(entry.natural)
+        except Exception as exc:  # the target cannot be searched now: stay ambiguous, do not post
+            marked = self.mark(entry, state="ambiguous")
+            return Decision("ambiguous", marked, reason=f"could not search the target to reconcile: {exc}")
+        if len(matches) == 1:
+            found = matches[0]
+            self.record_posted(entry, found, status=201)
+            log.info("reconciled %s: adopted %s found at the target", entry.key, found.get("id"))
+            return Decision("done", entry, found=found)
+        if len(matches) > 1:
+            marked = self.mark(entry, state="ambiguous")
+            return Decision("ambiguous", marked, reason=f"{len(matches)} payments at the target match it")
+        log.info("reconciled %s: not at the target, posting", entry.key)
+        return Decision("post", entry)
+
+    # -- after posting ------------------------------------------------------------------------
+
+    def claim_many(self, scope: Scope, items: list[tuple[str, CustomerPayment, str]]) -> list[Entry] | None:
+        """Claim many new payments (key, payment, fingerprint) in one write when none is known yet;
+        None when any key exists already (nothing was written: claim them one by one)."""
+        now = self.clock()
+        fresh = [self._fresh(scope, key, payment, fp, now) for key, payment, fp in items]
+        return self.store.insert_many(fresh) if fresh else []
+
+    def commit_many(self, changes: list[tuple[Entry, dict[str, Any]]]) -> None:
+        """Record many outcomes in one write, falling back to one by one if any entry changed."""
+        if not changes:
+            return
+        now = self.clock()
+        updated = [evolve(entry, updated_at=now, **change) for entry, change in changes]
+        stored = self.store.replace_many(updated)
+        if stored is None:
+            for entry, change in changes:
+                self.mark(entry, **change)
+            return
+        for (entry, _), new in zip(changes, stored, strict=True):
+            entry.etag = new.etag
+
+    @staticmethod
+    def posted(created: dict[str, Any], *, status: int) -> dict[str, Any]:
+        body = codec.dumps(created)
+        return {
+            "state": "posted",
+            "target_id": str(created.get("id") or "") or None,
+            "response_status": status,
+            "response_body": body if len(body) <= MAX_STORED_BODY else None,
+            "error_code": None,
+            "error_message": None,
+        }
+
+    @staticmethod
+    def rejected(*, status: int | None, code: str | None, message: str) -> dict[str, Any]:
+        return {
+            "state": "rejected",
+            "response_status": status,
+            "error_code": code,
+            "error_message": message[:2000],
+        }
+
+    @staticmethod
+    def ambiguous(*, client_request_id: str | None, message: str) -> dict[str, Any]:
+        return {"state": "ambiguous", "client_request_id": client_request_id, "error_message": message}
+
+    def mark(self, entry: Entry, **changes: Any) -> Entry:
+        """Write changes to an entry (optimistically: if it changed meanwhile, it is left as it is)."""
+        updated = evolve(entry, updated_at=self.clock(), **changes)
+        stored = self.store.replace(updated)
+        if stored is None:
+            log.error("ledger entry %s changed under us; leaving it as it is", entry.key)
+            return updated
+        entry.etag = stored.etag
+        return stored
+
+    def record_posted(self, entry: Entry, created: dict[str, Any], *, status: int) -> Entry:
+        return self.mark(entry, **self.posted(created, status=status))
+
+    def record_ambiguous(self, entry: Entry, *, client_request_id: str | None, message: str) -> Entry:
+        return self.mark(entry, **self.ambiguous(client_request_id=client_request_id, message=message))
+
+    def release(self, entry: Entry) -> None:
+        """Nothing was created (the target was unavailable): forget the claim so a retry may post."""
+        if not self.store.delete(entry):
+            log.error(
+                "could not release ledger entry %s; it becomes reclaimable when its lease ends", entry.key
+            )
+
+    # -- people -------------------------------------------------------------------------------
+
+    def attention(self) -> Iterator[Entry]:
+        """Entries a person may need to look at: ambiguous ones, and stale claims."""
+        now = self.clock()
+        for entry in self.store.scan({"ambiguous", "claimed"}):
+            if entry.state == "ambiguous" or entry.is_stale(now):
+                yield entry
+
+    def resolve(self, scope: Scope, key: str, *, target_id: str | None) -> Entry:
+        """A person checked the target: record it as posted (with its id) or as not posted (forgotten)."""
+        entry = self.store.get(scope, key)
+        if entry is None:
+            raise KeyError(key)
+        if target_id:
+            return self.mark(entry, state="posted", target_id=target_id, error_message="resolved by hand")
+        if not self.store.delete(entry):
+            raise LedgerUnavailable(f"{key} changed while resolving it; look again")
+        return evolve(entry, state="claimed")
+
+    def purge(self) -> int:
+        """Delete entries older than the retention period; returns how many."""
+        now = self.clock()
+        count = 0
+        for entry in self.store.scan():
+            if (
+                entry.state != "claimed"
+                and entry.is_expired(now, self.retention)
+                and self.store.delete(entry)
+            ):
+                count += 1
+        return count

@@ -1,0 +1,31 @@
+"""The persistence the ledger protocol needs: every write conditional, so the protocol stays atomic."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Protocol
+
+from .entry import Entry, Scope
+
+
+class LedgerStore(Protocol):
+    """Persistence for ledger entries (Azure Table in production, memory for offline runs)."""
+
+    def insert(self, entry: Entry) -> Entry | None:
+        """Create the entry if its key is absent; the stored entry (with etag), or None if it exists."""
+
+    def get(self, scope: Scope, key: str) -> Entry | None: ...
+
+    def replace(self, entry: Entry) -> Entry | None:
+        """Overwrite if `entry.etag` still matches; the stored entry, or None if someone changed it."""
+
+    def delete(self, entry: Entry) -> bool:
+        """Remove if `entry.etag` still matches."""
+
+    def scan(self, states: set[str] | None = None) -> Iterator[Entry]: ...
+
+    def insert_many(self, entries: list[Entry]) -> list[Entry] | None:
+        """Create all of one partition's entries at once, or none (None): then the caller goes one by one."""
+
+    def replace_many(self, entries: list[Entry]) -> list[Entry] | None:
+        """Overwrite all (each etag must match) or none (None): then the caller goes one by one."""

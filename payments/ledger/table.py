@@ -1,0 +1,191 @@
+"""The ledger in Azure Table Storage: the function's own storage account, reached with its identity."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from .. import codec
+from ..errors import LedgerUnavailable
+from .entry import Entry, Scope, evolve
+
+
+class TableLedgerStore:
+    """Azure Table Storage: PartitionKey = company_journal, RowKey = payment key; etags make every
+    write conditional (create fails if present; update and delete require the etag last read)."""
+
+    def __init__(self, table: Any):  # azure.data.tables.TableClient
+        self.table = table
+        self._ready = False
+
+    def _ensure(self) -> None:
+        if not self._ready:
+            from azure.core.exceptions import ResourceExistsError
+
+            try:
+                self.table.create_table()
+            except ResourceExistsError:
+                pass
+            self._ready = True
+
+    @staticmethod
+    def _to_entity(entry: Entry) -> dict[str, Any]:
+        entity: dict[str, Any] = {
+            "PartitionKey": entry.scope.partition,
+            "RowKey": entry.key,
+            "State": entry.state,
+            "Fingerprint": entry.fingerprint,
+            "ClaimedUntil": entry.claimed_until,
+            "CreatedAt": entry.created_at,
+            "UpdatedAt": entry.updated_at,
+            "Attempts": entry.attempts,
+            "Natural": codec.dumps(entry.natural),
+        }
+        optional = {
+            "TargetId": entry.target_id,
+            "ErrorCode": entry.error_code,
+            "ErrorMessage": entry.error_message,
+            "ResponseStatus": entry.response_status,
+            "ResponseBody": entry.response_body,
+            "ClientRequestId": entry.client_request_id,
+        }
+        entity.update({k: v for k, v in optional.items() if v is not None})
+        return entity
+
+    @staticmethod
+    def _from_entity(entity: Any) -> Entry:
+        company, _, journal = entity["PartitionKey"].partition("_")
+        return Entry(
+            scope=Scope(company, journal),
+            key=entity["RowKey"],
+            state=entity["State"],
+            fingerprint=entity["Fingerprint"],
+            claimed_until=entity["ClaimedUntil"],
+            created_at=entity["CreatedAt"],
+            updated_at=entity["UpdatedAt"],
+            attempts=int(entity.get("Attempts", 1)),
+            target_id=entity.get("TargetId"),
+            error_code=entity.get("ErrorCode"),
+            error_message=entity.get("ErrorMessage"),
+            response_status=entity.get("ResponseStatus"),
+            response_body=entity.get("ResponseBody"),
+            client_request_id=entity.get("ClientRequestId"),
+            natural=codec.loads(entity.get("Natural") or "{}"),
+            etag=entity.metadata.get("etag"),
+        )
+
+    def _call(self, fn: Callable[[], Any]) -> Any:
+        from azure.core.exceptions import (
+            AzureError,
+            ResourceExistsError,
+            ResourceModifiedError,
+            ResourceNotFoundError,
+        )
+        from azure.data.tables import TableTransactionError
+
+        self._ensure()
+        try:
+            return fn()
+        except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError, TableTransactionError):
+            raise
+        except AzureError as exc:
+            raise LedgerUnavailable(f"ledger table unavailable: {exc.__class__.__name__}: {exc}") from None
+
+    def insert(self, entry: Entry) -> Entry | None:
+        from azure.core.exceptions import ResourceExistsError
+
+        try:
+            meta = self._call(lambda: self.table.create_entity(self._to_entity(entry)))
+        except ResourceExistsError:
+            return None
+        return evolve(entry, etag=meta.get("etag"))
+
+    def get(self, scope: Scope, key: str) -> Entry | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            return self._from_entity(self._call(lambda: self.table.get_entity(scope.partition, key)))
+        except ResourceNotFoundError:
+            return None
+
+    def replace(self, entry: Entry) -> Entry | None:
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+        from azure.data.tables import UpdateMode
+
+        try:
+            meta = self._call(
+                lambda: self.table.update_entity(
+                    self._to_entity(entry),
+                    mode=UpdateMode.REPLACE,
+                    etag=entry.etag,
+                    match_condition=MatchConditions.IfNotModified,
+                )
+            )
+        except (ResourceModifiedError, ResourceNotFoundError):
+            return None
+        return evolve(entry, etag=meta.get("etag"))
+
+    def delete(self, entry: Entry) -> bool:
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+
+        try:
+            self._call(
+                lambda: self.table.delete_entity(
+                    entry.scope.partition,
+                    entry.key,
+                    etag=entry.etag,
+                    match_condition=MatchConditions.IfNotModified,
+                )
+            )
+        except (ResourceModifiedError, ResourceNotFoundError):
+            return False
+        return True
+
+    # An entity group transaction: one request, all or nothing, at most 100 entities of one
+    # partition and 4 MiB; beyond those limits (or on any conflict) the caller goes one by one.
+    _MAX_TRANSACTION = 100
+    _MAX_TRANSACTION_CHARS = 3_000_000
+
+    def _transaction(self, operations: list[tuple[Any, ...]]) -> list[Any] | None:
+        from azure.data.tables import TableTransactionError
+
+        size = sum(len(str(op[1].get("ResponseBody", ""))) + 1000 for op in operations)
+        if len(operations) > self._MAX_TRANSACTION or size > self._MAX_TRANSACTION_CHARS:
+            return None
+        try:
+            return list(self._call(lambda: self.table.submit_transaction(operations)))
+        except TableTransactionError:
+            return None
+
+    def insert_many(self, entries: list[Entry]) -> list[Entry] | None:
+        results = self._transaction([("create", self._to_entity(e)) for e in entries])
+        if results is None:
+            return None
+        return [evolve(e, etag=r.get("etag")) for e, r in zip(entries, results, strict=True)]
+
+    def replace_many(self, entries: list[Entry]) -> list[Entry] | None:
+        from azure.core import MatchConditions
+
+        ops = [
+            (
+                "update",
+                self._to_entity(e),
+                {"mode": "replace", "etag": e.etag, "match_condition": MatchConditions.IfNotModified},
+            )
+            for e in entries
+        ]
+        results = self._transaction(ops)
+        if results is None:
+            return None
+        return [evolve(e, etag=r.get("etag")) for e, r in zip(entries, results, strict=True)]
+
+    def scan(self, states: set[str] | None = None) -> Iterator[Entry]:
+        if states:
+            query = " or ".join(f"State eq '{s}'" for s in sorted(states))
+            pages = self._call(lambda: self.table.query_entities(query))
+        else:
+            pages = self._call(lambda: self.table.list_entities())
+        for entity in pages:
+            yield self._from_entity(entity)

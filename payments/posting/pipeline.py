@@ -1,0 +1,95 @@
+"""The posting pipeline every entry point shares: validated payments in, one outcome per payment out.
+
+The HTTP trigger, the file drop and the command line all call `Pipeline.post_all` (or `post_one`),
+so the exactly-once ledger, batching and concurrency slot in here once, for all of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..ledger import Digest, Ledger, Scope, digest
+from ..model import CustomerPayment, Rules
+from ..settings import Settings
+from ..target import TargetClient
+from .outcome import Outcome
+from .scheduler import Halt, Progress, schedule
+from .settle import Settler
+
+
+def rules_for(settings: Settings) -> Rules:
+    return Rules(amount_decimals=settings.amount_decimals, target=settings.target)
+
+
+class Pipeline:
+    """Posts payments through one client and, when it has one, the exactly-once ledger; stops early
+    when the target is down rather than hammering it."""
+
+    def __init__(self, client: TargetClient, ledger: Ledger | None = None):
+        self.client = client
+        self.ledger = ledger
+        self.rules = rules_for(client.settings)
+        self._settler = Settler(client, ledger)
+
+    def post_one(
+        self, company_id: str, journal_id: str, payment: CustomerPayment, *, key: str | None = None
+    ) -> Outcome:
+        """Post one payment, at most once per key (see `Settler.post_one`)."""
+        return self._settler.post_one(company_id, journal_id, payment, key=key)
+
+    def post_all(
+        self,
+        company_id: str,
+        journal_id: str,
+        payments: Sequence[CustomerPayment],
+        *,
+        keys: Sequence[str | None] | None = None,
+        deadline: float | None = None,
+        progress: Progress | None = None,
+        halt: Halt | None = None,
+    ) -> list[Outcome]:
+        """Post every payment, up to PAYMENTS_MAX_CONCURRENCY requests in flight, in JSON $batch
+        requests of PAYMENTS_BATCH_SIZE when set; outcomes come back in input order. Once the target
+        is unavailable, or `deadline` (monotonic) has passed, payments not yet started are not
+        attempted and say so. A `halt` shared between calls carries that across them."""
+        settings = self.client.settings
+        size = settings.batch_size if settings.batch_size > 1 else 1
+        all_keys: Sequence[str | None] = keys if keys is not None else [None] * len(payments)
+        known: list[Digest | None] = [None] * len(payments)
+        scope = Scope(company_id, journal_id)
+        settler = self._settler
+
+        def key_of(i: int) -> str | None:
+            if self.ledger is None:
+                return None
+            d = known[i] = digest(scope, payments[i].payload())
+            return all_keys[i] or d.key
+
+        def post(group: list[int]) -> list[Outcome]:
+            if size == 1:
+                i = group[0]
+                return [
+                    settler.post_one(company_id, journal_id, payments[i], key=all_keys[i], known=known[i])
+                ]
+            return settler.post_group(
+                company_id,
+                journal_id,
+                [payments[i] for i in group],
+                [all_keys[i] for i in group],
+                [known[i] for i in group],
+            )
+
+        # With $batch, twice as many workers as requests allowed in flight (the client bounds those):
+        # the ledger and JSON work of one batch overlaps the network wait of another.
+        groups_total = -(-len(payments) // size)
+        workers = min(settings.max_concurrency * (2 if size > 1 else 1), groups_total)
+        return schedule(
+            len(payments),
+            size,
+            workers,
+            key_of,
+            post,
+            halt or Halt(),
+            deadline=deadline,
+            progress=progress,
+        )

@@ -1,0 +1,7 @@
+"""The Graph / Business Central adapter: everything that speaks to the target API."""
+
+from .client import TargetClient
+from .responses import Created, parse_retry_after
+from .routes import Routes, odata_filter
+
+__all__ = ["Created", "Routes", "TargetClient", "odata_filter", "parse_retry_after"]

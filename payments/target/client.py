@@ -1,0 +1,213 @@
+"""The target API client: creates and reads customerPayments at Graph or Business Central.
+
+A facade over the pieces in this package: routes (URLs), auth (the token), transport (the wire),
+flow (throttle gate, in-flight limit), retry (the one policy), responses (what an answer means) and
+batch (`$batch`). Retrying is safe only when the target certainly did not act: a 429, a 503, a
+502/504 that carries `Retry-After`, a 401 (once, with a fresh token) or a connection that failed
+before the request left. Anything else after the request was sent is ambiguous and is reported,
+never re-posted.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import requests
+from azure.core.credentials import TokenCredential
+
+from .. import codec
+from ..errors import AmbiguousOutcome, TargetError, Transient
+from ..settings import Settings
+from . import batch
+from .auth import TokenSource, claims_challenge
+from .flow import InFlightLimit, ThrottleGate
+from .responses import Created, classify, odata_error, parse_retry_after
+from .retry import Retryable, RetryPolicy
+from .routes import Routes
+from .transport import Transport, sent_nothing
+
+log = logging.getLogger("payments.target")
+
+
+class TargetClient:
+    """Creates and reads customerPayments, with retries, flow control and a cached token."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        credential: TokenCredential,
+        *,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.settings = settings
+        self.routes = Routes.of(settings)
+        self.gate = ThrottleGate(sleep, clock)
+        # The target's concurrency limit is about requests in flight, so that is what is bounded:
+        # workers may prepare and record payments while others' requests are out.
+        self.in_flight = InFlightLimit(settings.max_concurrency)
+        self.retry = RetryPolicy(settings, sleep)
+        self._tokens = TokenSource(credential, settings.scope)
+        self._transport = Transport(settings, self.in_flight, session)
+
+    def close(self) -> None:
+        self._transport.close()
+
+    # -- operations ------------------------------------------------------------------------------
+
+    def create_payment(self, company_id: str, journal_id: str, payload: dict[str, Any]) -> Created:
+        """POST one customerPayment; raises a TargetError subclass unless the target created it."""
+        url = self.routes.collection_url(company_id, journal_id)
+        response, request_id, attempts = self._send("POST", url, codec.dumpb(payload), idempotent=False)
+        try:
+            created = codec.loads(response.content, unique_keys=False)
+        except ValueError:
+            created = None
+        if not isinstance(created, dict):
+            log.warning("payment created but the answer was unreadable client-request-id=%s", request_id)
+            created = {}
+        log.info(
+            "payment created id=%s client-request-id=%s attempts=%d", created.get("id"), request_id, attempts
+        )
+        return Created(created, request_id, attempts)
+
+    def create_payments_batch(
+        self, company_id: str, journal_id: str, payloads: list[dict[str, Any]]
+    ) -> list[Created | TargetError]:
+        """POST many customerPayments in one JSON `$batch`; one result per payload, in order.
+
+        The envelope is sent like any POST (a 429 or 503 on it means nothing was done). Inside it,
+        each item has its own answer: items the target certainly did not act on (429, 503) are sent
+        again in a smaller batch, under the same retry policy; the others are final.
+        """
+        item_url = self.routes.collection_path(company_id, journal_id)
+        results: dict[int, Created | TargetError | Retryable] = {}
+        pending = list(range(len(payloads)))
+        try:
+            for attempt in self.retry.attempts():
+                with attempt:
+                    body = batch.envelope(item_url, payloads, pending)
+                    response, request_id, _ = self._send(
+                        "POST", self.routes.batch_url, body, idempotent=False
+                    )
+                    pending = batch.read_answers(response, request_id, pending, results, self._judge)
+                    if pending:
+                        raise _longest(results, pending)
+        except Retryable:
+            pass  # out of attempts or time: each item still pending reports its own unavailability
+        except TargetError as exc:
+            # The envelope itself failed: unavailable or refused (nothing was done), or ambiguous
+            # (it may have been applied in full or in part). Every pending item shares that fate.
+            results.update({i: exc for i in pending})
+        ordered = (results[i] for i in range(len(payloads)))
+        return [r.unavailable if isinstance(r, Retryable) else r for r in ordered]
+
+    def find_payments(self, company_id: str, journal_id: str, odata_filter: str) -> list[dict[str, Any]]:
+        """GET the journal's customerPayments matching an OData `$filter` (for reconciliation)."""
+        url = self.routes.search_url(company_id, journal_id, odata_filter)
+        response, _, _ = self._send("GET", url, None, idempotent=True)
+        found = codec.loads(response.content, unique_keys=False)
+        return list(found.get("value", [])) if isinstance(found, dict) else []
+
+    # -- one request, under the retry policy ------------------------------------------------------
+
+    def _send(
+        self, method: str, url: str, body: bytes | None, *, idempotent: bool
+    ) -> tuple[requests.Response, str, int]:
+        """A 2xx answer, its client-request-id and the attempts it took; otherwise a TargetError."""
+        request_id = str(uuid.uuid4())
+        started = time.monotonic()
+        attempts = 0
+        try:
+            for attempt in self.retry.attempts():
+                with attempt:
+                    attempts = attempt.retry_state.attempt_number
+                    response = self._attempt(method, url, body, request_id, idempotent=idempotent)
+        except Retryable as exc:
+            unavailable = exc.unavailable
+            unavailable.client_request_id = request_id
+            log.warning(
+                "%s gave up after %d attempts in %.1fs client-request-id=%s: %s",
+                method,
+                attempts,
+                time.monotonic() - started,
+                request_id,
+                unavailable.message,
+            )
+            raise unavailable from None
+        return response, request_id, attempts
+
+    def _attempt(
+        self, method: str, url: str, body: bytes | None, request_id: str, *, idempotent: bool
+    ) -> requests.Response:
+        refreshed = False
+        while True:
+            self.gate.wait()
+            headers = {
+                "Authorization": "Bearer " + self._tokens.token(),
+                "client-request-id": request_id,
+                "return-client-request-id": "true",
+            }
+            if body is not None:
+                headers["Content-Type"] = "application/json"
+            try:
+                response = self._transport.exchange(method, url, body, headers)
+            except requests.RequestException as exc:
+                if sent_nothing(exc) or idempotent:
+                    raise Retryable(
+                        Transient(f"could not reach the target: {type(exc).__name__}", retry_after=30), None
+                    ) from None
+                log.error(
+                    "%s outcome unknown client-request-id=%s: %s", method, request_id, type(exc).__name__
+                )
+                raise AmbiguousOutcome(
+                    "the request was sent but no answer came back "
+                    f"({'timed out' if isinstance(exc, requests.Timeout) else 'connection dropped'}); "
+                    "the payment may exist at the target",
+                    client_request_id=request_id,
+                ) from None
+            status = response.status_code
+            if 200 <= status < 300:
+                self.in_flight.succeeded()
+                return response
+            if status == 401 and not refreshed:
+                refreshed = True
+                log.info("target answered 401; fetching a new token client-request-id=%s", request_id)
+                self._tokens.token(force=True, claims=claims_challenge(response.headers))
+                continue
+            code, message = odata_error(response)
+            raise self._judge(
+                status, code, message, response.headers.get("Retry-After"), request_id, idempotent
+            )
+
+    def _judge(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        retry_header: str | None,
+        request_id: str,
+        idempotent: bool = False,
+    ) -> Retryable | TargetError:
+        """What an answer means (responses.classify), and what it does to the flow: a 429 closes the
+        gate for every worker and lowers the in-flight bound; any Retry-After closes the gate."""
+        retry_after = parse_retry_after(retry_header)
+        verdict = classify(status, code, message, retry_after, request_id, idempotent=idempotent)
+        if status == 429:
+            self.in_flight.throttled()
+            pause = retry_after if retry_after is not None else self.settings.backoff_base_seconds
+            self.gate.pause(pause, throttled=True)
+        elif isinstance(verdict, Retryable) and retry_after is not None:
+            self.gate.pause(retry_after)
+        return verdict
+
+
+def _longest(results: dict[int, Any], pending: list[int]) -> Retryable:
+    """One `Retryable` for a batch round: the longest Retry-After any pending item was given."""
+    hints = [results[i].retry_after for i in pending if results[i].retry_after is not None]
+    return Retryable(results[pending[0]].unavailable, max(hints) if hints else None)

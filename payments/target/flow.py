@@ -1,0 +1,99 @@
+"""Flow control towards the target: a gate every worker waits at after a 429, and a bound on
+requests in flight that adapts to the target's real limit."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+
+class ThrottleGate:
+    """One gate per client: a 429 (or a Retry-After) closes it for every worker at once, so the
+    relay slows down as a whole instead of each worker hammering the target on its own."""
+
+    def __init__(self, sleep: Callable[[float], None], clock: Callable[[], float] = time.monotonic):
+        self._sleep = sleep
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._open_at = 0.0
+        self.pauses = 0  # times the gate was closed (or its closing extended)
+        self.throttled = 0  # 429 answers seen, batch items included
+
+    def pause(self, seconds: float, *, throttled: bool = False) -> None:
+        with self._lock:
+            self.throttled += throttled
+            until = self._clock() + seconds
+            if until > self._open_at:
+                self._open_at = until
+                self.pauses += 1
+
+    def wait(self) -> None:
+        while True:
+            with self._lock:
+                delay = self._open_at - self._clock()
+            if delay <= 0:
+                return
+            self._sleep(delay)
+
+
+class InFlightLimit:
+    """Bounds requests in flight to the target, and adapts: each 429 lowers the bound by one (never
+    below one), a run of successes raises it again up to the configured maximum. The relay thus
+    settles at the target's real limit instead of provoking 429s forever at a bound set too high."""
+
+    def __init__(self, maximum: int, *, handoff_seconds: float = 0.005, yield_seconds: float = 0.0005):
+        self.maximum = maximum
+        self.limit = maximum
+        self.handoff_seconds = handoff_seconds
+        self.yield_seconds = yield_seconds
+        self._busy = 0
+        self._waiting = 0
+        self._handoffs = 0  # slots given up while someone waited; a waiter that takes one counts it down
+        self._successes = 0
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)  # a slot is free
+        self._taken = threading.Condition(lock)  # a waiter has taken the slot handed to it
+
+    def __enter__(self) -> None:
+        with self._cond:
+            self._waiting += 1
+            try:
+                while self._busy >= self.limit:
+                    self._cond.wait()
+            finally:
+                self._waiting -= 1
+            self._busy += 1
+            if self._handoffs:
+                self._handoffs -= 1
+                self._taken.notify()
+
+    def __exit__(self, *exc: object) -> None:
+        with self._cond:
+            self._busy -= 1
+            self._cond.notify()
+            handed = self._waiting > 0
+            if handed:
+                # Hand the slot over: wait (briefly) until the waiter has it. Otherwise the waiter,
+                # though woken, would wait for the interpreter lock while this thread goes on with
+                # its answer, up to the switch interval (5 ms) during which the target sees a slot idle.
+                self._handoffs += 1
+                self._taken.wait(self.handoff_seconds)
+        if handed:
+            # Then stand aside a little longer: the new holder still has Python work (and a poll of
+            # its pooled connection, which gives up the interpreter lock) before its request is on
+            # the wire; this thread's answer can wait half a millisecond, the slot cannot.
+            time.sleep(self.yield_seconds)
+
+    def throttled(self) -> None:
+        with self._cond:
+            self.limit = max(1, self.limit - 1)
+            self._successes = 0
+
+    def succeeded(self) -> None:
+        with self._cond:
+            self._successes += 1
+            if self.limit < self.maximum and self._successes >= 4 * self.limit:
+                self.limit += 1
+                self._successes = 0
+                self._cond.notify()
