@@ -61,7 +61,7 @@ def worker(args: argparse.Namespace) -> None:
         service.create_container(inbox)
     except Exception:
         pass
-    from payments.sandbox import SANDBOX_COMPANY_ID, SANDBOX_JOURNAL_ID
+    from sandbox import SANDBOX_COMPANY_ID, SANDBOX_JOURNAL_ID
 
     name = f"{SANDBOX_COMPANY_ID}/{SANDBOX_JOURNAL_ID}/bench-{args.records}.csv"
     service.get_blob_client(inbox, name).upload_blob(data, overwrite=True)
@@ -103,11 +103,11 @@ def main() -> int:
         return 0
 
     from devtools.azurite import running_azurite
-    from payments.sandbox import SANDBOX_TOKEN_HEADER
+    from sandbox import SANDBOX_TOKEN_HEADER
 
     sizes = [int(s) for s in args.sizes.split(",")]
     sandbox = subprocess.Popen(
-        [sys.executable, "-m", "payments.sandbox", "--port", "0"],
+        [sys.executable, "-m", "sandbox", "--port", "0"],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

@@ -29,7 +29,7 @@ def start_sandbox(latency: float, cap: int) -> tuple[subprocess.Popen[str], str]
         [
             sys.executable,
             "-m",
-            "payments.sandbox",
+            "sandbox",
             "--port",
             "0",
             "--latency",
@@ -69,8 +69,8 @@ def sequential_baseline(url: str, items: list[dict]) -> tuple[float, int]:
     import requests
 
     from payments import codec
-    from payments.sandbox import SANDBOX_COMPANY_ID as C
-    from payments.sandbox import SANDBOX_JOURNAL_ID as J
+    from sandbox import SANDBOX_COMPANY_ID as C
+    from sandbox import SANDBOX_JOURNAL_ID as J
 
     endpoint = f"{url}/v2.0/sandbox-tenant/sandbox/api/v2.0/companies({C})/customerPaymentJournals({J})/customerPayments"
     throttled = 0
@@ -93,8 +93,8 @@ def sandbox_service_time(url: str, batch: int, rounds: int = 10) -> float:
     import requests
 
     from payments import codec
-    from payments.sandbox import SANDBOX_COMPANY_ID as C
-    from payments.sandbox import SANDBOX_JOURNAL_ID as J
+    from sandbox import SANDBOX_COMPANY_ID as C
+    from sandbox import SANDBOX_JOURNAL_ID as J
 
     item_url = f"companies({C})/customerPaymentJournals({J})/customerPayments"
     bodies = [
@@ -137,15 +137,15 @@ def relay_run(
     429s, outcome kinds). A fresh client each run: its first request fetches the token."""
     from collections import Counter
 
-    from payments.client import TargetClient
-    from payments.identity import make_credential
+    from payments.credentials import target_credential
     from payments.ledger import Ledger, MemoryLedgerStore
     from payments.model import check
-    from payments.pipeline import Pipeline
-    from payments.sandbox import SANDBOX_COMPANY_ID as C
-    from payments.sandbox import SANDBOX_JOURNAL_ID as J
-    from payments.sandbox import SANDBOX_TOKEN_HEADER
+    from payments.posting import Pipeline
     from payments.settings import Settings
+    from payments.target import TargetClient
+    from sandbox import SANDBOX_COMPANY_ID as C
+    from sandbox import SANDBOX_JOURNAL_ID as J
+    from sandbox import SANDBOX_TOKEN_HEADER
 
     os.environ["IDENTITY_ENDPOINT"] = url + "/msi/token"
     os.environ["IDENTITY_HEADER"] = SANDBOX_TOKEN_HEADER
@@ -155,7 +155,7 @@ def relay_run(
         max_concurrency=concurrency,
         batch_size=batch,
     )
-    client = TargetClient(settings, make_credential(settings))
+    client = TargetClient(settings, target_credential(settings))
     pipeline = Pipeline(client, Ledger(MemoryLedgerStore()))
     started = time.perf_counter()
     payments = [check(item).payment for item in items]
@@ -282,7 +282,7 @@ def main() -> int:
     # As function_app does at worker start: what is loaded now stays out of later collections.
     import azure.identity  # noqa: F401  (the credential's modules, as a warm worker has them)
 
-    import payments.pipeline  # noqa: F401
+    import payments.posting  # noqa: F401
     from payments import runtime
 
     runtime.freeze_startup_objects()

@@ -47,6 +47,8 @@ class FileBusy(RelayError):
 class TargetError(RelayError):
     """A request to the target API did not create the payment, or we cannot tell whether it did."""
 
+    may_exist = False  # True only when the payment may have been created (never send it again blindly)
+
     def __init__(self, message: str, *, status: int | None = None, client_request_id: str | None = None):
         super().__init__(message)
         self.message = message
@@ -99,3 +101,5 @@ class IdentityUnavailable(TargetUnavailable):
 
 class AmbiguousOutcome(TargetError):
     """The request was sent and no definite answer came back: the payment may exist at the target."""
+
+    may_exist = True

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from sandbox import SANDBOX_TOKEN_HEADER, Sandbox
 
 from devtools.azurite import AzuriteError, running_azurite
 from payments import runtime
+from sandbox import SANDBOX_TOKEN_HEADER, Sandbox
 
 FAST_RETRIES = {
     "PAYMENTS_BACKOFF_BASE_SECONDS": "0.01",

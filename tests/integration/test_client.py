@@ -8,9 +8,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from azure.identity import ManagedIdentityCredential
-from sandbox import SANDBOX_COMPANY_ID as C
-from sandbox import SANDBOX_JOURNAL_ID as J
-from sandbox import SANDBOX_TOKEN_HEADER
 
 from payments.credentials import target_credential
 from payments.errors import (
@@ -22,6 +19,9 @@ from payments.errors import (
 )
 from payments.posting import Pipeline
 from payments.settings import load_settings
+from sandbox import SANDBOX_COMPANY_ID as C
+from sandbox import SANDBOX_JOURNAL_ID as J
+from sandbox import SANDBOX_TOKEN_HEADER
 from tests.support.relay import make_client
 
 # Token audiences as the managed identity endpoint (the loopback sandbox) receives them; never contacted.

@@ -7,10 +7,10 @@ import json
 from decimal import Decimal
 
 import pytest
-from sandbox import SANDBOX_COMPANY_ID as C
-from sandbox import SANDBOX_JOURNAL_ID as J
 
 from payments.model import check
+from sandbox import SANDBOX_COMPANY_ID as C
+from sandbox import SANDBOX_JOURNAL_ID as J
 from tests.support.relay import make_pipeline
 
 

@@ -9,8 +9,8 @@ from decimal import Decimal
 
 import azure.functions as func
 import pytest
-from sandbox import SANDBOX_COMPANY_ID, SANDBOX_CUSTOMERS, SANDBOX_JOURNAL_ID
 
+from sandbox import SANDBOX_COMPANY_ID, SANDBOX_CUSTOMERS, SANDBOX_JOURNAL_ID
 from tests.support.host import FUNCTIONS
 from tests.support.webhook import call, pay, posts
 

@@ -10,6 +10,7 @@ from decimal import Decimal
 
 import pytest
 import requests
+
 from sandbox import (
     SANDBOX_COMPANY_ID,
     SANDBOX_CUSTOMERS,

@@ -15,11 +15,11 @@ import time
 from collections import Counter
 
 import pytest
-from sandbox import SANDBOX_COMPANY_ID as C
-from sandbox import SANDBOX_JOURNAL_ID as J
 
 from payments.filedrop import FileBusy
 from payments.ledger import TableLedgerStore
+from sandbox import SANDBOX_COMPANY_ID as C
+from sandbox import SANDBOX_JOURNAL_ID as J
 from tests.support.filedrop import deliver, report_of, upload
 from tests.support.webhook import call, pay, posts
 
@@ -251,13 +251,18 @@ def test_worker_killed_halfway_through_a_file_then_delivered_again(env, sandbox)
     )
 
 
-def test_same_file_dropped_twice(env, sandbox):
-    content = csv_of(40, "T")
-    first = upload(env, f"{C}/{J}/twice-a.csv", content)
+def drop_twice(env, records: int, name: str) -> tuple[dict, dict]:
+    """The same file dropped under two names, one after the other; the two reports."""
+    content = csv_of(records, name.upper())
+    first = upload(env, f"{C}/{J}/{name}-a.csv", content)
     deliver(env, first)
-    second = upload(env, f"{C}/{J}/twice-b.csv", content)
+    second = upload(env, f"{C}/{J}/{name}-b.csv", content)
     deliver(env, second)
-    a, b = report_of(env, first), report_of(env, second)
+    return report_of(env, first), report_of(env, second)
+
+
+def test_same_file_dropped_twice(env, sandbox):
+    a, b = drop_twice(env, 40, "twice")
     assert a["totals"] == {"records": 40, "created": 40}
     assert b["totals"] == {"records": 40, "skipped": 40}
     assert [r["id"] for r in b["records"]] == [r["id"] for r in a["records"]]
@@ -372,12 +377,7 @@ def test_stale_claim_whose_payment_never_left_is_posted(env, sandbox):
 
 def test_same_file_dropped_twice_with_batching(env, sandbox, azure_env):
     azure_env("businesscentral", **env.settings, PAYMENTS_BATCH_SIZE="20")
-    content = csv_of(50, "BT")
-    first = upload(env, f"{C}/{J}/batched-a.csv", content)
-    deliver(env, first)
-    second = upload(env, f"{C}/{J}/batched-b.csv", content)
-    deliver(env, second)
-    a, b = report_of(env, first), report_of(env, second)
+    a, b = drop_twice(env, 50, "batched")
     assert a["totals"] == {"records": 50, "created": 50}
     assert b["totals"] == {"records": 50, "skipped": 50}
     assert sandbox.batch_count == 3  # 20 + 20 + 10, and nothing sent the second time

@@ -10,10 +10,10 @@ import json
 
 import pytest
 from azure.storage.blob import BlobLeaseClient
-from sandbox import SANDBOX_COMPANY_ID as C
-from sandbox import SANDBOX_JOURNAL_ID as J
 
 from payments.filedrop import FileBusy
+from sandbox import SANDBOX_COMPANY_ID as C
+from sandbox import SANDBOX_JOURNAL_ID as J
 from tests.support.filedrop import amounts, blobs, deliver, failed_csv_of, read, report_of, upload
 from tests.support.host import FUNCTIONS
 

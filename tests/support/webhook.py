@@ -6,6 +6,7 @@ import json
 from decimal import Decimal
 
 import azure.functions as func
+
 from sandbox import SANDBOX_COMPANY_ID, SANDBOX_JOURNAL_ID
 
 from .host import FUNCTIONS

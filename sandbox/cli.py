@@ -1,0 +1,77 @@
+"""`python -m sandbox`: run the sandbox in the foreground until Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import logging
+import signal
+import sys
+import threading
+
+from .identity import SANDBOX_TOKEN_HEADER
+from .service import WARNING_TEXT, Sandbox
+from .store import SANDBOX_COMPANY_ID, SANDBOX_CUSTOMERS, SANDBOX_JOURNAL_ID, SANDBOX_JOURNAL_NAME
+
+log = logging.getLogger(__name__)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the sandbox in the foreground until Ctrl-C (development and tests only)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m sandbox",
+        description="Loopback emulator of the customerPayments API. For development and tests only.",
+    )
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: chosen by the OS)")
+    parser.add_argument(
+        "--latency",
+        type=float,
+        default=0.0,
+        help="seconds each payments request takes to answer, the sandbox's own work included",
+    )
+    parser.add_argument(
+        "--concurrency-limit", type=int, default=None, help="answer 429 above this many in flight"
+    )
+    parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+
+    # A real service has no interpreter lock: let a thread whose request just arrived run within
+    # 0.5 ms rather than the default 5 ms, so that benchmarks measure the client, not this process.
+    sys.setswitchinterval(0.0005)
+    # Payments and recorded requests live as long as the sandbox: once a full collection has found
+    # them alive, keep them out of the next ones, which would otherwise pause every request thread
+    # for longer and longer as they pile up.
+    gc.freeze()
+    gc.callbacks.append(lambda phase, info: phase == "stop" and info["generation"] == 2 and gc.freeze())
+    sandbox = Sandbox(port=args.port, latency=args.latency, verbose=args.verbose)
+    sandbox.concurrency_limit = args.concurrency_limit
+    sandbox.start()
+    log.warning(WARNING_TEXT)
+    lines = [
+        "=" * 78,
+        WARNING_TEXT,
+        "=" * 78,
+        f"Graph base URL:          {sandbox.graph_base_url}",
+        f"Business Central base:   {sandbox.bc_base_url}",
+        f"Identity endpoint:       {sandbox.identity_endpoint}",
+        f"IDENTITY_HEADER:         {SANDBOX_TOKEN_HEADER}",
+        f"Company id:              {SANDBOX_COMPANY_ID}",
+        f"Journal id:              {SANDBOX_JOURNAL_ID} ({SANDBOX_JOURNAL_NAME})",
+        *(f"Customer {num}:          {cid}" for num, cid in SANDBOX_CUSTOMERS.items()),
+        "Press Ctrl-C to stop.",
+    ]
+    print("\n".join(lines), flush=True)
+    signal.signal(signal.SIGTERM, _interrupt)  # stop cleanly on SIGTERM too, like Ctrl-C
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sandbox.stop()
+    print("sandbox stopped", flush=True)
+    return 0

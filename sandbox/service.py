@@ -1,0 +1,400 @@
+"""The `Sandbox`: its lifecycle, seed helpers and inspection, and the dispatch of each request (identity,
+`$batch` or payments) through throttling, latency and injected faults."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from .batch import parse_items, run_inner
+from .entity import MAX_LENGTH, create, find_journal, read, render, validate
+from .faults import Fault, FaultQueues, is_status_fault, status_fault
+from .identity import IDENTITY_PATH, serve_token_request
+from .odata import BATCH_JSON, JSON_ODATA, Call, ODataError, check_auth, error_body, norm_guid, parse_json
+from .routing import BatchEndpoint, Route, batch_endpoint, route
+from .server import Handler, Server
+from .store import (
+    SANDBOX_COMPANY_ID,
+    SANDBOX_CUSTOMERS,
+    SANDBOX_JOURNAL_ID,
+    Company,
+    Journal,
+    RecordedRequest,
+    guid_arg,
+    seed_companies,
+)
+
+log = logging.getLogger(__name__)
+
+WARNING_TEXT = "payments sandbox: FOR DEVELOPMENT AND TESTS ONLY - never use it in production"
+
+# What serving a request produced: status, payload, headers and content type of the answer.
+_Answer = tuple[int, Any, dict[str, str], str]
+
+
+class Sandbox:
+    """In-memory customerPayments service on 127.0.0.1, for development, tests and benchmarks only."""
+
+    def __init__(
+        self, *, host: str = "127.0.0.1", port: int = 0, latency: float = 0.0, verbose: bool = False
+    ) -> None:
+        if host == "localhost":
+            host = "127.0.0.1"
+        try:
+            address = ipaddress.IPv4Address(host)
+        except ValueError:
+            raise ValueError(f"the sandbox binds an IPv4 loopback address only, not {host!r}") from None
+        if not address.is_loopback:
+            raise ValueError(f"the sandbox binds loopback only (development and tests), not {host!r}")
+        self.host, self.port = host, port
+        self.latency = latency
+        self.verbose = verbose
+        self.concurrency_limit: int | None = None
+        self.throttled_count = 0
+        self.requests: list[RecordedRequest] = []  # real HTTP requests only: a batch appears once
+        self.inner_requests: list[RecordedRequest] = []  # the inner requests of batches, in order
+        self.connections_accepted = 0  # TCP connections taken, ever (keep-alive shows as few)
+        self.batch_count = 0  # $batch requests whose inner requests were processed
+        self.token_requests: list[RecordedRequest] = []
+        self.issued_tokens: set[str] = set()
+        self.stopping = threading.Event()  # set by stop(): answers held for their latency are dropped
+        self._lock = threading.RLock()
+        self._faults = FaultQueues(self._lock)
+        self._in_flight = 0
+        self._token_counter = 0
+        self._companies: dict[str, Company] = seed_companies()
+        self._server: Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # ----- lifecycle -------------------------------------------------------------------------------------
+    def start(self) -> Sandbox:
+        """Bind and serve in a daemon thread; port 0 lets the OS pick a free port."""
+        if self._server is not None:
+            raise RuntimeError("sandbox already started")
+        self.stopping.clear()
+        self._server = Server((self.host, self.port), self)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="payments-sandbox",
+            daemon=True,
+        )
+        self._thread.start()
+        log.info("%s; listening on %s", WARNING_TEXT, self.url)
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, release requests held by faults or latency and close idle keep-alive connections."""
+        server, thread = self._server, self._thread
+        if server is None:
+            return
+        self.stopping.set()
+        self._faults.release_held()
+        server.shutdown()
+        server.close_open_sockets()
+        server.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+        self._server, self._thread = None, None
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        if self._server is None and self.port == 0:
+            raise RuntimeError("sandbox not started: the port is chosen at start()")
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def graph_base_url(self) -> str:
+        return self.url + "/beta"
+
+    @property
+    def bc_base_url(self) -> str:
+        return self.url + "/v2.0/sandbox-tenant/sandbox/api/v2.0"
+
+    @property
+    def identity_endpoint(self) -> str:
+        return self.url + IDENTITY_PATH
+
+    @property
+    def in_flight(self) -> int:
+        """Payments requests being handled right now (what concurrency_limit compares against).
+
+        A `$batch` counts as one, however many inner requests it carries.
+        """
+        with self._lock:
+            return self._in_flight
+
+    # ----- seed and inspection ---------------------------------------------------------------------------
+    def add_company(self, company_id: str | None = None, *, name: str = "Sandbox Company") -> str:
+        """Add a company (seeded with the SANDBOX_CUSTOMERS, no journals); returns its id."""
+        cid = guid_arg(company_id)
+        with self._lock:
+            self._companies[cid] = Company(name, customers=dict(SANDBOX_CUSTOMERS))
+        return cid
+
+    def add_journal(
+        self, journal_id: str | None = None, *, name: str = "CASH", company_id: str = SANDBOX_COMPANY_ID
+    ) -> str:
+        """Add a customer payment journal (batch name Code[10]) to a company; returns its id."""
+        if not name or len(name) > MAX_LENGTH["journalDisplayName"]:
+            raise ValueError("journal name must be 1 to 10 characters")
+        jid = guid_arg(journal_id)
+        with self._lock:
+            self._company(company_id).journals[jid] = Journal(name.upper())
+        return jid
+
+    def add_customer(
+        self, number: str, id: str | None = None, *, company_id: str = SANDBOX_COMPANY_ID
+    ) -> str:
+        """Add a customer (number Code[20]) to a company; returns its id."""
+        if not number or len(number) > MAX_LENGTH["customerNumber"]:
+            raise ValueError("customer number must be 1 to 20 characters")
+        cust_id = guid_arg(id)
+        with self._lock:
+            self._company(company_id).customers[number.upper()] = cust_id
+        return cust_id
+
+    def payments(
+        self, company_id: str = SANDBOX_COMPANY_ID, journal_id: str = SANDBOX_JOURNAL_ID
+    ) -> list[dict]:
+        """Copies of the stored payments in creation order (all properties; amount is a Decimal)."""
+        with self._lock:
+            journal = self._company(company_id).journals.get(norm_guid(journal_id) or "")
+            if journal is None:
+                raise KeyError(f"no journal {journal_id} in company {company_id}")
+            return [dict(p) for p in journal.payments]
+
+    def inject(self, fault: str, *, times: int = 1, retry_after: str | None = None) -> None:
+        """Queue `times` faults, consumed FIFO one per payments request (GET or POST).
+
+        A `$batch` is one request: it consumes one fault, which applies to the whole batch
+        ("drop-after" and "timeout" process every inner request first).
+        """
+        self._faults.inject(fault, times=times, retry_after=retry_after)
+
+    def pending_faults(self) -> list[str]:
+        """Faults still queued, in the order they will be served."""
+        return self._faults.pending()
+
+    def inject_inner(self, fault: str, *, times: int = 1, retry_after: str | None = None) -> None:
+        """Queue `times` faults for inner requests of batches, consumed FIFO one per inner request.
+
+        "429" and "503" become that inner response (OData error body, nothing created); a 429 carries
+        an inner `Retry-After` header ("1" unless `retry_after` is given), a 503 only when it is given.
+        """
+        self._faults.inject_inner(fault, times=times, retry_after=retry_after)
+
+    def pending_inner_faults(self) -> list[str]:
+        """Inner faults still queued, in the order they will be served."""
+        return self._faults.pending_inner()
+
+    def reset(self) -> None:
+        """Forget payments, requests, tokens, faults, counters; free held requests; keep the seed."""
+        with self._lock:
+            for company in self._companies.values():
+                for journal in company.journals.values():
+                    journal.clear()
+            self.requests.clear()
+            self.inner_requests.clear()
+            self.token_requests.clear()
+            self.issued_tokens.clear()
+            self._faults.clear()
+            self.throttled_count = 0
+            self.batch_count = 0
+            self._faults.release_held()
+
+    def _company(self, company_id: str) -> Company:
+        company = self._companies.get(norm_guid(company_id) or "")
+        if company is None:
+            raise KeyError(f"no company {company_id}")
+        return company
+
+    # ----- request handling ------------------------------------------------------------------------------
+    def handle(self, h: Handler, body: bytes) -> None:
+        """Answer one HTTP request (its body already read) through `h`: the server calls this."""
+        recorded = RecordedRequest(h.command, h.path, {k: v for k, v in h.headers.items()}, body)
+        split = urlsplit(h.path)
+        path = unquote(split.path)
+        query = parse_qs(split.query, keep_blank_values=True)
+        if path.rstrip("/") == IDENTITY_PATH:
+            with self._lock:
+                self.token_requests.append(recorded)
+            serve_token_request(h, query, self._issue_token)
+            return
+        batch = batch_endpoint(path)
+        if batch is not None:
+            if h.command != "POST":
+                with self._lock:
+                    self.requests.append(recorded)
+                err = ODataError(
+                    405,
+                    "BadRequest_MethodNotAllowed",
+                    f"'{h.command}' is not allowed on this resource.",
+                    {"Allow": "POST"},
+                )
+                self._error(h, batch.graph, err)
+                return
+            self._admit(h, recorded, batch.graph, lambda fault: self._serve_batch(h, batch, body, fault))
+            return
+        target = route(path)
+        allowed = ("GET",) if target is not None and target.entity is not None else ("GET", "POST")
+        if target is None or h.command not in allowed:
+            with self._lock:
+                self.requests.append(recorded)
+            graph = (
+                target.graph if target else path.startswith(("/beta/", "/v1.0/")) or "/financials/" in path
+            )
+            if target is None:
+                self._error(
+                    h, graph, ODataError(404, "BadRequest_NotFound", f"No resource found at '{path}'.")
+                )
+            else:
+                err = ODataError(
+                    405,
+                    "BadRequest_MethodNotAllowed",
+                    f"'{h.command}' is not allowed on this resource.",
+                    {"Allow": ", ".join(allowed)},
+                )
+                self._error(h, graph, err)
+            return
+
+        self._admit(
+            h, recorded, target.graph, lambda fault: self._serve_payments(h, target, query, body, fault)
+        )
+
+    def _issue_token(self) -> str:
+        with self._lock:
+            self._token_counter += 1
+            token = f"sandbox-token-{self._token_counter}"
+            self.issued_tokens.add(token)
+        return token
+
+    def _admit(
+        self, h: Handler, recorded: RecordedRequest, graph: bool, serve: Callable[[Fault | None], None]
+    ) -> None:
+        """Record one payments request (or batch), then throttle, delay and hand it its fault, if any."""
+        with self._lock:
+            self.requests.append(recorded)
+            limit = self.concurrency_limit
+            if limit is not None and self._in_flight >= limit:
+                self.throttled_count += 1
+                throttled = True
+            else:
+                throttled = False
+                self._in_flight += 1
+        if throttled:
+            msg = "Too many concurrent requests. Please try again later."
+            self._error(h, graph, ODataError(429, "Application_TooManyRequests", msg, {"Retry-After": "1"}))
+            return
+        # The latency is the time the request takes, the sandbox's own work included (as with a real
+        # service): the answer is held until then, so `cap / latency` requests per second is reachable.
+        h.due = (h.arrived or time.monotonic()) + self.latency
+        try:
+            serve(self._faults.take())
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+    def _serve(self, h: Handler, graph: bool, fault: Fault | None, work: Callable[[], _Answer]) -> None:
+        """Serve one payments request or batch with its outer fault, if any: a status fault answers
+        instead, "drop-before" drops it unprocessed, "drop-after" and "timeout" process it first."""
+        name = fault[0] if fault else None
+        if fault and is_status_fault(name):
+            self._error(h, graph, status_fault(fault))
+            return
+        if name == "drop-before":
+            h.drop()
+            return
+        try:
+            status, payload, headers, content_type = work()
+        except ODataError as err:
+            if name in ("drop-after", "timeout"):
+                self._faults.hold_or_drop(h, name)
+            else:
+                self._error(h, graph, err)
+            return
+        if name in ("drop-after", "timeout"):
+            self._faults.hold_or_drop(h, name)
+            return
+        h.send_json(status, payload, headers, content_type)
+
+    def _serve_payments(
+        self, h: Handler, target: Route, query: dict[str, list[str]], body: bytes, fault: Fault | None
+    ) -> None:
+        def work() -> _Answer:
+            status, payload, headers = self._process(h, target, query, body)
+            return status, payload, {**self._graph_headers(h, target.graph), **headers}, JSON_ODATA
+
+        self._serve(h, target.graph, fault, work)
+
+    def _serve_batch(self, h: Handler, batch: BatchEndpoint, body: bytes, fault: Fault | None) -> None:
+        def work() -> _Answer:
+            responses = self._run_batch(h, batch, body)
+            return 200, {"responses": responses}, self._graph_headers(h, batch.graph), BATCH_JSON
+
+        self._serve(h, batch.graph, fault, work)
+
+    def _run_batch(self, h: Handler, batch: BatchEndpoint, body: bytes) -> list[dict[str, Any]]:
+        check_auth(h)
+        items = parse_items(batch, parse_json(h, body))
+        outer_auth = h.headers.get("Authorization") or ""
+        responses = []
+        for item in items:
+            with self._lock:
+                self.inner_requests.append(
+                    RecordedRequest(item.method, item.url, dict(item.headers), item.body)
+                )
+                fault = self._faults.take_inner()
+            responses.append(run_inner(h, batch, item, outer_auth, fault, self._process))
+        with self._lock:
+            self.batch_count += 1
+        responses.reverse()  # Graph answers in any order: make clients map by id
+        return responses
+
+    def _process(
+        self, h: Call, target: Route, query: dict[str, list[str]], body: bytes
+    ) -> tuple[int, Any, dict[str, str]]:
+        check_auth(h)
+        with self._lock:
+            journal = find_journal(self._companies, target)
+            if h.command == "GET":
+                return read(target, journal, query)
+        record = self._validate(h, target, body)
+        with self._lock:  # re-resolve: the lock was released while parsing the body
+            company = self._companies[norm_guid(target.company) or ""]
+            journal = company.journals[norm_guid(target.journal) or ""]
+            stored = create(target, company, journal, record)
+        location = f"{self.url}{target.collection_path}" + (
+            f"/{stored['id']}" if target.graph else f"({stored['id']})"
+        )
+        return 201, render(stored, target.graph), {"Location": location}
+
+    def _validate(self, h: Call, target: Route, body: bytes) -> dict[str, Any]:
+        return validate(parse_json(h, body), target.graph)
+
+    def _error(self, h: Handler, graph: bool, err: ODataError) -> None:
+        client_request_id = h.headers.get("client-request-id")
+        body = error_body(err.code, err.message, graph, client_request_id)
+        h.send_json(err.status, body, {**self._graph_headers(h, graph), **err.headers})
+
+    @staticmethod
+    def _graph_headers(h: Handler, graph: bool) -> dict[str, str]:
+        if not graph:
+            return {}
+        headers = {"request-id": str(uuid.uuid4())}
+        if h.headers.get("client-request-id"):
+            headers["client-request-id"] = h.headers["client-request-id"]
+        return headers
