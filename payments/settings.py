@@ -174,6 +174,11 @@ class Settings(BaseSettings):
                 "PAYMENTS_API_BASE_URL is required when PAYMENTS_TARGET=businesscentral, e.g. "
                 "https://api.businesscentral.dynamics.com/v2.0/<tenant>/<environment>/api/v2.0"
             )
+        if self.target == "graph" and urlsplit(self.base_url).path.rstrip("/").lower().endswith("/v1.0"):
+            raise ValueError(
+                "PAYMENTS_API_BASE_URL: Microsoft Graph has financials (customerPayments) only under /beta, "
+                "e.g. https://graph.microsoft.com/beta"
+            )
         limit = 20 if self.target == "graph" else 100
         if self.batch_size > limit:
             raise ValueError(

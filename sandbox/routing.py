@@ -11,8 +11,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 GRAPH_BATCH_LIMIT = 20  # Graph JSON batching: at most 20 requests per batch
 BC_BATCH_LIMIT = 100  # Business Central $batch: at most 100 operations
 
+# Graph has `/financials` under `/beta` only (REFERENCE 1: v1.0 has none).
 _GRAPH_ROUTE = re.compile(
-    r"/financials/companies/(?P<company>[^/]+)/customerPaymentJournals/(?P<journal>[^/]+)"
+    r"^/beta/financials/companies/(?P<company>[^/]+)/customerPaymentJournals/(?P<journal>[^/]+)"
     r"/customerPayments(?:/(?P<entity>[^/$][^/]*))?/?$",
     re.IGNORECASE,
 )
@@ -22,7 +23,7 @@ _BC_ROUTE = re.compile(
     re.IGNORECASE,
 )
 _BATCH_PATH = re.compile(r"(?P<prefix>.*)/\$batch/?", re.IGNORECASE)
-_GRAPH_BASES = ("/beta", "/v1.0")
+_GRAPH_BASES = ("/beta",)
 _BC_API_ROOT = re.compile(r"(?:/v2\.0(?:/[^/]+){1,2})?/api/v2\.0", re.IGNORECASE)
 
 

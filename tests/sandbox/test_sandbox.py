@@ -699,3 +699,13 @@ def test_latency_is_the_whole_answer_time_with_the_work_done_inside_it(sb: Sandb
     worker.join(5)
     assert answers[0].status_code == 201
     assert time.monotonic() - started >= 0.4
+
+
+def test_graph_financials_exist_only_under_beta(sb: Sandbox, http: requests.Session) -> None:
+    """REFERENCE 1 (the Graph page, corrected from the service): only `/beta` has `/financials`."""
+    v1 = graph_url(sb).replace("/beta/", "/v1.0/")
+    assert post(http, v1, payment()).status_code == 404
+    assert http.get(v1, headers=AUTH, timeout=5).status_code == 404
+    assert post(http, f"{sb.url}/v1.0/$batch", {"requests": [inner_post("1", "graph", payment())]}).status_code == 404
+    assert sb.payments() == []
+    assert post(http, graph_url(sb), payment()).status_code == 201
