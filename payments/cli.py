@@ -213,7 +213,20 @@ def cmd_post(args: argparse.Namespace, out: TextIO) -> int:
     if not (args.company and args.journal):
         raise SystemExit("error: --company and --journal are required (or use --sandbox)")
     settings = _settings_or_exit()
-    return _post(args, settings, args.company, args.journal, out, make_ledger(settings))
+    ledger = make_ledger(settings)
+    if ledger is None:
+        if not args.allow_duplicates:
+            raise SystemExit(
+                "error: no ledger is configured, so nothing would stop this file's payments from being "
+                "created again if it is posted twice (or resent after a failure). Configure the ledger "
+                "(AzureWebJobsStorage__tableServiceUri with an identity that may write it, or locally "
+                "AzureWebJobsStorage), or pass --allow-duplicates if duplicates are acceptable"
+            )
+        print(
+            "warning: --allow-duplicates: no ledger; posting this file again creates every payment again",
+            file=sys.stderr,
+        )
+    return _post(args, settings, args.company, args.journal, out, ledger)
 
 
 def _ledger_or_exit() -> Ledger:
@@ -285,6 +298,11 @@ def parser() -> argparse.ArgumentParser:
     po.add_argument("--company", help="company id (GUID)")
     po.add_argument("--journal", help="customer payment journal id (GUID)")
     po.add_argument("--sandbox", action="store_true", help="post to a local sandbox this command starts")
+    po.add_argument(
+        "--allow-duplicates",
+        action="store_true",
+        help="post without a ledger (none configured): the same file posted twice creates duplicates",
+    )
     po.set_defaults(run=cmd_post)
     lg = sub.add_parser(
         "ledger", help="list entries needing attention, resolve one by hand, or purge old ones"

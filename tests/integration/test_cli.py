@@ -14,7 +14,11 @@ ROOT = Path(__file__).resolve().parents[2]
 def run(*args: str, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     import os
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PAYMENTS_", "IDENTITY_", "AZURE_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PAYMENTS_", "IDENTITY_", "AZURE_", "AzureWebJobsStorage"))
+    }
     env.update(env_extra or {})
     return subprocess.run(
         [sys.executable, "-m", "payments", *args],
@@ -110,6 +114,27 @@ def test_post_requires_company_and_journal_without_sandbox(tmp_path):
     result = run("post", "samples/payments.csv")
     assert result.returncode == 2
     assert "--company and --journal are required" in result.stderr
+
+
+def test_post_to_a_real_target_without_a_ledger_is_refused_unless_duplicates_are_accepted(sandbox):
+    """Without a ledger nothing stops a second run of the same file from creating every payment again."""
+    from sandbox import SANDBOX_COMPANY_ID, SANDBOX_JOURNAL_ID, SANDBOX_TOKEN_HEADER
+
+    target = {
+        "PAYMENTS_TARGET": "businesscentral",
+        "PAYMENTS_API_BASE_URL": sandbox.bc_base_url,
+        "IDENTITY_ENDPOINT": sandbox.identity_endpoint,
+        "IDENTITY_HEADER": SANDBOX_TOKEN_HEADER,
+    }
+    where = ("--company", SANDBOX_COMPANY_ID, "--journal", SANDBOX_JOURNAL_ID)
+    refused = run("post", "samples/payments.csv", *where, env_extra=target)
+    assert refused.returncode == 2
+    assert "no ledger is configured" in refused.stderr and "--allow-duplicates" in refused.stderr
+    assert sandbox.requests == [] and sandbox.token_requests == []
+    accepted = run("post", "samples/payments.csv", *where, "--allow-duplicates", env_extra=target)
+    assert accepted.returncode == 0, accepted.stderr
+    assert "posting this file again creates every payment again" in accepted.stderr
+    assert len(sandbox.payments()) == 4
 
 
 def test_settings_are_validated_at_start_up():

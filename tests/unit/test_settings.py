@@ -17,7 +17,7 @@ def test_batch_size_is_limited_by_the_target(monkeypatch):
 def test_graph_v1_has_no_financials(monkeypatch):
     monkeypatch.setenv("PAYMENTS_TARGET", "graph")
     monkeypatch.setenv("PAYMENTS_API_BASE_URL", "https://graph.example.test/v1.0")  # the path is what counts
-    with pytest.raises(SettingsError, match="Microsoft Graph has financials .* only under /beta"):
+    with pytest.raises(SettingsError, match=r"Microsoft Graph has financials .* only under /beta"):
         load_settings()
     monkeypatch.setenv("PAYMENTS_API_BASE_URL", "https://graph.example.test/beta")
     assert load_settings().base_url.endswith("/beta")
