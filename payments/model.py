@@ -21,6 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError
 ODATA_TYPE = "#microsoft.graph.customerPayment"
 READ_ONLY = ("id", "lastModifiedDateTime")
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+# Business Central keeps amounts in an AL Decimal: at most ±999,999,999,999,999.99 (REFERENCE 2).
+AMOUNT_MAX = Decimal("999999999999999.99")
 
 _DECIMAL_TEXT = re.compile(r"[+-]?(?:\d+(?:\.\d+)?|\.\d+)")
 _INT_TEXT = re.compile(r"[+-]?\d+")
@@ -88,6 +90,11 @@ def _amount(value: Any, rules: Rules) -> Decimal:
         raise ValueError("must be a finite number")
     if not amount:
         raise ValueError("must not be zero")
+    if not -AMOUNT_MAX <= amount <= AMOUNT_MAX:
+        raise ValueError(
+            "is beyond what Business Central can hold (an AL Decimal: -999999999999999.99 to "
+            "999999999999999.99); it is never cut or rounded: correct it or split the payment"
+        )
     limit = rules.amount_decimals
     exponent = amount.as_tuple().exponent
     if -exponent > limit:  # type: ignore[operator]
@@ -294,6 +301,7 @@ def check(record: Any, rules: Rules = _DEFAULT_RULES) -> Checked:
         and amount
         and amount.is_finite()
         and amount.as_tuple().exponent >= -rules.amount_decimals
+        and -AMOUNT_MAX <= amount <= AMOUNT_MAX
     ):
         pass  # the common case, decided without a call
     elif "amount" in data:

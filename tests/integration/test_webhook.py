@@ -28,14 +28,14 @@ def test_http_function_is_registered_with_route_auth_level_and_method():
 
 def test_one_payment_is_created_and_the_exact_request_reaches_graph(azure_env, sandbox):
     body = (
-        b'{"customerNumber": "10000", "amount": 12345678901234567890.12, '
+        b'{"customerNumber": "10000", "amount": 999999999999999.99, '
         b'"postingDate": "2026-11-20", "documentNumber": "PAY-1"}'
     )
     resp, created = call(body)
     assert resp.status_code == 201
     assert resp.mimetype == "application/json"
     # The body is the target's object, amount digits untouched.
-    assert '"amount":12345678901234567890.12' in resp.get_body().decode()
+    assert '"amount":999999999999999.99' in resp.get_body().decode()
     stored = sandbox.payments()
     assert len(stored) == 1 and created["id"] == stored[0]["id"]
     assert created["lineNumber"] == 10000 and created["customerNumber"] == "10000"
@@ -53,7 +53,7 @@ def test_one_payment_is_created_and_the_exact_request_reaches_graph(azure_env, s
     assert resp.headers["client-request-id"] == headers["client-request-id"]
     assert request.body == (
         b'{"customerNumber":"10000","postingDate":"2026-11-20","documentNumber":"PAY-1",'
-        b'"amount":12345678901234567890.12}'
+        b'"amount":999999999999999.99}'
     )
 
 

@@ -212,10 +212,16 @@ def test_unreadable_or_oversize_files_post_nothing_and_are_moved_to_failed(
     assert blobs(drop, drop.archive)[0].startswith("failed/")
 
 
-def test_an_amount_written_as_a_very_long_integer_is_posted_digit_for_digit(drop, sandbox):
-    # JSON integers have no size limit; the spool and the report carry the record beyond 64 bits.
-    content = '[{"customerNumber": "10000", "amount": 123456789012345678901234567890}]'
+def test_an_amount_written_as_a_very_long_integer_is_reported_not_posted(drop, sandbox):
+    # JSON integers have no size limit; the spool and the report carry the record beyond 64 bits, and
+    # the amount is refused as beyond Business Central's AL Decimal range (REFERENCE 2), never cut.
+    content = '[{"customerNumber": "10000", "amount": 123456789012345678901234567890}, {"customerNumber": "10000", "amount": 999999999999999}]'
     name = upload(drop, f"{C}/{J}/long.json", content)
     deliver(drop, name)
-    assert [str(p["amount"]) for p in sandbox.payments()] == ["123456789012345678901234567890"]
-    assert report_of(drop, name)["totals"] == {"records": 1, "created": 1}
+    assert [str(p["amount"]) for p in sandbox.payments()] == ["999999999999999"]
+    report = report_of(drop, name)
+    assert report["totals"] == {"records": 2, "created": 1, "invalid": 1}
+    [invalid] = [r for r in report["records"] if r["outcome"] == "invalid"]
+    assert invalid["location"] == "item 0 (/0)"
+    assert "beyond what Business Central can hold" in invalid["errors"][0]["detail"]
+    assert failed_csv_of(drop, name)[1][:2] == ["10000", "123456789012345678901234567890"]

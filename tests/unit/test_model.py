@@ -17,13 +17,25 @@ def errors_of(record, rules=Rules()):  # noqa: B008 - Rules is frozen
 
 
 def test_exact_amount_survives_parse_validate_and_serialise():
-    raw = b'{"customerNumber": "10000", "amount": 12345678901234567890.12}'
+    # The largest amount Business Central holds has 17 significant digits: a float would round it.
+    raw = b'{"customerNumber": "10000", "amount": 999999999999999.99}'
     result = check(codec.loads(raw))
     assert result.ok
-    assert result.payment.amount == Decimal("12345678901234567890.12")
-    assert (
-        codec.dumps(result.payment.payload()) == '{"customerNumber":"10000","amount":12345678901234567890.12}'
-    )
+    assert result.payment.amount == Decimal("999999999999999.99")
+    assert codec.dumps(result.payment.payload()) == '{"customerNumber":"10000","amount":999999999999999.99}'
+    assert repr(float("999999999999999.99")) == "1000000000000000.0"  # what a float would have sent
+
+
+@pytest.mark.parametrize(
+    "amount", ["1000000000000000.00", "-1000000000000000", "12345678901234567890.12", "1e400", "-1E+16"]
+)
+def test_amounts_beyond_the_al_decimal_range_are_refused_before_sending(amount):
+    """REFERENCE 2: an AL Decimal holds at most ±999,999,999,999,999.99; beyond it the target fails."""
+    forms = (codec.loads(amount), Decimal(amount)) if "e" in amount.lower() else (amount, codec.loads(amount))
+    for value in forms:
+        detail = errors_of({"customerNumber": "10000", "amount": value})["/amount"]
+        assert "beyond what Business Central can hold" in detail and "-999999999999999.99" in detail
+    assert check({"customerNumber": "10000", "amount": "-999999999999999.99"}).ok
 
 
 @pytest.mark.parametrize(
