@@ -23,6 +23,7 @@ READ_ONLY = ("id", "lastModifiedDateTime")
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 # Business Central keeps amounts in an AL Decimal: at most ±999,999,999,999,999.99 (REFERENCE 2).
 AMOUNT_MAX = Decimal("999999999999999.99")
+AMOUNT_MIN = -AMOUNT_MAX
 
 _DECIMAL_TEXT = re.compile(r"[+-]?(?:\d+(?:\.\d+)?|\.\d+)")
 _INT_TEXT = re.compile(r"[+-]?\d+")
@@ -90,7 +91,7 @@ def _amount(value: Any, rules: Rules) -> Decimal:
         raise ValueError("must be a finite number")
     if not amount:
         raise ValueError("must not be zero")
-    if not -AMOUNT_MAX <= amount <= AMOUNT_MAX:
+    if not AMOUNT_MIN <= amount <= AMOUNT_MAX:
         raise ValueError(
             "is beyond what Business Central can hold (an AL Decimal: -999999999999999.99 to "
             "999999999999999.99); it is never cut or rounded: correct it or split the payment"
@@ -301,7 +302,7 @@ def check(record: Any, rules: Rules = _DEFAULT_RULES) -> Checked:
         and amount
         and amount.is_finite()
         and amount.as_tuple().exponent >= -rules.amount_decimals
-        and -AMOUNT_MAX <= amount <= AMOUNT_MAX
+        and amount.adjusted() < 14  # below 10**14: inside the AL range (the rest is checked exactly)
     ):
         pass  # the common case, decided without a call
     elif "amount" in data:
