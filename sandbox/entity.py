@@ -7,18 +7,19 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from .odata import GUID_RE, NUMBER_RE, ODataError, norm_guid, parse_filter
 from .routing import Route
-from .store import Company, Journal
+from .store import DOCUMENT_SERIES_START, Company, Journal
 
 EMPTY_GUID = "00000000-0000-0000-0000-000000000000"
 
 _ENTITY_TYPE = "Microsoft.NAV.customerPayment"
 _DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _INT32_MAX = 2**31 - 1
+AMOUNT_PRECISION = Decimal("0.01")  # General Ledger Setup "Amount Rounding Precision" (InitValue 0.01)
 
 # Properties of the entity as Business Central exposes them, in response order.
 _COMMON_PROPS = (
@@ -181,72 +182,126 @@ def find_journal(companies: dict[str, Company], route: Route) -> Journal:
     return journal
 
 
-def create(route: Route, company: Company, journal: Journal, record: dict[str, Any]) -> dict[str, Any]:
-    """Resolve the customer, check the line number and store; called with the sandbox's lock held."""
-    number = (record.get("customerNumber") or "").upper()
-    cust_id = record.get("customerId") or ""
-    if cust_id == EMPTY_GUID:
-        cust_id = ""
-    if not number and not cust_id:
-        raise ODataError(
-            400, "Application_DialogException", "A customerNumber or a customerID must be provided."
-        )
-    if number and number not in company.customers:
-        raise ODataError(
-            400,
-            "Internal_RecordNotFound",
-            f"The Customer does not exist. Identification fields and values: No.='{number}'",
-        )
-    by_id = {v: k for k, v in company.customers.items()}
-    if cust_id and cust_id not in by_id:
-        raise ODataError(
-            400,
-            "Internal_RecordNotFound",
-            "The Customer does not exist. Identification fields and values: "
-            f"SystemId='{{{cust_id.upper()}}}'",
-        )
-    if number and cust_id and company.customers[number] != cust_id:
-        raise ODataError(
-            400,
-            "Application_DialogException",
-            f"The customerNumber '{number}' and the customerId '{cust_id}' "
-            "do not identify the same customer.",
-        )
-    if not number:
-        number = by_id[cust_id]
-    cust_id = company.customers[number]
+def _dialog(message: str) -> ODataError:
+    """An AL `Error()` in a page trigger: NavNCLDialogException, which the API answers as
+    Application_DialogException (docs: webservices/dynamics-error-codes.md)."""
+    return ODataError(400, "Application_DialogException", message)
 
-    used = journal.lines
+
+def _customer(company: Company, record: dict[str, Any]) -> tuple[str, str]:
+    """customerId, then customerNumber, validated in page order (page 30055 OnValidate triggers):
+    (number, id), both blank when no customer was given (the insert still succeeds)."""
+    cust_id = record.get("customerId") or ""
+    number = (record.get("customerNumber") or "").upper()
+    by_id = {v: k for k, v in company.customers.items()}
+    from_id = ""
+    if cust_id and cust_id != EMPTY_GUID:
+        if cust_id not in by_id:
+            raise _dialog('The "customerId" does not match to a Customer.')
+        from_id = by_id[cust_id]
+    if number:
+        if from_id:
+            if from_id != number:
+                raise _dialog("The customer values do not match to a specific Customer.")
+        elif number not in company.customers:
+            raise _dialog('The "customerNumber" does not match to a Customer.')
+    number = number or from_id
+    return number, company.customers[number] if number else EMPTY_GUID
+
+
+def _invoice(company: Company, record: dict[str, Any]) -> tuple[str, str, str]:
+    """appliesToInvoiceId, then appliesToInvoiceNumber (page 30055): (id, number, its customer).
+    An id must be a posted sales invoice; a number need not exist (then no id and no customer)."""
+    inv_id = record.get("appliesToInvoiceId") or EMPTY_GUID
+    number = (record.get("appliesToInvoiceNumber") or "").upper()
+    by_id = {i: (n, c) for n, (i, c, _) in company.invoices.items()}
+    from_id = ""
+    customer = ""
+    if inv_id != EMPTY_GUID:
+        if inv_id not in by_id:
+            raise _dialog(
+                'The "appliesToInvoiceId" should be the ID of an Open, Paid, Corrective, or Canceled Invoice.'
+            )
+        from_id, customer = by_id[inv_id]
+    if number and from_id and number != from_id:
+        raise _dialog("The Applies To Invoice values do not match to the same Invoice.")
+    number = number or from_id
+    if number in company.invoices and inv_id == EMPTY_GUID:
+        inv_id, customer, _ = company.invoices[number]
+    return inv_id, number, customer
+
+
+def _next_document_number(previous: str) -> str:
+    """IncStr: the rightmost number in the text plus one, keeping its width ("PAY-0009" -> "PAY-0010")."""
+    match = re.search(r"(\d+)(?!.*\d)", previous)
+    if match is None:
+        return previous
+    digits = match.group(1)
+    bumped = str(int(digits) + 1).rjust(len(digits), "0")
+    return previous[: match.start()] + bumped + previous[match.end() :]
+
+
+def create(route: Route, company: Company, journal: Journal, record: dict[str, Any]) -> dict[str, Any]:
+    """Insert a journal line as page 30055 and table 81 do; called with the sandbox's lock held."""
+    # OnInsertRecord: a journalId in the body must name the journal of the URL; the batch name comes
+    # from that id, so a journalDisplayName in a POST body changes nothing.
+    if record.get("journalId") not in (None, norm_guid(route.journal)):
+        raise _dialog("The Journal Id and Journal Display Name do not match.")
+    number, cust_id = _customer(company, record)
+    inv_id, inv_number, inv_customer = _invoice(company, record)
+    if not number and inv_customer:  # the invoice's (bill-to) customer, only when none was given
+        number, cust_id = inv_customer, company.customers[inv_customer]
+
     line = record.get("lineNumber") or 0
-    if line and line in used:
+    if line and line in journal.lines:
         raise ODataError(
             409,
             "Internal_EntityWithSameKeyExists",
             "The record in table Gen. Journal Line already exists. Identification fields and values: "
             f"Journal Template Name='CASHRCPT',Journal Batch Name='{journal.name}',Line No.='{line}'",
         )
+    # InitializeLine / SetUpNewLine (table 81): defaults come from the line above (else the last one);
+    # Line No. is the last line's + 10000 (GetNewLineNo), 10000 in an empty journal.
+    previous = journal.above(line)
     if not line:
-        line = (journal.max_line // 10000 + 1) * 10000
+        line = journal.last["lineNumber"] + 10000 if journal.last is not None else 10000
+    work_date = company.work_date or datetime.now(UTC).date()
+    posting_date = record.get("postingDate") or (
+        previous["postingDate"] if previous else work_date.isoformat()
+    )
+    document = str(record.get("documentNumber") or "").upper()
+    if not document:
+        if previous is None:
+            document = DOCUMENT_SERIES_START
+        elif previous is journal.last:  # at the bottom: the series' next number after the last line's
+            document = _next_document_number(previous["documentNumber"])
+        else:
+            document = previous["documentNumber"]
+    # Validate(Amount) rounds to the amount rounding precision (General Ledger Setup: 0.01).
+    amount = Decimal(record.get("amount", Decimal(0)))
+    if amount.as_tuple().exponent < AMOUNT_PRECISION.as_tuple().exponent:  # finer than 0.01: rounded
+        amount = amount.quantize(AMOUNT_PRECISION, rounding=ROUND_HALF_UP)
 
-    def code(key: str, default: str = "") -> str:
+    def code(key: str) -> str:
         assert key in _CODE_PROPS
-        return str(record.get(key, default)).upper()
+        return str(record.get(key, "")).upper()
 
     stored: dict[str, Any] = {
         "id": str(uuid.uuid4()),
         "journalId": norm_guid(route.journal),
-        "journalDisplayName": code("journalDisplayName", journal.name),
+        "journalDisplayName": journal.name,
         "lineNumber": line,
         "customerId": cust_id,
         "customerNumber": number,
         "contactId": record.get("contactId", ""),
-        "postingDate": record.get("postingDate") or datetime.now(UTC).date().isoformat(),
-        "documentNumber": code("documentNumber"),
+        "postingDate": posting_date,
+        "documentNumber": document,
         "externalDocumentNumber": code("externalDocumentNumber"),
-        "amount": record.get("amount", Decimal(0)),
-        "appliesToInvoiceId": record.get("appliesToInvoiceId", EMPTY_GUID),
-        "appliesToInvoiceNumber": code("appliesToInvoiceNumber"),
-        "description": record.get("description", ""),
+        "amount": amount,
+        "appliesToInvoiceId": inv_id,
+        "appliesToInvoiceNumber": inv_number,
+        # Validating Account No. puts the customer's name in Description when none is given.
+        "description": record.get("description") or company.customer_names.get(number, ""),
         "comment": record.get("comment", ""),
         "lastModifiedDateTime": _now_iso(),
     }

@@ -9,6 +9,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from datetime import date
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -21,7 +22,9 @@ from .routing import BatchEndpoint, Route, batch_endpoint, route
 from .server import Handler, Server
 from .store import (
     SANDBOX_COMPANY_ID,
+    SANDBOX_CUSTOMER_NAMES,
     SANDBOX_CUSTOMERS,
+    SANDBOX_INVOICES,
     SANDBOX_JOURNAL_ID,
     Company,
     Journal,
@@ -139,10 +142,15 @@ class Sandbox:
 
     # ----- seed and inspection ---------------------------------------------------------------------------
     def add_company(self, company_id: str | None = None, *, name: str = "Sandbox Company") -> str:
-        """Add a company (seeded with the SANDBOX_CUSTOMERS, no journals); returns its id."""
+        """Add a company (the SANDBOX_CUSTOMERS and SANDBOX_INVOICES, no journals); returns its id."""
         cid = guid_arg(company_id)
         with self._lock:
-            self._companies[cid] = Company(name, customers=dict(SANDBOX_CUSTOMERS))
+            self._companies[cid] = Company(
+                name,
+                customers=dict(SANDBOX_CUSTOMERS),
+                customer_names=dict(SANDBOX_CUSTOMER_NAMES),
+                invoices=dict(SANDBOX_INVOICES),
+            )
         return cid
 
     def add_journal(
@@ -166,6 +174,29 @@ class Sandbox:
         with self._lock:
             self._company(company_id).customers[number.upper()] = cust_id
         return cust_id
+
+    def add_invoice(
+        self,
+        number: str,
+        customer_number: str,
+        id: str | None = None,
+        *,
+        status: str = "Open",
+        company_id: str = SANDBOX_COMPANY_ID,
+    ) -> str:
+        """Add a posted sales invoice billed to a known customer; returns its id."""
+        inv_id = guid_arg(id)
+        with self._lock:
+            company = self._company(company_id)
+            if customer_number.upper() not in company.customers:
+                raise ValueError(f"no customer {customer_number}")
+            company.invoices[number.upper()] = (inv_id, customer_number.upper(), status)
+        return inv_id
+
+    def set_work_date(self, work_date: date | None, *, company_id: str = SANDBOX_COMPANY_ID) -> None:
+        """A company's WorkDate (an empty journal's default posting date); None: today."""
+        with self._lock:
+            self._company(company_id).work_date = work_date
 
     def payments(
         self, company_id: str = SANDBOX_COMPANY_ID, journal_id: str = SANDBOX_JOURNAL_ID
@@ -205,6 +236,7 @@ class Sandbox:
         """Forget payments, requests, tokens, faults, counters; free held requests; keep the seed."""
         with self._lock:
             for company in self._companies.values():
+                company.work_date = None
                 for journal in company.journals.values():
                     journal.clear()
             self.requests.clear()

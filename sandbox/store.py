@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 from .odata import norm_guid
@@ -18,6 +19,20 @@ SANDBOX_CUSTOMERS: dict[str, str] = {
     "30000": "c0000003-0000-4000-8000-000000030000",
     "40000": "c0000004-0000-4000-8000-000000040000",
 }
+SANDBOX_CUSTOMER_NAMES: dict[str, str] = {
+    "10000": "Adatum Corporation",
+    "20000": "Trey Research",
+    "30000": "School of Fine Art",
+    "40000": "Alpine Ski House",
+}
+# Posted sales invoices: number -> (id, bill-to customer number, status).
+SANDBOX_INVOICES: dict[str, tuple[str, str, str]] = {
+    "103001": ("a1000001-0000-4000-8000-000000103001", "10000", "Open"),
+    "103002": ("a1000002-0000-4000-8000-000000103002", "20000", "Paid"),
+}
+DOCUMENT_SERIES_START = (
+    "G00001"  # the sandbox journal's number series (an empty journal's first Document No.)
+)
 
 
 @dataclass
@@ -34,18 +49,26 @@ class RecordedRequest:
 class Journal:
     name: str
     payments: list[dict[str, Any]] = field(default_factory=list)
-    lines: set[int] = field(default_factory=set)  # line numbers in use: O(1) checks for big files
-    max_line: int = 0
+    lines: dict[int, dict[str, Any]] = field(default_factory=dict)  # by Line No.: O(1) checks for big files
+    last: dict[str, Any] | None = None  # the line with the highest Line No. (what FindLast finds)
 
     def add(self, stored: dict[str, Any]) -> None:
         self.payments.append(stored)
-        self.lines.add(stored["lineNumber"])
-        self.max_line = max(self.max_line, stored["lineNumber"])
+        self.lines[stored["lineNumber"]] = stored
+        if self.last is None or stored["lineNumber"] > self.last["lineNumber"]:
+            self.last = stored
+
+    def above(self, line: int) -> dict[str, Any] | None:
+        """The line a new line at `line` takes its defaults from: the one just above it, else the last."""
+        if line and self.last is not None and line < self.last["lineNumber"]:
+            before = [n for n in self.lines if n < line]
+            return self.lines[max(before)] if before else None
+        return self.last
 
     def clear(self) -> None:
         self.payments.clear()
         self.lines.clear()
-        self.max_line = 0
+        self.last = None
 
 
 @dataclass
@@ -53,6 +76,11 @@ class Company:
     name: str
     journals: dict[str, Journal] = field(default_factory=dict)
     customers: dict[str, str] = field(default_factory=dict)  # upper-case number -> lower-case id
+    customer_names: dict[str, str] = field(default_factory=dict)  # upper-case number -> name
+    invoices: dict[str, tuple[str, str, str]] = field(
+        default_factory=dict
+    )  # number -> (id, customer, status)
+    work_date: date | None = None  # Business Central's WorkDate; None: today
 
 
 def seed_companies() -> dict[str, Company]:
@@ -62,6 +90,8 @@ def seed_companies() -> dict[str, Company]:
             SANDBOX_COMPANY_NAME,
             journals={SANDBOX_JOURNAL_ID: Journal(SANDBOX_JOURNAL_NAME)},
             customers=dict(SANDBOX_CUSTOMERS),
+            customer_names=dict(SANDBOX_CUSTOMER_NAMES),
+            invoices=dict(SANDBOX_INVOICES),
         )
     }
 

@@ -69,7 +69,7 @@ def test_post_to_the_sandbox_prints_created_ids_and_a_summary():
 def test_post_with_failures_exits_non_zero_and_explains_each(tmp_path):
     result = run("post", "samples/payments-with-errors.csv", "--sandbox", "--target", "businesscentral")
     assert result.returncode == 1
-    assert "Internal_RecordNotFound" in result.stdout
+    assert 'Application_DialogException: The "customerNumber" does not match to a Customer.' in result.stdout
     counts = {line.split()[0]: line.split()[1] for line in result.stdout.splitlines()[-5:] if line.strip()}
     assert counts == {"outcome": "records", "created": "1", "invalid": "2", "rejected": "1", "total": "4"}
 

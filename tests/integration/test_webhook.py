@@ -127,7 +127,7 @@ def test_batch_with_mixed_outcomes_answers_207_in_input_order(azure_env, sandbox
         (1, 422, "rejected"),
         (2, 201, "created"),
     ]
-    assert body["results"][1]["problem"]["targetCode"] == "Internal_RecordNotFound"
+    assert body["results"][1]["problem"]["targetCode"] == "Application_DialogException"
     assert sorted(str(p["amount"]) for p in sandbox.payments()) == ["5", "7"]
 
 
@@ -219,7 +219,7 @@ def test_route_ids_must_be_guids(azure_env, sandbox):
 @pytest.mark.parametrize(
     ("make", "status", "code"),
     [
-        (lambda: call(pay("99999")), 422, "Internal_RecordNotFound"),
+        (lambda: call(pay("99999")), 422, "Application_DialogException"),
         (lambda: call(pay(description="x"), company=str(uuid.uuid4())), 404, "Internal_CompanyNotFound"),
         (
             lambda: call(pay(lineNumber=10000)) and call(pay(lineNumber=10000)),

@@ -186,20 +186,17 @@ def test_over_long_field(sb: Sandbox, http: requests.Session) -> None:
 
 
 def test_customer_errors(sb: Sandbox, http: requests.Session) -> None:
-    resp = post(http, graph_url(sb), {"amount": 1})
-    assert resp.json()["error"] == {
-        **resp.json()["error"],
-        "code": "Application_DialogException",
-        "message": "A customerNumber or a customerID must be provided.",
-    }
+    """Page 30055's customerNumber / customerId OnValidate labels, raised as AL Error() (a dialog)."""
     resp = post(http, graph_url(sb), payment(customerNumber="99999"))
     assert resp.status_code == 400
-    assert resp.json()["error"]["code"] == "Internal_RecordNotFound"
-    assert "No.='99999'" in resp.json()["error"]["message"]
+    assert resp.json()["error"]["code"] == "Application_DialogException"
+    assert resp.json()["error"]["message"] == 'The "customerNumber" does not match to a Customer.'
     resp = post(http, graph_url(sb), payment(customerId=OTHER_GUID))
-    assert resp.json()["error"]["code"] == "Internal_RecordNotFound"
+    assert resp.json()["error"]["code"] == "Application_DialogException"
+    assert resp.json()["error"]["message"] == 'The "customerId" does not match to a Customer.'
     resp = post(http, graph_url(sb), payment(customerId=SANDBOX_CUSTOMERS["30000"]))
     assert resp.json()["error"]["code"] == "Application_DialogException"
+    assert resp.json()["error"]["message"] == "The customer values do not match to a specific Customer."
     assert sb.payments() == []
 
 
@@ -208,7 +205,7 @@ def test_duplicate_line_number_is_409(sb: Sandbox, http: requests.Session) -> No
     resp = post(http, graph_url(sb), payment(lineNumber=15000))
     assert resp.status_code == 409
     assert resp.json()["error"]["code"] == "Internal_EntityWithSameKeyExists"
-    assert post(http, graph_url(sb), payment()).json()["lineNumber"] == 20000
+    assert post(http, graph_url(sb), payment()).json()["lineNumber"] == 25000  # GetNewLineNo: last + 10000
 
 
 def test_unknown_routes_and_methods(sb: Sandbox, http: requests.Session) -> None:
@@ -494,7 +491,7 @@ def test_batch_mixed_valid_and_invalid(sb: Sandbox, http: requests.Session, form
     ]
     answers = by_id(post_batch(http, sb, form, items))
     assert {k: v["status"] for k, v in answers.items()} == {"ok": 201, "no-customer": 400, "too-long": 400}
-    assert answers["no-customer"]["body"]["error"]["code"] == "Internal_RecordNotFound"
+    assert answers["no-customer"]["body"]["error"]["code"] == "Application_DialogException"
     assert answers["too-long"]["body"]["error"]["code"] == "Application_StringExceededLength"
     assert ("innerError" in answers["too-long"]["body"]["error"]) == (form == "graph")
     assert [p["documentNumber"] for p in sb.payments()] == ["D-1"]

@@ -101,14 +101,14 @@ def test_mixed_file_posts_the_good_reports_the_bad_and_offers_a_fixable_csv(drop
     assert by_line["line 3"]["errors"][0]["pointer"] == "/amount"
     assert "decimal comma" in by_line["line 3"]["errors"][0]["detail"]
     assert by_line["line 4"]["outcome"] == "rejected"
-    assert by_line["line 4"]["error"]["code"] == "Internal_RecordNotFound"
+    assert by_line["line 4"]["error"]["code"] == "Application_DialogException"
     assert by_line["line 5"]["outcome"] == "created" and by_line["line 5"]["id"]
     rows = failed_csv_of(drop, name)
     assert rows[0] == ["customerNumber", "documentNumber", "amount", "description", "error"]
     assert rows[1][:4] == ["10000", "A-2", "1.234,56", "decimal comma"]
     assert rows[1][4].startswith("/amount: '1.234,56' uses a decimal comma")
     assert rows[2][:4] == ["99999", "A-3", "7.00", "unknown customer"]
-    assert rows[2][4].startswith("Internal_RecordNotFound: The Customer does not exist")
+    assert rows[2][4] == 'Application_DialogException: The "customerNumber" does not match to a Customer.'
     assert len(rows) == 3
     [archived] = blobs(drop, drop.archive)
     assert archived.startswith(f"failed/{name}.")
