@@ -19,7 +19,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError
 
 ODATA_TYPE = "#microsoft.graph.customerPayment"
-READ_ONLY = ("id", "lastModifiedDateTime")
+# Never sent: `id` and `lastModifiedDateTime` are read-only; `journalDisplayName` is documented read-only
+# in API v2.0 and page 30055 takes the batch from the journal id, so a value in the body changes nothing.
+READ_ONLY = ("id", "lastModifiedDateTime", "journalDisplayName")
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 # Business Central keeps amounts in an AL Decimal: at most ±999,999,999,999,999.99 (REFERENCE 2).
 AMOUNT_MAX = Decimal("999999999999999.99")
@@ -141,7 +143,6 @@ class CustomerPayment(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False, arbitrary_types_allowed=False)
 
-    journalDisplayName: str | None = _text(10)  # Code[10]
     lineNumber: Int32 | None = None
     customerId: Guid | None = None
     customerNumber: str | None = _text(20)  # Code[20]
@@ -188,7 +189,6 @@ KNOWN: frozenset[str] = frozenset((*WRITABLE, *READ_ONLY, "@odata.type"))
 _BY_LOWER = {name.lower(): name for name in KNOWN}
 
 _KIND = {
-    "journalDisplayName": "Code[10]",
     "customerNumber": "Code[20]",
     "documentNumber": "Code[20]",
     "externalDocumentNumber": "Code[35]",
@@ -263,6 +263,7 @@ def _convert(
 
 
 _DEFAULT_RULES = Rules()
+_IDENTIFYING = frozenset(("customerId", "customerNumber", "appliesToInvoiceId", "appliesToInvoiceNumber"))
 _validate = CustomerPayment.__pydantic_validator__.validate_python
 _WRITABLE_SET = _WRITABLE
 
@@ -330,9 +331,20 @@ def check(record: Any, rules: Rules = _DEFAULT_RULES) -> Checked:
             if name not in failed:  # already explained above
                 errors.append(FieldError(_pointer(name) if name else "", _describe(dict(err))))
     if not (
-        data.get("customerId") or data.get("customerNumber") or {"customerId", "customerNumber"} & failed
+        data.get("customerId")
+        or data.get("customerNumber")
+        or data.get("appliesToInvoiceId")
+        or data.get("appliesToInvoiceNumber")
+        or _IDENTIFYING & failed
     ):
-        errors.append(FieldError("", "customerId or customerNumber is required to identify the customer"))
+        errors.append(
+            FieldError(
+                "",
+                "customerId or customerNumber is required to identify the customer, unless the invoice it "
+                "pays is given (appliesToInvoiceId or appliesToInvoiceNumber): Business Central then takes "
+                "the customer from the invoice",
+            )
+        )
     if errors:
         errors.sort(key=lambda e: (_order(e.pointer), e.pointer))
         return Checked(None, errors, ignored)

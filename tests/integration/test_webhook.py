@@ -84,6 +84,18 @@ def test_read_only_properties_are_not_sent_and_the_answer_says_so(azure_env, san
     assert json.loads(posts(sandbox)[0].body) == {"customerNumber": "10000", "amount": 12.5}
 
 
+def test_an_invoice_payment_without_a_customer_is_created_and_journal_display_name_is_not_sent(
+    azure_env, sandbox
+):
+    azure_env("businesscentral")
+    resp, created = call({"appliesToInvoiceNumber": "103001", "amount": "-250.00", "journalDisplayName": "OTHER"})
+    assert resp.status_code == 201
+    assert resp.headers["Payments-Ignored-Properties"] == "journalDisplayName"
+    assert posts(sandbox)[0].body == b'{"amount":-250.00,"appliesToInvoiceNumber":"103001"}'
+    # Business Central took the customer from the invoice, and the journal's own name stands.
+    assert (created["customerNumber"], created["journalDisplayName"]) == ("10000", "GENERAL")
+
+
 def test_batch_all_created(azure_env, sandbox):
     resp, body = call([pay(amount="1.01"), pay("20000", "2.02"), pay("30000", "3.03")])
     assert resp.status_code == 201
@@ -143,7 +155,7 @@ def test_single_invalid_payment_lists_every_problem(azure_env, sandbox):
     resp, problem = call({"amount": 0, "postingDate": "2026-13-01"})
     assert resp.status_code == 422
     assert problem["errors"] == [
-        {"pointer": "", "detail": "customerId or customerNumber is required to identify the customer"},
+        {"pointer": "", "detail": "customerId or customerNumber is required to identify the customer, unless the invoice it pays is given (appliesToInvoiceId or appliesToInvoiceNumber): Business Central then takes the customer from the invoice"},
         {"pointer": "/postingDate", "detail": "'2026-13-01' is not a calendar date"},
         {"pointer": "/amount", "detail": "must not be zero"},
     ]

@@ -80,7 +80,15 @@ def test_float_is_refused_outright():
 def test_missing_amount_and_customer():
     errs = errors_of({"description": "x"})
     assert errs["/amount"] == "is required"
-    assert errs[""] == "customerId or customerNumber is required to identify the customer"
+    assert errs[""] == "customerId or customerNumber is required to identify the customer, unless the invoice it pays is given (appliesToInvoiceId or appliesToInvoiceNumber): Business Central then takes the customer from the invoice"
+
+
+def test_a_payment_of_an_invoice_needs_no_customer():
+    """Page 30055 fills the customer from the invoice (E2E TestCustomerAutofillWhenGivingInvoiceNumber)."""
+    by_number = check({"appliesToInvoiceNumber": "103001", "amount": "-10"})
+    by_id = check({"appliesToInvoiceId": "A1000001-0000-4000-8000-000000103001", "amount": "-10"})
+    assert by_number.ok and by_id.ok
+    assert by_id.payment.payload() == {"amount": Decimal("-10"), "appliesToInvoiceId": "a1000001-0000-4000-8000-000000103001"}
 
 
 def test_types_and_lengths_follow_the_edm_contract():
@@ -95,7 +103,6 @@ def test_types_and_lengths_follow_the_edm_contract():
             "externalDocumentNumber": "E" * 36,
             "description": "d" * 101,
             "comment": "c" * 251,
-            "journalDisplayName": "J" * 11,
             "contactId": "k" * 251,
             "appliesToInvoiceNumber": "I" * 21,
         }
@@ -108,7 +115,6 @@ def test_types_and_lengths_follow_the_edm_contract():
     assert errs["/externalDocumentNumber"] == "is 36 characters; at most 35 are allowed (Code[35])"
     assert errs["/description"] == "is 101 characters; at most 100 are allowed (Text[100])"
     assert errs["/comment"] == "is 251 characters; at most 250 are allowed (Text[250])"
-    assert errs["/journalDisplayName"] == "is 11 characters; at most 10 are allowed (Code[10])"
     assert errs["/contactId"] == "is 251 characters; at most 250 are allowed (String(250))"
     assert errs["/appliesToInvoiceNumber"] == "is 21 characters; at most 20 are allowed (Code[20])"
 
@@ -161,6 +167,15 @@ def test_read_only_properties_are_ignored_and_reported():
     assert result.ok
     assert result.ignored == ["id", "lastModifiedDateTime"]
     assert "id" not in result.payment.payload()
+
+
+def test_journal_display_name_is_read_only_and_never_sent():
+    """API v2.0 documents journalDisplayName as read-only; page 30055 takes the batch from the journal
+    id, so a value in the body would change nothing (or, naming another batch, mislead)."""
+    result = check({**CUSTOMER, "amount": "1", "journalDisplayName": "J" * 11})
+    assert result.ok
+    assert result.ignored == ["journalDisplayName"]
+    assert "journalDisplayName" not in result.payment.payload()
 
 
 def test_odata_type_must_be_customer_payment():
