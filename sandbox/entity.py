@@ -242,7 +242,8 @@ def _next_document_number(previous: str) -> str:
 
 
 def create(route: Route, company: Company, journal: Journal, record: dict[str, Any]) -> dict[str, Any]:
-    """Insert a journal line as page 30055 and table 81 do; called with the sandbox's lock held."""
+    """The journal line page 30055 and table 81 make of a POST, not yet inserted (see `insert`); its
+    line number is read from the journal now. Called with the sandbox's lock held."""
     # OnInsertRecord: a journalId in the body must name the journal of the URL; the batch name comes
     # from that id, so a journalDisplayName in a POST body changes nothing.
     if record.get("journalId") not in (None, norm_guid(route.journal)):
@@ -254,12 +255,7 @@ def create(route: Route, company: Company, journal: Journal, record: dict[str, A
 
     line = record.get("lineNumber") or 0
     if line and line in journal.lines:
-        raise ODataError(
-            409,
-            "Internal_EntityWithSameKeyExists",
-            "The record in table Gen. Journal Line already exists. Identification fields and values: "
-            f"Journal Template Name='CASHRCPT',Journal Batch Name='{journal.name}',Line No.='{line}'",
-        )
+        raise _duplicate(journal, line)
     # InitializeLine / SetUpNewLine (table 81): defaults come from the line above (else the last one);
     # Line No. is the last line's + 10000 (GetNewLineNo), 10000 in an empty journal.
     previous = journal.above(line)
@@ -305,6 +301,25 @@ def create(route: Route, company: Company, journal: Journal, record: dict[str, A
         "comment": record.get("comment", ""),
         "lastModifiedDateTime": _now_iso(),
     }
+    return stored
+
+
+def _duplicate(journal: Journal, line: int) -> ODataError:
+    """A second line with the same primary key (NavCSideDuplicateKeyException)."""
+    return ODataError(
+        409,
+        "Internal_EntityWithSameKeyExists",
+        "The record in table Gen. Journal Line already exists. Identification fields and values: "
+        f"Journal Template Name='CASHRCPT',Journal Batch Name='{journal.name}',Line No.='{line}'",
+    )
+
+
+def insert(journal: Journal, stored: dict[str, Any]) -> dict[str, Any]:
+    """Insert a line `create` made. Its number was read from the journal earlier: if another insert took
+    that number in between (GetNewLineNo reads the last line, then the insert writes), the primary key
+    is a duplicate and nothing is created. Called with the sandbox's lock held."""
+    if stored["lineNumber"] in journal.lines:
+        raise _duplicate(journal, stored["lineNumber"])
     journal.add(stored)
     return dict(stored)
 

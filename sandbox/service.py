@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from .batch import parse_items, run_inner
-from .entity import MAX_LENGTH, create, find_journal, read, render, validate
+from .entity import MAX_LENGTH, create, find_journal, insert, read, render, validate
 from .faults import Fault, FaultQueues, is_status_fault, status_fault
 from .identity import IDENTITY_PATH, serve_token_request
 from .odata import BATCH_JSON, JSON_ODATA, Call, ODataError, check_auth, error_body, norm_guid, parse_json
@@ -59,6 +59,7 @@ class Sandbox:
         self.latency = latency
         self.verbose = verbose
         self.concurrency_limit: int | None = None
+        self.insert_gap = 0.0  # seconds between reading a journal's last line and inserting after it
         self.throttled_count = 0
         self.requests: list[RecordedRequest] = []  # real HTTP requests only: a batch appears once
         self.inner_requests: list[RecordedRequest] = []  # the inner requests of batches, in order
@@ -408,7 +409,15 @@ class Sandbox:
         with self._lock:  # re-resolve: the lock was released while parsing the body
             company = self._companies[norm_guid(target.company) or ""]
             journal = company.journals[norm_guid(target.journal) or ""]
-            stored = create(target, company, journal, record)
+            line = create(target, company, journal, record)
+            if not self.insert_gap:
+                stored = insert(journal, line)
+        if self.insert_gap:
+            # Business Central reads the journal's last line, then inserts after it: an insert that
+            # overlaps another in this gap computes the same line number and fails on the key.
+            self.stopping.wait(self.insert_gap)
+            with self._lock:
+                stored = insert(journal, line)
         location = f"{self.url}{target.collection_path}" + (
             f"/{stored['id']}" if target.graph else f"({stored['id']})"
         )

@@ -27,6 +27,7 @@ def sandbox(_sandbox_server):
     _sandbox_server.reset()
     _sandbox_server.latency = 0.0
     _sandbox_server.concurrency_limit = None
+    _sandbox_server.insert_gap = 0.0
     yield _sandbox_server
     _sandbox_server.reset()
 

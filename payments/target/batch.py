@@ -16,8 +16,8 @@ from ..errors import AmbiguousOutcome, TargetError
 from .responses import Created
 from .retry import Retryable
 
-# (status, code, message, Retry-After header, client-request-id) -> what the answer means
-Judge = Callable[[int, str, str, str | None, str], Retryable | TargetError]
+# (item index, status, code, message, Retry-After header, client-request-id) -> what the answer means
+Judge = Callable[[int, int, str, str, str | None, str], Retryable | TargetError]
 
 
 def envelope(item_url: str, payloads: list[dict[str, Any]], indexes: list[int]) -> bytes:
@@ -77,7 +77,7 @@ def read_answers(
         code = str((error or {}).get("code") or f"HTTP{status}")
         message = str((error or {}).get("message") or "")[:1000]
         headers = {str(k).lower(): str(v) for k, v in (answer.get("headers") or {}).items()}
-        outcome = judge(status, code, message, headers.get("retry-after"), request_id)
+        outcome = judge(i, status, code, message, headers.get("retry-after"), request_id)
         if isinstance(outcome, Retryable):
             again.append(i)
             outcome.unavailable.client_request_id = request_id

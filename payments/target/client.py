@@ -63,7 +63,9 @@ class TargetClient:
     def create_payment(self, company_id: str, journal_id: str, payload: dict[str, Any]) -> Created:
         """POST one customerPayment; raises a TargetError subclass unless the target created it."""
         url = self.routes.collection_url(company_id, journal_id)
-        response, request_id, attempts = self._send("POST", url, codec.dumpb(payload), idempotent=False)
+        response, request_id, attempts = self._send(
+            "POST", url, codec.dumpb(payload), idempotent=False, auto_numbered="lineNumber" not in payload
+        )
         try:
             created = codec.loads(response.content, unique_keys=False)
         except ValueError:
@@ -88,6 +90,10 @@ class TargetClient:
         item_url = self.routes.collection_path(company_id, journal_id)
         results: dict[int, Created | TargetError | Retryable] = {}
         pending = list(range(len(payloads)))
+
+        def judge(i: int, *answer: Any) -> Retryable | TargetError:
+            return self._judge(*answer, auto_numbered="lineNumber" not in payloads[i])
+
         try:
             for attempt in self.retry.attempts():
                 with attempt:
@@ -95,7 +101,7 @@ class TargetClient:
                     response, request_id, _ = self._send(
                         "POST", self.routes.batch_url, body, idempotent=False
                     )
-                    pending = batch.read_answers(response, request_id, pending, results, self._judge)
+                    pending = batch.read_answers(response, request_id, pending, results, judge)
                     if pending:
                         raise _longest(results, pending)
         except Retryable:
@@ -117,7 +123,7 @@ class TargetClient:
     # -- one request, under the retry policy ------------------------------------------------------
 
     def _send(
-        self, method: str, url: str, body: bytes | None, *, idempotent: bool
+        self, method: str, url: str, body: bytes | None, *, idempotent: bool, auto_numbered: bool = False
     ) -> tuple[requests.Response, str, int]:
         """A 2xx answer, its client-request-id and the attempts it took; otherwise a TargetError."""
         request_id = str(uuid.uuid4())
@@ -127,7 +133,9 @@ class TargetClient:
             for attempt in self.retry.attempts():
                 with attempt:
                     attempts = attempt.retry_state.attempt_number
-                    response = self._attempt(method, url, body, request_id, idempotent=idempotent)
+                    response = self._attempt(
+                        method, url, body, request_id, idempotent=idempotent, auto_numbered=auto_numbered
+                    )
         except Retryable as exc:
             unavailable = exc.unavailable
             unavailable.client_request_id = request_id
@@ -143,7 +151,14 @@ class TargetClient:
         return response, request_id, attempts
 
     def _attempt(
-        self, method: str, url: str, body: bytes | None, request_id: str, *, idempotent: bool
+        self,
+        method: str,
+        url: str,
+        body: bytes | None,
+        request_id: str,
+        *,
+        idempotent: bool,
+        auto_numbered: bool,
     ) -> requests.Response:
         refreshed = False
         while True:
@@ -182,7 +197,13 @@ class TargetClient:
                 continue
             code, message = odata_error(response)
             raise self._judge(
-                status, code, message, response.headers.get("Retry-After"), request_id, idempotent
+                status,
+                code,
+                message,
+                response.headers.get("Retry-After"),
+                request_id,
+                idempotent,
+                auto_numbered,
             )
 
     def _judge(
@@ -193,11 +214,14 @@ class TargetClient:
         retry_header: str | None,
         request_id: str,
         idempotent: bool = False,
+        auto_numbered: bool = False,
     ) -> Retryable | TargetError:
         """What an answer means (responses.classify), and what it does to the flow: a 429 closes the
         gate for every worker and lowers the in-flight bound; any Retry-After closes the gate."""
         retry_after = parse_retry_after(retry_header)
-        verdict = classify(status, code, message, retry_after, request_id, idempotent=idempotent)
+        verdict = classify(
+            status, code, message, retry_after, request_id, idempotent=idempotent, auto_numbered=auto_numbered
+        )
         if status == 429:
             self.in_flight.throttled()
             pause = retry_after if retry_after is not None else self.settings.backoff_base_seconds

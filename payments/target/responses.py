@@ -25,6 +25,8 @@ from .retry import Retryable
 
 log = logging.getLogger("payments.target")
 
+DUPLICATE_KEY = "Internal_EntityWithSameKeyExists"  # NavCSideDuplicateKeyException (Business Central docs)
+
 
 class Created(NamedTuple):
     """The target's answer to a successful create: its object (amounts exact) and our correlation id.
@@ -69,10 +71,13 @@ def classify(
     request_id: str,
     *,
     idempotent: bool,
+    auto_numbered: bool = False,
 ) -> Retryable | TargetError:
     """What a non-2xx answer means; shared by single requests and `$batch` items. Retrying is safe only
-    when the target certainly did not act: a 429, a 503, a 502/504 that carries Retry-After (or any
-    5xx for a read); anything else after the request was sent is final or ambiguous."""
+        when the target certainly did not act: a 429, a 503, a 502/504 that carries Retry-After (or any
+        5xx for a read), and a duplicate key on a line whose number the target assigns (`auto_numbered`:
+    it read the journal's last line while another insert was writing after it; nothing was created).
+    Anything else after the request was sent is final or ambiguous."""
     hint = int(retry_after + 0.999) if retry_after is not None else 30
     log.warning("target answered %d %s client-request-id=%s", status, code, request_id)
     if status == 429:
@@ -86,6 +91,16 @@ def classify(
     ):
         return Retryable(
             Transient(f"target unavailable: {status} {code}", retry_after=hint, status=status), retry_after
+        )
+    if auto_numbered and code == DUPLICATE_KEY:
+        return Retryable(
+            Transient(
+                "the target gave this payment's line number to another insert at the same moment "
+                f"({status} {code}); nothing was created",
+                retry_after=hint,
+                status=status,
+            ),
+            retry_after,
         )
     if status in (401, 403):
         return NotAuthorized(

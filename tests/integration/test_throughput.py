@@ -108,3 +108,29 @@ def test_a_batch_keeps_one_connection_alive_and_reads_each_answer_whole(azure_en
     # connection for the five batches, one for the token (azure-identity has its own).
     assert sandbox.connections_accepted - before == 2
     assert sorted(str(o.created["amount"]) for o in outcomes) == sorted(str(p.amount) for p in payments(50, "KEEP"))
+
+
+def test_a_line_number_taken_by_a_concurrent_insert_is_retried_not_rejected(azure_env, sandbox):
+    """Business Central numbers a line by reading the last one, then inserting after it: two inserts at
+    once into one journal can get the same number, and the second fails on the key having created
+    nothing. For a line the target numbers, that is a transient: sent again, never a rejection."""
+    azure_env("businesscentral", PAYMENTS_MAX_CONCURRENCY="2")
+    sandbox.insert_gap = 0.3
+    relay = make_pipeline()
+    outcomes = relay.post_all(C, J, payments(2, "RACE"))
+    assert [o.kind for o in outcomes] == ["created", "created"]
+    assert sorted(p["lineNumber"] for p in sandbox.payments()) == [10000, 20000]
+    posted = [r for r in sandbox.requests if r.method == "POST"]
+    assert len(posted) == 3  # the collision, then its retry
+    assert list(relay.ledger.store.scan({"rejected", "ambiguous", "claimed"})) == []
+
+
+def test_a_line_number_the_caller_chose_that_exists_is_a_rejection(azure_env, sandbox):
+    azure_env("businesscentral")
+    relay = make_pipeline()
+    first = check({"customerNumber": "10000", "amount": "1.00", "lineNumber": 10000, "documentNumber": "L-1"}).payment
+    again = check({"customerNumber": "10000", "amount": "2.00", "lineNumber": 10000, "documentNumber": "L-2"}).payment
+    assert [o.kind for o in relay.post_all(C, J, [first])] == ["created"]
+    [outcome] = relay.post_all(C, J, [again])
+    assert outcome.kind == "rejected" and outcome.error.code == "Internal_EntityWithSameKeyExists"
+    assert len([r for r in sandbox.requests if r.method == "POST"]) == 2  # not retried: the caller's number

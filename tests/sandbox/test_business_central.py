@@ -149,3 +149,28 @@ def test_description_defaults_to_the_customer_name(bc):
     """Table 81 Account No. OnValidate puts the customer's name in Description; a given one is kept."""
     assert bc({"customerNumber": "20000", "amount": -1})[1]["description"] == "Trey Research"
     assert bc({"customerNumber": "20000", "amount": -1, "description": "x"})[1]["description"] == "x"
+
+
+def test_overlapping_inserts_into_one_journal_collide_on_the_line_number(bc, sandbox):
+    """Table 81 GetNewLineNo reads the last line (FindLast) and the insert writes after it; Microsoft's
+    performance guidance warns against parallel inserts under one parent. Two overlapping inserts that
+    let the target number the line both read the same last line: the second fails on the primary key
+    (Internal_EntityWithSameKeyExists) and creates nothing."""
+    import threading
+
+    sandbox.insert_gap = 0.3
+    answers: list[tuple[int, dict]] = []
+    threads = [
+        threading.Thread(target=lambda n=n: answers.append(bc({"customerNumber": "10000", "amount": -n})))
+        for n in (1, 2)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    statuses = sorted(status for status, _ in answers)
+    assert statuses == [201, 409]
+    [(_, refused)] = [a for a in answers if a[0] == 409]
+    assert refused["error"]["code"] == "Internal_EntityWithSameKeyExists"
+    assert "Line No.='10000'" in refused["error"]["message"]
+    assert [p["lineNumber"] for p in sandbox.payments()] == [10000]

@@ -54,3 +54,32 @@ def test_every_target_error_says_whether_the_payment_may_exist():
     refusal = classify(404, "Internal_RecordNotFound", "gone", None, "rid", idempotent=False)
     assert isinstance(refusal, TargetRefusal) and refusal.code == "Internal_RecordNotFound"
     assert IdentityUnavailable("no token").may_exist is False
+
+
+def test_a_batch_item_refused_on_a_line_number_the_target_chose_is_sent_again():
+    """In a $batch answer, a duplicate key on an item without a lineNumber is resent; with one, final."""
+    import json
+
+    import requests
+
+    from payments.target import batch
+    from payments.target.responses import classify, parse_retry_after
+    from payments.target.retry import Retryable
+
+    duplicate = {
+        "status": 409,
+        "body": {"error": {"code": "Internal_EntityWithSameKeyExists", "message": "Line No.='10000'"}},
+    }
+    answer = requests.Response()
+    answer._content = json.dumps({"responses": [{"id": "0", **duplicate}, {"id": "1", **duplicate}]}).encode()
+    payloads = [{"amount": 1}, {"amount": 2, "lineNumber": 10000}]
+
+    def judge(i, status, code, message, retry, rid):  # as the client judges an item
+        auto = "lineNumber" not in payloads[i]
+        return classify(status, code, message, parse_retry_after(retry), rid, idempotent=False, auto_numbered=auto)
+
+    results: dict = {}
+    again = batch.read_answers(answer, "rid", [0, 1], results, judge)
+    assert again == [0]
+    assert isinstance(results[0], Retryable) and results[0].unavailable.may_exist is False
+    assert results[1].code == "Internal_EntityWithSameKeyExists" and results[1].client_request_id == "rid"
