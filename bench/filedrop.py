@@ -24,7 +24,7 @@ def make_csv(records: int, invalid_every: int) -> bytes:
     rng = random.Random(records)
     lines = ["customerNumber,postingDate,documentNumber,externalDocumentNumber,amount,description"]
     for i in range(records):
-        amount = f"{rng.randint(1, 9_999_999)}.{rng.randint(0, 99):02d}"
+        amount = f"-{rng.randint(1, 9_999_999)}.{rng.randint(0, 99):02d}"  # a credit, as Business Central posts it
         if invalid_every and i % invalid_every == invalid_every - 1:
             amount = amount.replace(".", ",")  # a decimal comma: reported, not posted
         number = ("10000", "20000", "30000", "40000")[i % 4]

@@ -57,7 +57,7 @@ def records(n: int, tag: str) -> list[dict]:
             "postingDate": "2026-11-20",
             "documentNumber": f"{tag}-{i:06d}",
             "externalDocumentNumber": f"BANK-{tag}-{i:06d}",
-            "amount": Decimal(f"{i % 9000 + 1}.{i % 100:02d}"),
+            "amount": Decimal(f"-{i % 9000 + 1}.{i % 100:02d}"),  # a customer payment is a credit
             "description": f"Payment {i} for invoice {100000 + i}",
         }
         for i in range(n)

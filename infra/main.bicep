@@ -32,6 +32,13 @@ param batchSize int = 0
 @description('Decimal places an amount may have')
 param amountDecimals int = 2
 
+@description('How callers write amounts: negative, as Business Central posts a customer payment (a credit), or positive, as money received (the relay negates them)')
+@allowed([
+  'negative'
+  'positive'
+])
+param amountSign string = 'negative'
+
 @description('Company for files dropped at the inbox root (GUID, optional)')
 param defaultCompanyId string = ''
 
@@ -68,6 +75,7 @@ var relaySettings = {
   PAYMENTS_API_SCOPE: targetApiScope
   PAYMENTS_CREDENTIAL: 'managed'
   PAYMENTS_AMOUNT_DECIMALS: string(amountDecimals)
+  PAYMENTS_AMOUNT_SIGN: amountSign
   PAYMENTS_MAX_BODY_BYTES: '1048576'
   PAYMENTS_MAX_ATTEMPTS: '5'
   PAYMENTS_RETRY_MAX_SECONDS: '60'

@@ -91,6 +91,7 @@ def _rules(args: argparse.Namespace, settings: Settings) -> Rules:
     return Rules(
         amount_decimals=args.decimals if args.decimals is not None else settings.amount_decimals,
         target=args.target or settings.target,
+        amount_sign=settings.amount_sign,
     )
 
 
@@ -199,6 +200,8 @@ def _post(
             code = getattr(outcome.error, "code", None)
             row.detail = f"{code + ': ' if code else ''}{outcome.error.message}"
     print(f"{args.file}: {len(rows)} records to company {company}, journal {journal}", file=out)
+    if rules.amount_sign == "positive":
+        print("  amounts written as money received were sent negated (PAYMENTS_AMOUNT_SIGN)", file=out)
     _print_table(rows, out)
     return 0 if all(r.outcome in ("created", "skipped") for r in rows) else 1
 

@@ -40,6 +40,9 @@ class Rules:
     amount_decimals: int = 2
     target: Literal["graph", "businesscentral"] = "graph"
     from_text: bool = False  # CSV cells are text: allow "10" for an Int32 there, not in JSON
+    # How callers write amounts (PAYMENTS_AMOUNT_SIGN): "negative" as Business Central posts a customer
+    # payment, or "positive" as money received, which the relay negates before sending.
+    amount_sign: Literal["negative", "positive"] = "negative"
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +110,23 @@ def _amount(value: Any, rules: Rules) -> Decimal:
                 f"has {places} decimal places; at most {limit} are allowed "
                 "(it is never rounded: send it exactly)"
             )
+    if amount.is_signed() is not (rules.amount_sign == "negative"):
+        raise ValueError(_wrong_sign(amount, rules))
     return amount
+
+
+def _wrong_sign(amount: Decimal, rules: Rules) -> str:
+    digits = format(abs(amount), "f")  # bounded: the range was checked first
+    if rules.amount_sign == "negative":
+        return (
+            "is positive, but Business Central records a customer payment as a credit, a negative amount "
+            '(posting the journal refuses a positive one: "Amount must be negative"); send '
+            f"-{digits}, or set PAYMENTS_AMOUNT_SIGN=positive to write payments as money received"
+        )
+    return (
+        "is negative, but PAYMENTS_AMOUNT_SIGN=positive: payments are written as money received (the "
+        f"relay sends them as credits); send {digits}"
+    )
 
 
 def _amount_text(value: str) -> Decimal:
@@ -304,6 +323,7 @@ def check(record: Any, rules: Rules = _DEFAULT_RULES) -> Checked:
         and amount.is_finite()
         and amount.as_tuple().exponent >= -rules.amount_decimals
         and amount.adjusted() < 14  # below 10**14: inside the AL range (the rest is checked exactly)
+        and amount.is_signed() is (rules.amount_sign == "negative")
     ):
         pass  # the common case, decided without a call
     elif "amount" in data:
@@ -348,6 +368,8 @@ def check(record: Any, rules: Rules = _DEFAULT_RULES) -> Checked:
     if errors:
         errors.sort(key=lambda e: (_order(e.pointer), e.pointer))
         return Checked(None, errors, ignored)
+    if rules.amount_sign == "positive":  # money received: sent as the credit Business Central records
+        payment = payment.model_copy(update={"amount": -payment.amount})  # type: ignore[union-attr]
     return Checked(payment, [], ignored)
 
 

@@ -54,6 +54,11 @@ class Settings(BaseSettings):
         description="Client id of the user-assigned managed identity",
     )
     amount_decimals: int = Field(2, ge=0, le=10, description="Maximum decimal places in an amount")
+    amount_sign: Literal["negative", "positive"] = Field(
+        "negative",
+        description="How callers write amounts: negative, as Business Central posts a customer payment "
+        "(a credit), or positive, as money received (the relay negates them before sending)",
+    )
     max_body_bytes: int = Field(1024 * 1024, ge=1024, description="Largest accepted HTTP request body")
     max_attempts: int = Field(5, ge=1, le=20, description="Attempts per request, first one included")
     retry_max_seconds: float = Field(60.0, gt=0, le=600, description="Total time budget for retries")

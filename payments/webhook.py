@@ -25,6 +25,8 @@ PROBLEM = "urn:payments-relay:problem:"
 PROBLEM_JSON = "application/problem+json"
 IGNORED_HEADER = "Payments-Ignored-Properties"
 ALREADY_HEADER = "Payments-Already-Posted"
+# Present when amounts are written as money received (PAYMENTS_AMOUNT_SIGN=positive): they were negated.
+NEGATED_HEADER = "Payments-Amounts-Negated"
 # The Functions host answers an HTTP trigger within 230 s; stop starting new posts well before.
 HTTP_TIME_BUDGET_SECONDS = 180.0
 
@@ -135,7 +137,10 @@ def handle_post(
 ) -> Answer:
     """Answer one webhook call; never raises, never leaks a traceback."""
     try:
-        return _handle(body, {k.lower(): v for k, v in headers.items()}, company_id, journal_id, pipeline)
+        answer = _handle(body, {k.lower(): v for k, v in headers.items()}, company_id, journal_id, pipeline)
+        if pipeline().rules.amount_sign == "positive":
+            answer.headers[NEGATED_HEADER] = "true"
+        return answer
     except SettingsError as exc:
         log.error("relay misconfigured: %s", exc)
         return problem(500, "relay-misconfigured", "The relay is misconfigured", str(exc))

@@ -36,6 +36,10 @@ from .report import SPOOL_MEMORY, Report, outcome_detail
 log = logging.getLogger("payments.filedrop")
 
 POST_CHUNK = 100  # least payments handed to the pipeline at a time: bounds memory, not throughput
+NEGATED_NOTE = (
+    "written as money received (PAYMENTS_AMOUNT_SIGN=positive) and sent negated: Business Central "
+    "records a customer payment as a credit"
+)
 
 
 @dataclass(slots=True)
@@ -111,6 +115,8 @@ class FileDrop:
             },
             "processedAt": started.isoformat().replace("+00:00", "Z"),
         }
+        if settings.amount_sign == "positive":
+            head["amounts"] = NEGATED_NOTE
         report = Report()
         spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)
         file_error: str | None = None
@@ -187,12 +193,14 @@ class FileDrop:
         # Enough payments per call to keep every allowed request in flight busy.
         chunk_size = max(POST_CHUNK, settings.batch_size * settings.max_concurrency * 2)
         halt = Halt()
+        # The spool holds payloads as they go to the target (a credit: negative), whatever the setting.
+        target_form = replace(self.pipeline.rules, amount_sign="negative")
         while True:
             chunk = [codec.loads(line) for _, line in zip(range(chunk_size), spool, strict=False)]
             if not chunk:
                 return
             # The payloads passed validation in the first pass; checking again restores the model.
-            payments = [check(item["payload"], self.pipeline.rules).payment for item in chunk]
+            payments = [check(item["payload"], target_form).payment for item in chunk]
             outcomes = self.pipeline.post_all(
                 company, journal, [p for p in payments if p is not None], halt=halt
             )

@@ -18,7 +18,9 @@ from .settle import Settler
 
 
 def rules_for(settings: Settings) -> Rules:
-    return Rules(amount_decimals=settings.amount_decimals, target=settings.target)
+    return Rules(
+        amount_decimals=settings.amount_decimals, target=settings.target, amount_sign=settings.amount_sign
+    )
 
 
 class Pipeline:

@@ -131,6 +131,7 @@ def test_template_defaults_match_the_code_defaults():
     assert params["reportsContainer"]["default"] == defaults["reports_container"].default
     assert params["archiveContainer"]["default"] == defaults["archive_container"].default
     assert params["ledgerTable"]["default"] == defaults["ledger_table"].default
+    assert params["amountSign"]["default"] == defaults["amount_sign"].default
     assert settings["PAYMENTS_CREDENTIAL"] == "managed"
 
 

@@ -35,7 +35,7 @@ def test_validate_reports_every_invalid_record_with_its_location():
     assert result.returncode == 1
     lines = result.stdout.splitlines()
     assert any(line.split()[:3] == ["line", "2", "valid"] for line in lines)
-    assert any("line 3" in line and "/amount: '1.234,56' uses a decimal comma" in line for line in lines), (
+    assert any("line 3" in line and "/amount: '-1.234,56' uses a decimal comma" in line for line in lines), (
         result.stdout
     )
     assert any(
@@ -62,7 +62,7 @@ def test_post_to_the_sandbox_prints_created_ids_and_a_summary():
         if re.match(r"\s+line \d+\s+created\s+id [0-9a-f-]{36} ", line)
     ]
     assert len(created) == 4
-    assert "amount 999999999999999.99" in result.stdout
+    assert "amount -999999999999999.99" in result.stdout
     assert "  created            4" in result.stdout
 
 
@@ -75,7 +75,7 @@ def test_post_with_failures_exits_non_zero_and_explains_each(tmp_path):
 
 
 def test_post_accepts_every_json_shape(tmp_path):
-    record = {"customerNumber": "20000", "amount": 3.10}
+    record = {"customerNumber": "20000", "amount": -3.10}
     files = {
         "one.json": json.dumps(record),
         "many.json": json.dumps([record, record]),
@@ -83,16 +83,16 @@ def test_post_accepts_every_json_shape(tmp_path):
         "lines.ndjson": "\n".join(json.dumps(record) for _ in range(3)) + "\n",
     }
     for name, text in files.items():
-        (tmp_path / name).write_text(text.replace("3.1", "3.10"))
+        (tmp_path / name).write_text(text.replace("-3.1", "-3.10"))
         result = run("post", str(tmp_path / name), "--sandbox")
         assert result.returncode == 0, (name, result.stdout, result.stderr)
-        assert "amount 3.10" in result.stdout
+        assert "amount -3.10" in result.stdout
 
 
 def test_progress_is_shown_for_large_files(tmp_path):
     path = tmp_path / "big.ndjson"
     path.write_text(
-        "".join(json.dumps({"customerNumber": "10000", "amount": f"{i}.01"}) + "\n" for i in range(1, 402))
+        "".join(json.dumps({"customerNumber": "10000", "amount": f"-{i}.01"}) + "\n" for i in range(1, 402))
     )
     result = run("post", str(path), "--sandbox")
     assert result.returncode == 0, result.stderr

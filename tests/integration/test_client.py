@@ -171,7 +171,7 @@ def test_pipeline_does_not_hammer_an_unavailable_target(azure_env, sandbox):
     sandbox.inject("503", times=2, retry_after="0")
     from payments.model import check
 
-    payments = [check({"customerNumber": "10000", "amount": n}).payment for n in (1, 2, 3)]
+    payments = [check({"customerNumber": "10000", "amount": -n}).payment for n in (1, 2, 3)]
     outcomes = Pipeline(make_client()).post_all(C, J, payments)
     assert [(o.kind, o.attempted) for o in outcomes] == [
         ("unavailable", True),

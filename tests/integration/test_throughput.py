@@ -16,7 +16,7 @@ from tests.support.relay import make_pipeline
 
 def payments(n: int, tag: str = "T"):
     return [
-        check({"customerNumber": ("10000", "20000")[i % 2], "documentNumber": f"{tag}-{i}", "amount": f"{i + 1}.{i % 100:02d}"}).payment
+        check({"customerNumber": ("10000", "20000")[i % 2], "documentNumber": f"{tag}-{i}", "amount": f"-{i + 1}.{i % 100:02d}"}).payment
         for i in range(n)
     ]
 
@@ -128,8 +128,8 @@ def test_a_line_number_taken_by_a_concurrent_insert_is_retried_not_rejected(azur
 def test_a_line_number_the_caller_chose_that_exists_is_a_rejection(azure_env, sandbox):
     azure_env("businesscentral")
     relay = make_pipeline()
-    first = check({"customerNumber": "10000", "amount": "1.00", "lineNumber": 10000, "documentNumber": "L-1"}).payment
-    again = check({"customerNumber": "10000", "amount": "2.00", "lineNumber": 10000, "documentNumber": "L-2"}).payment
+    first = check({"customerNumber": "10000", "amount": "-1.00", "lineNumber": 10000, "documentNumber": "L-1"}).payment
+    again = check({"customerNumber": "10000", "amount": "-2.00", "lineNumber": 10000, "documentNumber": "L-2"}).payment
     assert [o.kind for o in relay.post_all(C, J, [first])] == ["created"]
     [outcome] = relay.post_all(C, J, [again])
     assert outcome.kind == "rejected" and outcome.error.code == "Internal_EntityWithSameKeyExists"

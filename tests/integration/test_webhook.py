@@ -28,14 +28,14 @@ def test_http_function_is_registered_with_route_auth_level_and_method():
 
 def test_one_payment_is_created_and_the_exact_request_reaches_graph(azure_env, sandbox):
     body = (
-        b'{"customerNumber": "10000", "amount": 999999999999999.99, '
+        b'{"customerNumber": "10000", "amount": -999999999999999.99, '
         b'"postingDate": "2026-11-20", "documentNumber": "PAY-1"}'
     )
     resp, created = call(body)
     assert resp.status_code == 201
     assert resp.mimetype == "application/json"
     # The body is the target's object, amount digits untouched.
-    assert '"amount":999999999999999.99' in resp.get_body().decode()
+    assert '"amount":-999999999999999.99' in resp.get_body().decode()
     stored = sandbox.payments()
     assert len(stored) == 1 and created["id"] == stored[0]["id"]
     assert created["lineNumber"] == 10000 and created["customerNumber"] == "10000"
@@ -53,13 +53,13 @@ def test_one_payment_is_created_and_the_exact_request_reaches_graph(azure_env, s
     assert resp.headers["client-request-id"] == headers["client-request-id"]
     assert request.body == (
         b'{"customerNumber":"10000","postingDate":"2026-11-20","documentNumber":"PAY-1",'
-        b'"amount":999999999999999.99}'
+        b'"amount":-999999999999999.99}'
     )
 
 
 def test_business_central_target_uses_its_own_path_form(azure_env, sandbox):
     azure_env("businesscentral")
-    resp, created = call(pay("20000", amount="0.10", customerId=SANDBOX_CUSTOMERS["20000"].upper()))
+    resp, created = call(pay("20000", amount="-0.10", customerId=SANDBOX_CUSTOMERS["20000"].upper()))
     assert resp.status_code == 201, created
     [request] = posts(sandbox)
     assert request.path == (
@@ -68,7 +68,7 @@ def test_business_central_target_uses_its_own_path_form(azure_env, sandbox):
     )
     sent = json.loads(request.body)
     assert sent["customerId"] == SANDBOX_CUSTOMERS["20000"]  # normalised to lower case
-    assert b'"amount":0.10' in request.body
+    assert b'"amount":-0.10' in request.body
 
 
 def test_read_only_properties_are_not_sent_and_the_answer_says_so(azure_env, sandbox):
@@ -81,7 +81,7 @@ def test_read_only_properties_are_not_sent_and_the_answer_says_so(azure_env, san
     )
     assert resp.status_code == 201
     assert resp.headers["Payments-Ignored-Properties"] == "id, lastModifiedDateTime"
-    assert json.loads(posts(sandbox)[0].body) == {"customerNumber": "10000", "amount": 12.5}
+    assert json.loads(posts(sandbox)[0].body) == {"customerNumber": "10000", "amount": -12.5}
 
 
 def test_an_invoice_payment_without_a_customer_is_created_and_journal_display_name_is_not_sent(
@@ -97,21 +97,21 @@ def test_an_invoice_payment_without_a_customer_is_created_and_journal_display_na
 
 
 def test_batch_all_created(azure_env, sandbox):
-    resp, body = call([pay(amount="1.01"), pay("20000", "2.02"), pay("30000", "3.03")])
+    resp, body = call([pay(amount="-1.01"), pay("20000", "-2.02"), pay("30000", "-3.03")])
     assert resp.status_code == 201
     assert body["summary"] == {"total": 3, "created": 3}
     assert [r["status"] for r in body["results"]] == [201, 201, 201]
     # Posted concurrently: every payment gets its own line, in whatever order they arrived.
     assert sorted(r["payment"]["lineNumber"] for r in body["results"]) == [10000, 20000, 30000]
-    assert [r["payment"]["amount"] for r in body["results"]] == [Decimal("1.01"), Decimal("2.02"), Decimal("3.03")]
-    assert sorted(str(p["amount"]) for p in sandbox.payments()) == ["1.01", "2.02", "3.03"]
+    assert [r["payment"]["amount"] for r in body["results"]] == [Decimal("-1.01"), Decimal("-2.02"), Decimal("-3.03")]
+    assert sorted(str(p["amount"]) for p in sandbox.payments()) == ["-1.01", "-2.02", "-3.03"]
 
 
 @pytest.mark.parametrize(
     ("wrap", "prefix"), [(lambda items: items, ""), (lambda items: {"value": items}, "/value")]
 )
 def test_an_invalid_item_rejects_the_whole_batch_before_anything_is_posted(azure_env, sandbox, wrap, prefix):
-    resp, problem = call(wrap([pay(), pay(amount="1.005"), {"customerNumber": "1", "ammount": "3"}, pay()]))
+    resp, problem = call(wrap([pay(), pay(amount="-1.005"), {"customerNumber": "1", "ammount": "3"}, pay()]))
     assert resp.status_code == 422
     assert resp.mimetype == "application/problem+json"
     assert problem["type"] == PROBLEM + "validation-failed"
@@ -131,7 +131,7 @@ def test_an_invalid_item_rejects_the_whole_batch_before_anything_is_posted(azure
 
 
 def test_batch_with_mixed_outcomes_answers_207_in_input_order(azure_env, sandbox):
-    resp, body = call([pay(amount="5"), pay("99999", "6"), pay(amount="7")])
+    resp, body = call([pay(amount="-5"), pay("99999", "-6"), pay(amount="-7")])
     assert resp.status_code == 207
     assert body["summary"] == {"total": 3, "created": 2, "rejected": 1}
     assert [(r["index"], r["status"], r["outcome"]) for r in body["results"]] == [
@@ -140,7 +140,7 @@ def test_batch_with_mixed_outcomes_answers_207_in_input_order(azure_env, sandbox
         (2, 201, "created"),
     ]
     assert body["results"][1]["problem"]["targetCode"] == "Application_DialogException"
-    assert sorted(str(p["amount"]) for p in sandbox.payments()) == ["5", "7"]
+    assert sorted(str(p["amount"]) for p in sandbox.payments()) == ["-5", "-7"]
 
 
 def test_empty_batch(azure_env, sandbox):
@@ -315,7 +315,7 @@ def test_misconfiguration_is_a_clear_problem_not_a_traceback(azure_env, sandbox,
 
 def test_outcome_is_logged_with_the_correlation_id_and_never_the_token_or_payload(azure_env, sandbox, caplog):
     caplog.set_level("DEBUG")
-    resp, created = call(pay(amount="777.77", description="private remark"))
+    resp, created = call(pay(amount="-777.77", description="private remark"))
     assert resp.status_code == 201
     request_id = resp.headers["client-request-id"]
     assert any(request_id in r.getMessage() and created["id"] in r.getMessage() for r in caplog.records), [
@@ -332,3 +332,34 @@ def test_settings_are_checked_at_start_up_with_a_clear_log_line(monkeypatch, cap
     monkeypatch.delenv("PAYMENTS_API_BASE_URL", raising=False)
     assert runtime.check_settings() is False
     assert "PAYMENTS_API_BASE_URL is required when PAYMENTS_TARGET=businesscentral" in caplog.text
+
+
+def test_amounts_written_as_money_received_are_sent_as_credits_and_the_answer_says_so(azure_env, sandbox):
+    """PAYMENTS_AMOUNT_SIGN=positive: callers send money received; Business Central gets the credit its
+    journal posts (Gen. Jnl.-Check Line: a customer payment's amount must be negative)."""
+    azure_env("businesscentral", PAYMENTS_AMOUNT_SIGN="positive")
+    resp, created = call(pay(amount="12.50"))
+    assert resp.status_code == 201
+    assert resp.headers["Payments-Amounts-Negated"] == "true"
+    assert posts(sandbox)[0].body == b'{"customerNumber":"10000","amount":-12.50}'
+    assert created["amount"] == Decimal("-12.50")
+    resp, problem = call(pay(amount="-12.50"))
+    assert resp.status_code == 422 and resp.headers["Payments-Amounts-Negated"] == "true"
+    assert problem["errors"] == [
+        {
+            "pointer": "/amount",
+            "detail": "is negative, but PAYMENTS_AMOUNT_SIGN=positive: payments are written as money received "
+            "(the relay sends them as credits); send 12.50",
+        }
+    ]
+    assert len(posts(sandbox)) == 1
+
+
+def test_a_positive_amount_is_refused_by_default_with_what_to_send(azure_env, sandbox):
+    resp, problem = call(pay(amount="12.50"))
+    assert resp.status_code == 422 and "Payments-Amounts-Negated" not in resp.headers
+    [error] = problem["errors"]
+    assert error["pointer"] == "/amount"
+    assert error["detail"].startswith("is positive, but Business Central records a customer payment as a credit")
+    assert "send -12.50" in error["detail"]
+    assert posts(sandbox) == []

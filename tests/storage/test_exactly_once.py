@@ -88,8 +88,8 @@ def test_same_request_twice_in_sequence_with_idempotency_key(env, sandbox):
 
 def test_same_key_with_a_different_payload_is_refused(env, sandbox):
     key = {"Idempotency-Key": "k-1"}
-    assert call(pay(amount="1.00"), headers=key)[0].status_code == 201
-    resp, problem = call(pay(amount="2.00"), headers=key)
+    assert call(pay(amount="-1.00"), headers=key)[0].status_code == 201
+    resp, problem = call(pay(amount="-2.00"), headers=key)
     assert resp.status_code == 422
     assert problem["type"] == "urn:payments-relay:problem:idempotency-key-reused"
     assert len(posts(sandbox)) == 1
@@ -165,8 +165,8 @@ def test_connection_dropped_after_commit_with_a_natural_key_is_reconciled(env, s
 
 def test_connection_dropped_after_commit_without_a_natural_key_stays_ambiguous(env, sandbox, capsys):
     sandbox.inject("drop-after")
-    assert call(pay(amount="9.99"))[0].status_code == 502
-    resp, problem = call(pay(amount="9.99"))
+    assert call(pay(amount="-9.99"))[0].status_code == 502
+    resp, problem = call(pay(amount="-9.99"))
     assert resp.status_code == 502
     assert "no documentNumber or externalDocumentNumber" in problem["detail"]
     assert len(posts(sandbox)) == 1 and len(sandbox.payments()) == 1
@@ -182,13 +182,13 @@ def test_connection_dropped_after_commit_without_a_natural_key_stays_ambiguous(e
     assert entry.key in listing and "ambiguous" in listing and "1 entries need attention" in listing
     target_id = sandbox.payments()[0]["id"]
     assert main(["ledger", "resolve", entry.key, "--company", C, "--journal", J, "--posted", target_id]) == 0
-    resp, body = call(pay(amount="9.99"))
+    resp, body = call(pay(amount="-9.99"))
     assert resp.status_code == 200 and body["id"] == target_id
     assert_agrees(env, sandbox)
 
 
 def test_identical_payments_in_one_batch_count_once(env, sandbox):
-    resp, body = call([pay(amount="3.00"), pay(amount="3.00"), pay(amount="4.00")])
+    resp, body = call([pay(amount="-3.00"), pay(amount="-3.00"), pay(amount="-4.00")])
     assert resp.status_code == 207
     assert [r["outcome"] for r in body["results"]] == ["created", "skipped", "created"]
     assert body["results"][1]["payment"]["id"] == body["results"][0]["payment"]["id"]
@@ -199,7 +199,7 @@ def test_identical_payments_in_one_batch_count_once(env, sandbox):
 
 
 def csv_of(n: int, prefix: str) -> str:
-    rows = [f"{('10000', '20000', '30000')[i % 3]},{prefix}-{i:04d},{i + 1}.{i % 100:02d}" for i in range(n)]
+    rows = [f"{('10000', '20000', '30000')[i % 3]},{prefix}-{i:04d},-{i + 1}.{i % 100:02d}" for i in range(n)]
     return "customerNumber,documentNumber,amount\r\n" + "\r\n".join(rows) + "\r\n"
 
 

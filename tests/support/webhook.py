@@ -35,7 +35,7 @@ def call(
     return resp, (json.loads(text, parse_float=Decimal) if text else None)
 
 
-def pay(number="10000", amount="12.50", **extra):
+def pay(number="10000", amount="-12.50", **extra):
     return {"customerNumber": number, "amount": amount, **extra}
 
 

@@ -13,7 +13,7 @@ SCOPE = Scope("5b1c4a0e-7d3f-4e8a-9c21-3f6d8e0a1b01", "9e2f7c14-1a5b-4d6e-8f30-7
 
 
 def payment(**extra):
-    return check({"customerNumber": "10000", "amount": "10.10", **extra}).payment
+    return check({"customerNumber": "10000", "amount": "-10.10", **extra}).payment
 
 
 def nothing_found(_natural):
@@ -22,7 +22,7 @@ def nothing_found(_natural):
 
 def test_equal_payments_have_equal_keys_whatever_the_spelling():
     a = payment(documentNumber="inv-1").payload()
-    b = payment(documentNumber="INV-1", amount="10.1").payload()
+    b = payment(documentNumber="INV-1", amount="-10.1").payload()
     assert canonical(a) == canonical(b)
     assert derived_key(SCOPE, a) == derived_key(SCOPE, b)
     assert derived_key(SCOPE, a) != derived_key(Scope(SCOPE.company_id, "other"), a)
@@ -53,7 +53,7 @@ def test_a_live_claim_is_in_flight_and_a_stale_one_is_reconciled():
     searched = []
     decision = ledger.claim(SCOPE, key, p, lambda natural: searched.append(natural) or [{"id": "found"}])
     assert decision.action == "done" and decision.found == {"id": "found"}
-    assert searched == [{"documentNumber": "D-1", "customerNumber": "10000", "amount": "10.10"}]
+    assert searched == [{"documentNumber": "D-1", "customerNumber": "10000", "amount": "-10.10"}]
     assert [e.state for e in ledger.store.scan()] == ["posted"]
 
 
@@ -82,5 +82,5 @@ def test_resolved_as_not_posted_is_posted_on_the_next_send():
 
 
 def test_odata_filter_for_reconciliation():
-    natural = {"documentNumber": "o'neil-1", "customerNumber": "10000", "amount": "10.10"}
-    assert odata_filter(natural) == "documentNumber eq 'O''NEIL-1' and customerNumber eq '10000' and amount eq 10.10"
+    natural = {"documentNumber": "o'neil-1", "customerNumber": "10000", "amount": "-10.10"}
+    assert odata_filter(natural) == "documentNumber eq 'O''NEIL-1' and customerNumber eq '10000' and amount eq -10.10"

@@ -18,12 +18,12 @@ def errors_of(record, rules=Rules()):  # noqa: B008 - Rules is frozen
 
 def test_exact_amount_survives_parse_validate_and_serialise():
     # The largest amount Business Central holds has 17 significant digits: a float would round it.
-    raw = b'{"customerNumber": "10000", "amount": 999999999999999.99}'
+    raw = b'{"customerNumber": "10000", "amount": -999999999999999.99}'
     result = check(codec.loads(raw))
     assert result.ok
-    assert result.payment.amount == Decimal("999999999999999.99")
-    assert codec.dumps(result.payment.payload()) == '{"customerNumber":"10000","amount":999999999999999.99}'
-    assert repr(float("999999999999999.99")) == "1000000000000000.0"  # what a float would have sent
+    assert result.payment.amount == Decimal("-999999999999999.99")
+    assert codec.dumps(result.payment.payload()) == '{"customerNumber":"10000","amount":-999999999999999.99}'
+    assert repr(float("-999999999999999.99")) == "-1000000000000000.0"  # what a float would have sent
 
 
 @pytest.mark.parametrize(
@@ -40,12 +40,30 @@ def test_amounts_beyond_the_al_decimal_range_are_refused_before_sending(amount):
 
 @pytest.mark.parametrize(
     ("given", "sent"),
-    [("4.20", "4.20"), ("-15.5", "-15.5"), ("7", "7"), ("0.01", "0.01"), ("1.500", "1.500")],
+    [("-4.20", "-4.20"), ("-15.5", "-15.5"), ("-7", "-7"), ("-0.01", "-0.01"), ("-1.500", "-1.500")],
 )
 def test_amount_text_is_sent_as_a_json_number_with_the_digits_given(given, sent):
     for raw in (given, f'"{given}"'):
         payment = check(codec.loads(f'{{"customerNumber":"1","amount":{raw}}}')).payment
         assert codec.dumps(payment.payload()) == f'{{"customerNumber":"1","amount":{sent}}}'
+
+
+def test_a_payment_is_a_credit_unless_amounts_are_written_as_money_received():
+    """Gen. Jnl.-Check Line refuses a customer payment with a positive amount ("Amount must be negative")
+    when the journal is posted; the API itself stores the amount as sent (REFERENCE 2)."""
+    detail = errors_of({**CUSTOMER, "amount": "12.50"})["/amount"]
+    assert detail.startswith("is positive, but Business Central records a customer payment as a credit")
+    assert "send -12.50, or set PAYMENTS_AMOUNT_SIGN=positive" in detail
+    assert "is positive" in errors_of(codec.loads('{"customerNumber": "1", "amount": 7}'))["/amount"]
+    received = Rules(amount_sign="positive")
+    for raw in ('"12.50"', "12.50"):
+        payment = check(codec.loads(f'{{"customerNumber":"1","amount":{raw}}}'), received).payment
+        assert codec.dumps(payment.payload()) == '{"customerNumber":"1","amount":-12.50}'
+    negative = errors_of({**CUSTOMER, "amount": "-12.50"}, received)["/amount"]
+    assert negative == (
+        "is negative, but PAYMENTS_AMOUNT_SIGN=positive: payments are written as money received (the "
+        "relay sends them as credits); send 12.50"
+    )
 
 
 @pytest.mark.parametrize(
@@ -69,8 +87,8 @@ def test_bad_amounts_are_refused_with_a_reason(amount, fragment):
 
 
 def test_amount_decimals_setting_changes_the_limit():
-    assert check({**CUSTOMER, "amount": "1.125"}, Rules(amount_decimals=3)).ok
-    assert "at most 0" in errors_of({**CUSTOMER, "amount": "1.5"}, Rules(amount_decimals=0))["/amount"]
+    assert check({**CUSTOMER, "amount": "-1.125"}, Rules(amount_decimals=3)).ok
+    assert "at most 0" in errors_of({**CUSTOMER, "amount": "-1.5"}, Rules(amount_decimals=0))["/amount"]
 
 
 def test_float_is_refused_outright():
@@ -94,7 +112,7 @@ def test_a_payment_of_an_invoice_needs_no_customer():
 def test_types_and_lengths_follow_the_edm_contract():
     errs = errors_of(
         {
-            "amount": "1",
+            "amount": "-1",
             "customerId": "not-a-guid",
             "customerNumber": "C" * 21,
             "lineNumber": 2**31,
@@ -120,31 +138,31 @@ def test_types_and_lengths_follow_the_edm_contract():
 
 
 def test_strings_at_their_limits_are_accepted():
-    assert check({**CUSTOMER, "amount": "1", "externalDocumentNumber": "E" * 35, "description": "d" * 100}).ok
+    assert check({**CUSTOMER, "amount": "-1", "externalDocumentNumber": "E" * 35, "description": "d" * 100}).ok
 
 
 def test_line_number_must_be_a_json_integer_except_in_csv_text():
-    assert "whole number" in errors_of({**CUSTOMER, "amount": "1", "lineNumber": "10"})["/lineNumber"]
+    assert "whole number" in errors_of({**CUSTOMER, "amount": "-1", "lineNumber": "10"})["/lineNumber"]
     assert (
         "without a decimal point"
-        in errors_of({**CUSTOMER, "amount": "1", "lineNumber": Decimal("10.0")})["/lineNumber"]
+        in errors_of({**CUSTOMER, "amount": "-1", "lineNumber": Decimal("10.0")})["/lineNumber"]
     )
     assert (
-        check({**CUSTOMER, "amount": "1", "lineNumber": "10"}, Rules(from_text=True)).payment.lineNumber == 10
+        check({**CUSTOMER, "amount": "-1", "lineNumber": "10"}, Rules(from_text=True)).payment.lineNumber == 10
     )
 
 
 def test_calendar_dates_only():
-    assert errors_of({**CUSTOMER, "amount": "1", "postingDate": "2026-02-29"})["/postingDate"] == (
+    assert errors_of({**CUSTOMER, "amount": "-1", "postingDate": "2026-02-29"})["/postingDate"] == (
         "'2026-02-29' is not a calendar date"
     )
-    assert check({**CUSTOMER, "amount": "1", "postingDate": "2028-02-29"}).ok
+    assert check({**CUSTOMER, "amount": "-1", "postingDate": "2028-02-29"}).ok
 
 
 def test_guids_are_normalised_to_lower_case_hyphenated():
     payment = check(
         {
-            "amount": "1",
+            "amount": "-1",
             "customerId": "3992E4C5E4C53992C5E49239C5E49239",
             "appliesToInvoiceId": "{94757752-7752-9475-5277-759452777594}",
         }
@@ -163,7 +181,7 @@ def test_unknown_properties_are_refused_with_a_suggestion():
 
 
 def test_read_only_properties_are_ignored_and_reported():
-    result = check({**CUSTOMER, "amount": "1", "id": "x", "lastModifiedDateTime": "2020-01-01T00:00:00Z"})
+    result = check({**CUSTOMER, "amount": "-1", "id": "x", "lastModifiedDateTime": "2020-01-01T00:00:00Z"})
     assert result.ok
     assert result.ignored == ["id", "lastModifiedDateTime"]
     assert "id" not in result.payment.payload()
@@ -172,27 +190,27 @@ def test_read_only_properties_are_ignored_and_reported():
 def test_journal_display_name_is_read_only_and_never_sent():
     """API v2.0 documents journalDisplayName as read-only; page 30055 takes the batch from the journal
     id, so a value in the body would change nothing (or, naming another batch, mislead)."""
-    result = check({**CUSTOMER, "amount": "1", "journalDisplayName": "J" * 11})
+    result = check({**CUSTOMER, "amount": "-1", "journalDisplayName": "J" * 11})
     assert result.ok
     assert result.ignored == ["journalDisplayName"]
     assert "journalDisplayName" not in result.payment.payload()
 
 
 def test_odata_type_must_be_customer_payment():
-    assert check({**CUSTOMER, "amount": "1", "@odata.type": "#microsoft.graph.customerPayment"}).ok
-    assert errors_of({**CUSTOMER, "amount": "1", "@odata.type": "#microsoft.graph.vendorPayment"})[
+    assert check({**CUSTOMER, "amount": "-1", "@odata.type": "#microsoft.graph.customerPayment"}).ok
+    assert errors_of({**CUSTOMER, "amount": "-1", "@odata.type": "#microsoft.graph.vendorPayment"})[
         "/@odata.type"
     ]
 
 
 def test_contact_id_is_graph_only():
-    record = {**CUSTOMER, "amount": "1", "contactId": "C1"}
+    record = {**CUSTOMER, "amount": "-1", "contactId": "C1"}
     assert check(record, Rules(target="graph")).ok
     assert "Graph only" in errors_of(record, Rules(target="businesscentral"))["/contactId"]
 
 
 def test_payload_keeps_contract_order_and_omits_absent_properties():
-    payment = check({"amount": "5", "description": "x", "customerNumber": "1", "comment": None}).payment
+    payment = check({"amount": "-5", "description": "x", "customerNumber": "1", "comment": None}).payment
     assert list(payment.payload()) == ["customerNumber", "amount", "description"]
 
 
