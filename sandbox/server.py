@@ -143,13 +143,14 @@ class Handler(BaseHTTPRequestHandler):
         self, status: int, payload: Any, headers: dict[str, str] | None = None, content_type: str = JSON
     ) -> None:
         """Answer with a JSON body and a Content-Length (so keep-alive clients stay in step), once due."""
-        data = dumpb(payload)
+        data = b"" if payload is None else dumpb(payload)  # None: no body (204)
         if not self._await_due():
             self.drop()
             return
         self._started = True
         self.send_response(status)
-        self.send_header("Content-Type", content_type)
+        if data:
+            self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         for name, value in (headers or {}).items():
             self.send_header(name, value)

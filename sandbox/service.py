@@ -9,27 +9,21 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import date
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from . import posting
 from .batch import parse_items, run_inner
-from .entity import MAX_LENGTH, create, find_journal, insert, read, render, validate
+from .books import Books
+from .entity import create, find_journal, insert, read, render, validate
 from .faults import Fault, FaultQueues, is_status_fault, status_fault
 from .identity import IDENTITY_PATH, serve_token_request
 from .odata import BATCH_JSON, JSON_ODATA, Call, ODataError, check_auth, error_body, norm_guid, parse_json
 from .routing import BatchEndpoint, Route, batch_endpoint, route
 from .server import Handler, Server
 from .store import (
-    SANDBOX_COMPANY_ID,
-    SANDBOX_CUSTOMER_NAMES,
-    SANDBOX_CUSTOMERS,
-    SANDBOX_INVOICES,
-    SANDBOX_JOURNAL_ID,
     Company,
-    Journal,
     RecordedRequest,
-    guid_arg,
     seed_companies,
 )
 
@@ -41,7 +35,7 @@ WARNING_TEXT = "payments sandbox: FOR DEVELOPMENT AND TESTS ONLY - never use it 
 _Answer = tuple[int, Any, dict[str, str], str]
 
 
-class Sandbox:
+class Sandbox(Books):
     """In-memory customerPayments service on 127.0.0.1, for development, tests and benchmarks only."""
 
     def __init__(
@@ -141,74 +135,7 @@ class Sandbox:
         with self._lock:
             return self._in_flight
 
-    # ----- seed and inspection ---------------------------------------------------------------------------
-    def add_company(self, company_id: str | None = None, *, name: str = "Sandbox Company") -> str:
-        """Add a company (the SANDBOX_CUSTOMERS and SANDBOX_INVOICES, no journals); returns its id."""
-        cid = guid_arg(company_id)
-        with self._lock:
-            self._companies[cid] = Company(
-                name,
-                customers=dict(SANDBOX_CUSTOMERS),
-                customer_names=dict(SANDBOX_CUSTOMER_NAMES),
-                invoices=dict(SANDBOX_INVOICES),
-            )
-        return cid
-
-    def add_journal(
-        self, journal_id: str | None = None, *, name: str = "CASH", company_id: str = SANDBOX_COMPANY_ID
-    ) -> str:
-        """Add a customer payment journal (batch name Code[10]) to a company; returns its id."""
-        if not name or len(name) > MAX_LENGTH["journalDisplayName"]:
-            raise ValueError("journal name must be 1 to 10 characters")
-        jid = guid_arg(journal_id)
-        with self._lock:
-            self._company(company_id).journals[jid] = Journal(name.upper())
-        return jid
-
-    def add_customer(
-        self, number: str, id: str | None = None, *, company_id: str = SANDBOX_COMPANY_ID
-    ) -> str:
-        """Add a customer (number Code[20]) to a company; returns its id."""
-        if not number or len(number) > MAX_LENGTH["customerNumber"]:
-            raise ValueError("customer number must be 1 to 20 characters")
-        cust_id = guid_arg(id)
-        with self._lock:
-            self._company(company_id).customers[number.upper()] = cust_id
-        return cust_id
-
-    def add_invoice(
-        self,
-        number: str,
-        customer_number: str,
-        id: str | None = None,
-        *,
-        status: str = "Open",
-        company_id: str = SANDBOX_COMPANY_ID,
-    ) -> str:
-        """Add a posted sales invoice billed to a known customer; returns its id."""
-        inv_id = guid_arg(id)
-        with self._lock:
-            company = self._company(company_id)
-            if customer_number.upper() not in company.customers:
-                raise ValueError(f"no customer {customer_number}")
-            company.invoices[number.upper()] = (inv_id, customer_number.upper(), status)
-        return inv_id
-
-    def set_work_date(self, work_date: date | None, *, company_id: str = SANDBOX_COMPANY_ID) -> None:
-        """A company's WorkDate (an empty journal's default posting date); None: today."""
-        with self._lock:
-            self._company(company_id).work_date = work_date
-
-    def payments(
-        self, company_id: str = SANDBOX_COMPANY_ID, journal_id: str = SANDBOX_JOURNAL_ID
-    ) -> list[dict]:
-        """Copies of the stored payments in creation order (all properties; amount is a Decimal)."""
-        with self._lock:
-            journal = self._company(company_id).journals.get(norm_guid(journal_id) or "")
-            if journal is None:
-                raise KeyError(f"no journal {journal_id} in company {company_id}")
-            return [dict(p) for p in journal.payments]
-
+    # ----- faults and reset -------------------------------------------------------------------------------
     def inject(self, fault: str, *, times: int = 1, retry_after: str | None = None) -> None:
         """Queue `times` faults, consumed FIFO one per payments request (GET or POST).
 
@@ -238,6 +165,7 @@ class Sandbox:
         with self._lock:
             for company in self._companies.values():
                 company.work_date = None
+                company.ledger_entries.clear()
                 for journal in company.journals.values():
                     journal.clear()
             self.requests.clear()
@@ -248,12 +176,6 @@ class Sandbox:
             self.throttled_count = 0
             self.batch_count = 0
             self._faults.release_held()
-
-    def _company(self, company_id: str) -> Company:
-        company = self._companies.get(norm_guid(company_id) or "")
-        if company is None:
-            raise KeyError(f"no company {company_id}")
-        return company
 
     # ----- request handling ------------------------------------------------------------------------------
     def handle(self, h: Handler, body: bytes) -> None:
@@ -281,6 +203,11 @@ class Sandbox:
                 self._error(h, batch.graph, err)
                 return
             self._admit(h, recorded, batch.graph, lambda fault: self._serve_batch(h, batch, body, fault))
+            return
+        if (posting_target := posting.route(path)) is not None:
+            with self._lock:
+                self.requests.append(recorded)
+            self._serve_posting(h, posting_target, query)
             return
         target = route(path)
         allowed = ("GET",) if target is not None and target.entity is not None else ("GET", "POST")
@@ -422,6 +349,24 @@ class Sandbox:
             f"/{stored['id']}" if target.graph else f"({stored['id']})"
         )
         return 201, render(stored, target.graph), {"Location": location}
+
+    def _serve_posting(self, h: Handler, target: tuple[str, str, str | None, bool], query: Any) -> None:
+        """`generalLedgerEntries` (GET) and a journal's `Microsoft.NAV.post` action (POST, answered 204)."""
+        kind, company_id, journal_id, graph = target
+        try:
+            check_auth(h)
+            if h.command != ("GET" if kind == "entries" else "POST"):
+                raise ODataError(405, "BadRequest_MethodNotAllowed", f"'{h.command}' is not allowed here.")
+            with self._lock:
+                company = posting.company_of(self._companies, company_id)
+                if kind == "entries":
+                    h.send_json(200, posting.entries(company, query), content_type=JSON_ODATA)
+                    return
+                journal = find_journal(self._companies, Route(graph, company_id, journal_id or "", None, ""))
+                posting.post(company, journal)
+            h.send_json(204, None)
+        except ODataError as err:
+            self._error(h, graph, err)
 
     def _validate(self, h: Call, target: Route, body: bytes) -> dict[str, Any]:
         return validate(parse_json(h, body), target.graph)

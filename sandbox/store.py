@@ -81,6 +81,7 @@ class Company:
         default_factory=dict
     )  # number -> (id, customer, status)
     work_date: date | None = None  # Business Central's WorkDate; None: today
+    ledger_entries: list[dict[str, Any]] = field(default_factory=list)  # posted G/L entries
 
 
 def seed_companies() -> dict[str, Company]:

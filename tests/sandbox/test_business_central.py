@@ -174,3 +174,52 @@ def test_overlapping_inserts_into_one_journal_collide_on_the_line_number(bc, san
     assert refused["error"]["code"] == "Internal_EntityWithSameKeyExists"
     assert "Line No.='10000'" in refused["error"]["message"]
     assert [p["lineNumber"] for p in sandbox.payments()] == [10000]
+
+
+def _post_journal(sandbox: Sandbox) -> requests.Response:
+    url = (
+        f"{sandbox.bc_base_url}/companies({SANDBOX_COMPANY_ID})/customerPaymentJournals({SANDBOX_JOURNAL_ID})"
+        "/Microsoft.NAV.post"
+    )
+    return requests.post(url, headers=AUTH, timeout=5)
+
+
+def test_posting_checks_every_line_first_and_posts_nothing_when_one_fails(bc, sandbox):
+    """Gen. Jnl.-Post Batch runs Gen. Jnl.-Check Line on every line before posting any: a customer
+    payment with a positive amount fails CheckDocType with FieldError(Amount, 'must be negative'), a
+    line without a customer TestField("Account No."), and the journal keeps all its lines."""
+    bc({"customerNumber": "10000", "amount": -5, "documentNumber": "OK-1"})
+    bc({"customerNumber": "10000", "amount": 5, "documentNumber": "POS-1"})
+    resp = _post_journal(sandbox)
+    assert resp.status_code == 400
+    assert resp.json()["error"] == {
+        "code": "Application_FieldValidationException",
+        "message": "Amount must be negative in Gen. Journal Line Journal Template Name='CASHRCPT',"
+        "Journal Batch Name='GENERAL',Line No.='20000'.",
+    }
+    assert len(sandbox.payments()) == 2 and sandbox.ledger_entries() == []
+    sandbox.reset()
+    bc({"appliesToInvoiceNumber": "unknown-1", "amount": -5})
+    message = _post_journal(sandbox).json()["error"]["message"]
+    assert message.startswith("Account No. must have a value in Gen. Journal Line")
+
+
+def test_posting_turns_lines_into_ledger_entries_and_empties_the_journal(bc, sandbox):
+    """Gen. Jnl.-Post Batch posts the lines and deletes them from the journal; the posted payment is then
+    found through API v2.0 generalLedgerEntries (page 30018: documentNumber, postingDate, accountNumber,
+    debitAmount, creditAmount; it has no externalDocumentNumber)."""
+    bc({"customerNumber": "10000", "amount": -120.50, "documentNumber": "PAY-7", "postingDate": "2026-11-20"})
+    bc({"customerNumber": "20000", "amount": -3, "documentNumber": "PAY-8", "postingDate": "2026-11-20"})
+    assert _post_journal(sandbox).status_code == 204
+    assert sandbox.payments() == []
+    url = f"{sandbox.bc_base_url}/companies({SANDBOX_COMPANY_ID})/generalLedgerEntries"
+    found = requests.get(url, params={"$filter": "documentNumber eq 'PAY-7'"}, headers=AUTH, timeout=5)
+    assert found.status_code == 200
+    entries = found.json()["value"]
+    assert [(e["accountNumber"], e["debitAmount"], e["creditAmount"]) for e in entries] == [
+        ("2310", 0, 120.5),
+        ("2910", 120.5, 0),
+    ]
+    assert {e["documentNumber"] for e in entries} == {"PAY-7"} and "externalDocumentNumber" not in entries[0]
+    assert '"creditAmount":120.5,' in found.text  # the digits sent (-120.5), negated
+    assert len(sandbox.ledger_entries()) == 4
