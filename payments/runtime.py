@@ -62,6 +62,7 @@ def make_ledger(settings: Settings) -> Ledger | None:
     return Ledger(
         TableLedgerStore(table),
         lease=timedelta(seconds=settings.ledger_lease_seconds),
+        settle=timedelta(seconds=settings.target_settle_seconds),
         retention=timedelta(days=settings.ledger_retention_days),
     )
 

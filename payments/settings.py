@@ -88,6 +88,13 @@ class Settings(BaseSettings):
     ledger_lease_seconds: float = Field(
         300.0, gt=0, le=3600, description="After this long a claim by a silent worker may be reconciled"
     )
+    target_settle_seconds: float = Field(
+        600.0,
+        ge=0,
+        le=3600,
+        description="How long after a request left the target may still act on it (Business Central: "
+        "queued up to 8 minutes, ended at 10); until then an ambiguous payment is not posted again",
+    )
     ledger_retention_days: float = Field(
         30.0, gt=0, le=3650, description="How long payment keys are remembered"
     )

@@ -41,11 +41,18 @@ class Entry:
     response_body: str | None = None  # the target's object (JSON), for replays
     client_request_id: str | None = None
     natural: dict[str, str] = field(default_factory=dict)  # documentNumber etc., amount as text
+    # The latest time a request for this payment may have left: the lease end of the last claim that
+    # was allowed to send. Takeovers that send nothing keep it, so retries cannot push it forward.
+    sent_by: datetime | None = None
     etag: str | None = None
 
     def is_stale(self, now: datetime) -> bool:
         """A claim whose lease ran out: its worker went silent; the payment may have reached the target."""
         return self.state == "claimed" and self.claimed_until <= now
+
+    def may_still_run(self, now: datetime, settle: timedelta) -> bool:
+        """A request sent for this payment may still be queued or running at the target."""
+        return now < (self.sent_by or self.claimed_until) + settle
 
     def is_expired(self, now: datetime, retention: timedelta) -> bool:
         """Untouched for longer than the retention period: the key is forgotten."""

@@ -9,9 +9,12 @@ Protocol, per payment key:
 2. post, then record the outcome: `posted` (with the target's id), `rejected`, or `ambiguous`;
    a definite "nothing was created" (target unavailable) releases the claim;
 3. someone else's live claim means the payment is in flight; a stale claim (a crashed worker) or an
-   `ambiguous` entry may have reached the target, so it is reconciled first: the target is searched
-   by the payment's natural key and a match is adopted instead of posting. Without a natural key the
-   entry stays `ambiguous` for a person to resolve; it is never re-posted on a guess.
+   `ambiguous` entry may have reached the target, so it is reconciled first: the target's journal is
+   searched by the payment's natural key, then (posting a journal deletes its lines) its posted
+   entries by documentNumber, and a match is adopted instead of posting. "Absent" counts only once
+   the first request can no longer be queued or running at the target (`settle` after it may have
+   been sent). Without a natural key that survives posting (documentNumber) the entry stays
+   `ambiguous` for a person to resolve; it is never re-posted on a guess.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any, Literal
 
 from .. import codec
@@ -32,6 +36,9 @@ from .store import LedgerStore
 log = logging.getLogger("payments.ledger")
 
 MAX_STORED_BODY = 30_000  # characters: a Table string property holds 32K UTF-16 code units
+
+
+Find = Callable[[dict[str, str]], list[dict[str, Any]]]  # natural key -> what the target holds
 
 
 def _now() -> datetime:
@@ -57,11 +64,15 @@ class Ledger:
         *,
         lease: timedelta = timedelta(minutes=5),
         retention: timedelta = timedelta(days=30),
+        settle: timedelta = timedelta(minutes=10),
         clock: Callable[[], datetime] = _now,
     ):
         self.store = store
         self.lease = lease
         self.retention = retention
+        # How long after a request left the target may still act on it: Business Central queues a
+        # request up to 8 minutes and ends it at 10 (operational limits).
+        self.settle = settle
         self.clock = clock
 
     # -- before posting -----------------------------------------------------------------------
@@ -80,6 +91,7 @@ class Ledger:
             created_at=now,
             updated_at=now,
             natural=natural_key(payload),
+            sent_by=now + self.lease,
         )
 
     def claim(
@@ -87,12 +99,14 @@ class Ledger:
         scope: Scope,
         key: str,
         payment: CustomerPayment,
-        find: Callable[[dict[str, str]], list[dict[str, Any]]],
+        find: Find,
         *,
+        find_posted: Find | None = None,
         replay_rejections: bool = False,
         payment_fingerprint: str | None = None,
     ) -> Decision:
-        """Claim `key` for posting, or say why not. `find` searches the target by natural key."""
+        """Claim `key` for posting, or say why not. `find` searches the target's journal by natural key,
+        `find_posted` its posted entries (None: it cannot be searched there)."""
         now = self.clock()
         fresh = self._fresh(scope, key, payment, payment_fingerprint, now)
         for _ in range(5):
@@ -103,7 +117,7 @@ class Ledger:
             if existing is None:
                 continue  # released between our insert and get: try again
             if existing.is_expired(now, self.retention):
-                taken = self._take_over(existing, fresh)
+                taken = self._take_over(existing, fresh, sends=True)
                 if taken is None:
                     continue
                 return Decision("post", taken)
@@ -116,20 +130,21 @@ class Ledger:
             if existing.state == "rejected":
                 if replay_rejections:
                     return Decision("done", existing)
-                taken = self._take_over(existing, fresh)  # nothing exists at the target: safe to retry
+                taken = self._take_over(existing, fresh, sends=True)  # nothing exists at the target
                 if taken is None:
                     return Decision("in-flight", existing)
                 return Decision("post", taken)
             if existing.state == "claimed" and not existing.is_stale(now):
                 return Decision("in-flight", existing)
             # A stale claim (its worker died) or an ambiguous outcome: it may exist at the target.
-            taken = self._take_over(existing, fresh)
+            taken = self._take_over(existing, fresh, sends=False)
             if taken is None:
                 return Decision("in-flight", existing)
-            return self._reconcile(taken, find)
+            return self._reconcile(taken, find, find_posted, now)
         raise LedgerUnavailable(f"could not claim {key}: the entry kept changing")
 
-    def _take_over(self, existing: Entry, fresh: Entry) -> Entry | None:
+    def _take_over(self, existing: Entry, fresh: Entry, *, sends: bool) -> Entry | None:
+        """Claim an existing entry; `sends`: this claim may send the payment (else `sent_by` is kept)."""
         taken = evolve(
             existing,
             state="claimed",
@@ -138,34 +153,68 @@ class Ledger:
             updated_at=fresh.updated_at,
             attempts=existing.attempts + 1,
             natural=fresh.natural or existing.natural,
+            sent_by=fresh.sent_by if sends else existing.sent_by or existing.claimed_until,
         )
         return self.store.replace(taken)
 
-    def _reconcile(self, entry: Entry, find: Callable[[dict[str, str]], list[dict[str, Any]]]) -> Decision:
-        if not (entry.natural.get("documentNumber") or entry.natural.get("externalDocumentNumber")):
-            marked = self.mark(entry, state="ambiguous")
-            return Decision(
-                "ambiguous",
-                marked,
-                reason="an earlier attempt may have created it and it has no documentNumber or "
+    def _ambiguous(self, entry: Entry, reason: str) -> Decision:
+        return Decision("ambiguous", self.mark(entry, state="ambiguous"), reason=reason)
+
+    def _reconcile(self, entry: Entry, find: Find, find_posted: Find | None, now: datetime) -> Decision:
+        natural = entry.natural
+        if not (natural.get("documentNumber") or natural.get("externalDocumentNumber")):
+            return self._ambiguous(
+                entry,
+                "an earlier attempt may have created it and it has no documentNumber or "
                 "externalDocumentNumber to look it up by: check the journal, then resolve it with "
                 "`python -m payments ledger resolve`",
             )
         try:
-            matches = find(entry.natural)
+            matches = find(natural)
         except Exception as exc:  # the target cannot be searched now: stay ambiguous, do not post
-            marked = self.mark(entry, state="ambiguous")
-            return Decision("ambiguous", marked, reason=f"could not search the target to reconcile: {exc}")
+            return self._ambiguous(entry, f"could not search the target to reconcile: {exc}")
         if len(matches) == 1:
             found = matches[0]
             self.record_posted(entry, found, status=201)
             log.info("reconciled %s: adopted %s found at the target", entry.key, found.get("id"))
             return Decision("done", entry, found=found)
         if len(matches) > 1:
-            marked = self.mark(entry, state="ambiguous")
-            return Decision("ambiguous", marked, reason=f"{len(matches)} payments at the target match it")
-        log.info("reconciled %s: not at the target, posting", entry.key)
-        return Decision("post", entry)
+            return self._ambiguous(entry, f"{len(matches)} payments at the target match it")
+        # Not in the journal. Posting the journal deletes its lines: look among the posted entries,
+        # which keep the documentNumber (and not the externalDocumentNumber).
+        if not natural.get("documentNumber") or find_posted is None:
+            return self._ambiguous(
+                entry,
+                "it is not in the journal, but the journal may have been posted since, and only a "
+                "documentNumber can be found among posted entries: check the posted entries, then resolve "
+                "it with `python -m payments ledger resolve`",
+            )
+        try:
+            posted = find_posted(natural)
+        except Exception as exc:
+            return self._ambiguous(entry, f"could not search the target's posted entries: {exc}")
+        if posted:
+            found = {
+                "documentNumber": natural["documentNumber"],
+                "amount": Decimal(natural["amount"]) if natural.get("amount") else None,
+                "postedEntries": [e.get("entryNumber") for e in posted],
+            }
+            self.record_posted(entry, found, status=201)
+            log.info("reconciled %s: found among the target's posted entries", entry.key)
+            return Decision("done", entry, found=found)
+        if entry.may_still_run(now, self.settle):
+            after = (entry.sent_by or entry.claimed_until) + self.settle
+            return self._ambiguous(
+                entry,
+                "not found at the target, but the earlier request may still be queued or running there "
+                f"(Business Central queues a request up to 8 minutes and ends it at 10): send it again "
+                f"after {after:%Y-%m-%d %H:%M:%S} UTC",
+            )
+        log.info("reconciled %s: not at the target and no longer running there, posting", entry.key)
+        sending = self.store.replace(evolve(entry, sent_by=entry.claimed_until, updated_at=now))
+        if sending is None:  # someone else took it meanwhile: theirs to send
+            return Decision("in-flight", entry)
+        return Decision("post", sending)
 
     # -- after posting ------------------------------------------------------------------------
 

@@ -48,6 +48,7 @@ class TableLedgerStore:
             "ResponseStatus": entry.response_status,
             "ResponseBody": entry.response_body,
             "ClientRequestId": entry.client_request_id,
+            "SentBy": entry.sent_by,
         }
         entity.update({k: v for k, v in optional.items() if v is not None})
         return entity
@@ -71,6 +72,7 @@ class TableLedgerStore:
             response_body=entity.get("ResponseBody"),
             client_request_id=entity.get("ClientRequestId"),
             natural=codec.loads(entity.get("Natural") or "{}"),
+            sent_by=entity.get("SentBy"),
             etag=entity.metadata.get("etag"),
         )
 

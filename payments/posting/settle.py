@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
 from .. import codec
 from ..errors import AmbiguousOutcome, LedgerUnavailable, PermanentRejection, TargetError, TargetUnavailable
 from ..ledger import Decision, Digest, Entry, Ledger, Scope, digest
 from ..model import CustomerPayment
-from ..target import TargetClient, odata_filter
+from ..target import TargetClient, odata_filter, posted_filter
 from .outcome import Outcome, answered
 
 log = logging.getLogger("payments.posting")
@@ -33,6 +34,18 @@ class Settler:
     def find(self, company_id: str, journal_id: str, natural: dict[str, str]) -> list[dict[str, Any]]:
         """Payments at the target matching a natural key (for reconciliation)."""
         return self.client.find_payments(company_id, journal_id, odata_filter(natural))
+
+    def find_posted(self, company_id: str, natural: dict[str, str]) -> list[dict[str, Any]]:
+        """Posted G/L entries of a payment: its documentNumber, and its amount on either side."""
+        entries = self.client.find_posted(company_id, posted_filter(natural))
+        if "amount" not in natural:
+            return entries
+        paid = abs(Decimal(natural["amount"]))
+        return [
+            e
+            for e in entries
+            if paid in (abs(Decimal(e.get("debitAmount") or 0)), abs(Decimal(e.get("creditAmount") or 0)))
+        ]
 
     def post_one(
         self,
@@ -142,6 +155,7 @@ class Settler:
                 key or derived.key,
                 payment,
                 lambda natural: self.find(company_id, journal_id, natural),
+                find_posted=lambda natural: self.find_posted(company_id, natural),
                 replay_rejections=explicit,
                 payment_fingerprint=derived.fingerprint,
             )
@@ -200,5 +214,8 @@ def replay(entry: Entry | None, decision: Decision) -> Outcome:
         body = codec.loads(entry.response_body)
     if not body:
         body = {"id": entry.target_id}
-    note = "found at the target and adopted" if decision.found else "posted before"
+    if decision.found and "postedEntries" in decision.found:
+        note = "found among the target's posted entries (its journal was posted) and adopted"
+    else:
+        note = "found at the target and adopted" if decision.found else "posted before"
     return Outcome("skipped", created=body, note=note, replay_status=entry.response_status)

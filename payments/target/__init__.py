@@ -2,6 +2,6 @@
 
 from .client import TargetClient
 from .responses import Created, parse_retry_after
-from .routes import Routes, odata_filter
+from .routes import Routes, odata_filter, posted_filter
 
-__all__ = ["Created", "Routes", "TargetClient", "odata_filter", "parse_retry_after"]
+__all__ = ["Created", "Routes", "TargetClient", "odata_filter", "parse_retry_after", "posted_filter"]

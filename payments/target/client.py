@@ -120,6 +120,14 @@ class TargetClient:
         found = codec.loads(response.content, unique_keys=False)
         return list(found.get("value", [])) if isinstance(found, dict) else []
 
+    def find_posted(self, company_id: str, odata_filter: str) -> list[dict[str, Any]]:
+        """GET the company's posted G/L entries matching an OData `$filter` (for reconciliation)."""
+        response, _, _ = self._send(
+            "GET", self.routes.posted_entries_url(company_id, odata_filter), None, idempotent=True
+        )
+        found = codec.loads(response.content, unique_keys=False)
+        return list(found.get("value", [])) if isinstance(found, dict) else []
+
     # -- one request, under the retry policy ------------------------------------------------------
 
     def _send(

@@ -37,6 +37,18 @@ class Routes:
     def search_url(self, company_id: str, journal_id: str, odata_filter: str) -> str:
         return self.collection_url(company_id, journal_id) + "?$filter=" + quote(odata_filter, safe="")
 
+    def posted_entries_url(self, company_id: str, odata_filter: str) -> str:
+        """The company's posted G/L entries (`generalLedgerEntries`) matching a `$filter`."""
+        c = quote(company_id, safe="")
+        company = f"financials/companies/{c}" if self.target == "graph" else f"companies({c})"
+        return f"{self.base_url}/{company}/generalLedgerEntries?$filter=" + quote(odata_filter, safe="")
+
+
+def posted_filter(natural: dict[str, str]) -> str:
+    """The `$filter` that finds a payment's posted G/L entries: its documentNumber, the one natural key
+    that survives posting (generalLedgerEntries has no externalDocumentNumber)."""
+    return "documentNumber eq '" + natural["documentNumber"].upper().replace("'", "''") + "'"
+
 
 def odata_filter(natural: dict[str, str]) -> str:
     """The `$filter` that finds a payment by its natural key (Code fields upper-case, as stored)."""

@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from decimal import Decimal
 
 import pytest
 
@@ -161,6 +162,25 @@ def test_connection_dropped_after_commit_with_a_natural_key_is_reconciled(env, s
     assert any(r.method == "GET" and "documentNumber%20eq%20%27AMB-1%27" in r.path for r in sandbox.requests)
     assert_agrees(env, sandbox)
     record("webhook: dropped after commit (502), documentNumber given, resent", sandbox, sent=2, created=0, skipped=1, ambiguous=1)
+
+
+def test_ambiguous_then_journal_posted_then_resent_leaves_one_payment_in_the_books(env, sandbox):
+    """Posting a journal deletes its lines (Gen. Jnl.-Post Batch): a search of the journal alone finds
+    nothing, and the payment would be created twice. The posted G/L entries keep its documentNumber."""
+    sandbox.inject("drop-after")
+    first, problem = call(pay(documentNumber="AMB-P"))
+    assert first.status_code == 502 and problem["mayExist"] is True
+    assert sandbox.post_journal() == 1  # an accountant posts the journal meanwhile
+    second, found = call(pay(documentNumber="AMB-P"))
+    assert second.status_code == 200 and second.headers["Payments-Already-Posted"] == "true"
+    assert found == {"documentNumber": "AMB-P", "amount": Decimal("-12.50"), "postedEntries": [1, 2]}
+    assert sandbox.payments() == []  # nothing new in the journal
+    assert len(posts(sandbox)) == 1
+    assert [e["documentNumber"] for e in sandbox.ledger_entries()] == ["AMB-P", "AMB-P"]  # one payment
+    assert any("generalLedgerEntries" in r.path and "AMB-P" in r.path for r in sandbox.requests)
+    [entry] = ledger_entries(env)
+    assert entry.state == "posted"
+    record("webhook: ambiguous, journal posted, resent", sandbox, sent=2, created=0, skipped=1, ambiguous=1)
 
 
 def test_connection_dropped_after_commit_without_a_natural_key_stays_ambiguous(env, sandbox, capsys):
@@ -363,6 +383,19 @@ def test_stale_claim_whose_payment_reached_the_target_is_adopted(env, sandbox):
     assert len(posts(sandbox)) == before
     assert_agrees(env, sandbox)
     record("webhook: resent after a worker died holding the claim (payment had landed)", sandbox, sent=2, created=1, skipped=1)
+
+
+def test_stale_claim_is_not_posted_again_while_its_request_may_still_run(env, sandbox, azure_env):
+    """Business Central queues a request up to 8 minutes and ends it at 10: not found is not absent yet."""
+    azure_env("businesscentral", **env.settings, PAYMENTS_TARGET_SETTLE_SECONDS="900")
+    payload = pay(documentNumber="STALE-3")
+    _stale_claim(env, payload)
+    resp, problem = call(payload)
+    assert resp.status_code == 502 and problem["mayExist"] is True
+    assert "may still be queued or running there" in problem["detail"]
+    assert posts(sandbox) == [] and sandbox.payments() == []
+    [entry] = ledger_entries(env)
+    assert entry.state == "ambiguous"
 
 
 def test_stale_claim_whose_payment_never_left_is_posted(env, sandbox):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 
 from payments.ledger import Ledger, MemoryLedgerStore, Scope, canonical, derived_key
 from payments.model import check
@@ -84,3 +85,55 @@ def test_resolved_as_not_posted_is_posted_on_the_next_send():
 def test_odata_filter_for_reconciliation():
     natural = {"documentNumber": "o'neil-1", "customerNumber": "10000", "amount": "-10.10"}
     assert odata_filter(natural) == "documentNumber eq 'O''NEIL-1' and customerNumber eq '10000' and amount eq -10.10"
+
+
+def test_not_found_counts_as_absent_only_once_the_first_request_cannot_still_run():
+    """Business Central queues a request up to 8 minutes and ends it at 10 (operational limits): a
+    payment not found after an ambiguous outcome may still be on its way. Resending does not move the
+    moment it becomes safe: only a claim that may send sets it."""
+    clock = FakeClock()
+    ledger = Ledger(MemoryLedgerStore(), lease=timedelta(minutes=1), settle=timedelta(minutes=10), clock=clock)
+    p = payment(documentNumber="D-9")
+    key = derived_key(SCOPE, p.payload())
+    entry = ledger.claim(SCOPE, key, p, nothing_found).entry  # may send until 12:01
+    ledger.record_ambiguous(entry, client_request_id="r", message="timed out")
+    for minutes in (2, 5, 9):
+        clock.advance(timedelta(minutes=minutes) - timedelta(seconds=clock.elapsed))
+        decision = ledger.claim(SCOPE, key, p, nothing_found, find_posted=nothing_found)
+        assert decision.action == "ambiguous"
+        assert "may still be queued or running" in decision.reason
+        assert decision.reason.endswith("send it again after 2026-11-24 12:11:00 UTC")
+    clock.advance(timedelta(minutes=11, seconds=1) - timedelta(seconds=clock.elapsed))
+    decision = ledger.claim(SCOPE, key, p, nothing_found, find_posted=nothing_found)
+    assert decision.action == "post"
+    assert decision.entry.sent_by == FakeClock.START + timedelta(minutes=12, seconds=1)  # this claim's lease end
+
+
+def test_a_payment_found_among_posted_entries_is_adopted_not_posted_again():
+    """Posting a journal deletes its lines (Gen. Jnl.-Post Batch): the payment is then found among the
+    posted G/L entries by its documentNumber."""
+    clock = FakeClock()
+    ledger = Ledger(MemoryLedgerStore(), lease=timedelta(seconds=1), settle=timedelta(0), clock=clock)
+    p = payment(documentNumber="D-7")
+    key = derived_key(SCOPE, p.payload())
+    entry = ledger.claim(SCOPE, key, p, nothing_found).entry
+    ledger.record_ambiguous(entry, client_request_id="r", message="timed out")
+    posted = [{"entryNumber": 41, "documentNumber": "D-7"}, {"entryNumber": 42, "documentNumber": "D-7"}]
+    decision = ledger.claim(SCOPE, key, p, nothing_found, find_posted=lambda natural: posted)
+    assert decision.action == "done"
+    assert decision.found == {"documentNumber": "D-7", "amount": Decimal("-10.10"), "postedEntries": [41, 42]}
+    assert [e.state for e in ledger.store.scan()] == ["posted"]
+
+
+def test_missing_from_the_journal_without_a_document_number_stays_ambiguous():
+    """generalLedgerEntries has no externalDocumentNumber: without a documentNumber a posted payment
+    cannot be found, so "not in the journal" proves nothing."""
+    clock = FakeClock()
+    ledger = Ledger(MemoryLedgerStore(), lease=timedelta(seconds=1), settle=timedelta(0), clock=clock)
+    p = payment(externalDocumentNumber="BANK-1")
+    key = derived_key(SCOPE, p.payload())
+    entry = ledger.claim(SCOPE, key, p, nothing_found).entry
+    ledger.record_ambiguous(entry, client_request_id="r", message="timed out")
+    decision = ledger.claim(SCOPE, key, p, nothing_found, find_posted=nothing_found)
+    assert decision.action == "ambiguous"
+    assert "only a documentNumber can be found among posted entries" in decision.reason
