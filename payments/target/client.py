@@ -32,6 +32,8 @@ from .transport import Transport, sent_nothing
 
 log = logging.getLogger("payments.target")
 
+CONTINUE_ON_ERROR = "odata.continue-on-error"  # RFC 7240 preference, OData 4.01
+
 
 class TargetClient:
     """Creates and reads customerPayments, with retries, flow control and a cached token."""
@@ -178,6 +180,10 @@ class TargetClient:
             }
             if body is not None:
                 headers["Content-Type"] = "application/json"
+            if url == self.routes.batch_url:
+                # Business Central stops a $batch at its first failed operation unless asked not to:
+                # one refused payment must not leave the others unanswered (and so ambiguous).
+                headers["Prefer"] = CONTINUE_ON_ERROR
             try:
                 response = self._transport.exchange(method, url, body, headers)
             except requests.RequestException as exc:

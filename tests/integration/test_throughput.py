@@ -134,3 +134,16 @@ def test_a_line_number_the_caller_chose_that_exists_is_a_rejection(azure_env, sa
     [outcome] = relay.post_all(C, J, [again])
     assert outcome.kind == "rejected" and outcome.error.code == "Internal_EntityWithSameKeyExists"
     assert len([r for r in sandbox.requests if r.method == "POST"]) == 2  # not retried: the caller's number
+
+
+def test_one_refused_payment_in_a_batch_does_not_leave_the_others_unanswered(azure_env, sandbox):
+    """Business Central stops a $batch at its first failed operation unless asked
+    `Prefer: odata.continue-on-error`: the relay asks, so a refused payment is the only one refused."""
+    azure_env("businesscentral", PAYMENTS_BATCH_SIZE="10", PAYMENTS_MAX_CONCURRENCY="1")
+    items = payments(5, "MIX")
+    items[1] = check({"customerNumber": "99999", "documentNumber": "MIX-X", "amount": "-1.00"}).payment
+    outcomes = make_pipeline().post_all(C, J, items)
+    assert [o.kind for o in outcomes] == ["created", "rejected", "created", "created", "created"]
+    [batch] = [r for r in sandbox.requests if r.path.endswith("/$batch")]
+    assert batch.headers["Prefer"] == "odata.continue-on-error"
+    assert len(sandbox.payments()) == 4
