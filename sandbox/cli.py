@@ -20,8 +20,39 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def post_journal(argv: list[str]) -> int:
+    """`python -m sandbox post-journal`: post a journal of a running sandbox, as an accountant would."""
+    import urllib.error
+    import urllib.request
+
+    parser = argparse.ArgumentParser(prog="python -m sandbox post-journal", description=post_journal.__doc__)
+    parser.add_argument("--port", type=int, default=8400, help="the running sandbox's port on 127.0.0.1")
+    parser.add_argument("--company", default=SANDBOX_COMPANY_ID)
+    parser.add_argument("--journal", default=SANDBOX_JOURNAL_ID)
+    args = parser.parse_args(argv)
+    url = (
+        f"http://127.0.0.1:{args.port}/v2.0/sandbox-tenant/sandbox/api/v2.0/companies({args.company})"
+        f"/customerPaymentJournals({args.journal})/Microsoft.NAV.post"
+    )
+    request = urllib.request.Request(url, method="POST", headers={"Authorization": "Bearer operator"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 - loopback only
+            print(f"journal {args.journal} posted ({answer.status})")
+            return 0
+    except urllib.error.HTTPError as exc:
+        print(f"not posted: {exc.read().decode('utf-8', 'replace')}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"no sandbox at 127.0.0.1:{args.port}: {exc}", file=sys.stderr)
+        return 2
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the sandbox in the foreground until Ctrl-C (development and tests only)."""
+    """Run the sandbox in the foreground until Ctrl-C (development and tests only); `post-journal`
+    posts a journal of one that is running."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["post-journal"]:
+        return post_journal(argv[1:])
     parser = argparse.ArgumentParser(
         prog="python -m sandbox",
         description="Loopback emulator of the customerPayments API. For development and tests only.",

@@ -223,3 +223,18 @@ def test_posting_turns_lines_into_ledger_entries_and_empties_the_journal(bc, san
     assert {e["documentNumber"] for e in entries} == {"PAY-7"} and "externalDocumentNumber" not in entries[0]
     assert '"creditAmount":120.5,' in found.text  # the digits sent (-120.5), negated
     assert len(sandbox.ledger_entries()) == 4
+
+
+def test_an_operator_posts_a_journal_from_the_command_line(bc, sandbox):
+    """`python -m sandbox post-journal` calls the journal's Microsoft.NAV.post action on a running sandbox."""
+    import subprocess
+    import sys
+
+    bc({"customerNumber": "10000", "amount": -5, "documentNumber": "CLI-1"})
+    run = [sys.executable, "-m", "sandbox", "post-journal", "--port", str(sandbox.port)]
+    done = subprocess.run(run, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "posted (204)" in done.stdout, done.stderr
+    assert sandbox.payments() == [] and len(sandbox.ledger_entries()) == 2
+    bc({"customerNumber": "10000", "amount": 5, "documentNumber": "CLI-2"})
+    refused = subprocess.run(run, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1 and "Amount must be negative" in refused.stderr
