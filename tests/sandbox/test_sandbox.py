@@ -328,8 +328,8 @@ def test_concurrency_limit_answers_429(sb: Sandbox) -> None:
 def test_identity_endpoint(sb: Sandbox, http: requests.Session) -> None:
     params = {
         "api-version": "2019-08-01",
-        "resource": "https://api.businesscentral.dynamics.com",
-    }  # a name, never contacted
+        "resource": "https://api.businesscentral.dynamics.com",  # a name, never contacted
+    }
     assert http.get(sb.identity_endpoint, params=params, timeout=5).status_code == 401
     wrong = {"X-IDENTITY-HEADER": "wrong"}
     assert http.get(sb.identity_endpoint, params=params, headers=wrong, timeout=5).status_code == 401

@@ -109,15 +109,20 @@ def test_not_found_counts_as_absent_only_once_the_first_request_cannot_still_run
     assert decision.entry.sent_by == FakeClock.START + timedelta(minutes=12, seconds=1)  # this claim's lease end
 
 
-def test_a_payment_found_among_posted_entries_is_adopted_not_posted_again():
-    """Posting a journal deletes its lines (Gen. Jnl.-Post Batch): the payment is then found among the
-    posted G/L entries by its documentNumber."""
-    clock = FakeClock()
-    ledger = Ledger(MemoryLedgerStore(), lease=timedelta(seconds=1), settle=timedelta(0), clock=clock)
-    p = payment(documentNumber="D-7")
+def left_ambiguous(**natural: str):
+    """A ledger (nothing left to wait for at the target) holding one payment whose outcome was ambiguous."""
+    ledger = Ledger(MemoryLedgerStore(), lease=timedelta(seconds=1), settle=timedelta(0), clock=FakeClock())
+    p = payment(**natural)
     key = derived_key(SCOPE, p.payload())
     entry = ledger.claim(SCOPE, key, p, nothing_found).entry
     ledger.record_ambiguous(entry, client_request_id="r", message="timed out")
+    return ledger, p, key
+
+
+def test_a_payment_found_among_posted_entries_is_adopted_not_posted_again():
+    """Posting a journal deletes its lines (Gen. Jnl.-Post Batch): the payment is then found among the
+    posted G/L entries by its documentNumber."""
+    ledger, p, key = left_ambiguous(documentNumber="D-7")
     posted = [{"entryNumber": 41, "documentNumber": "D-7"}, {"entryNumber": 42, "documentNumber": "D-7"}]
     decision = ledger.claim(SCOPE, key, p, nothing_found, find_posted=lambda natural: posted)
     assert decision.action == "done"
@@ -128,12 +133,7 @@ def test_a_payment_found_among_posted_entries_is_adopted_not_posted_again():
 def test_missing_from_the_journal_without_a_document_number_stays_ambiguous():
     """generalLedgerEntries has no externalDocumentNumber: without a documentNumber a posted payment
     cannot be found, so "not in the journal" proves nothing."""
-    clock = FakeClock()
-    ledger = Ledger(MemoryLedgerStore(), lease=timedelta(seconds=1), settle=timedelta(0), clock=clock)
-    p = payment(externalDocumentNumber="BANK-1")
-    key = derived_key(SCOPE, p.payload())
-    entry = ledger.claim(SCOPE, key, p, nothing_found).entry
-    ledger.record_ambiguous(entry, client_request_id="r", message="timed out")
+    ledger, p, key = left_ambiguous(externalDocumentNumber="BANK-1")
     decision = ledger.claim(SCOPE, key, p, nothing_found, find_posted=nothing_found)
     assert decision.action == "ambiguous"
     assert "only a documentNumber can be found among posted entries" in decision.reason
