@@ -100,8 +100,10 @@ class TargetClient:
             for attempt in self.retry.attempts():
                 with attempt:
                     body = batch.envelope(item_url, payloads, pending)
+                    # Business Central stops a $batch at its first failed operation unless asked not
+                    # to: one refused payment must not leave the others unanswered (and so ambiguous).
                     response, request_id, _ = self._send(
-                        "POST", self.routes.batch_url, body, idempotent=False
+                        "POST", self.routes.batch_url, body, idempotent=False, prefer=CONTINUE_ON_ERROR
                     )
                     pending = batch.read_answers(response, request_id, pending, results, judge)
                     if pending:
@@ -133,7 +135,14 @@ class TargetClient:
     # -- one request, under the retry policy ------------------------------------------------------
 
     def _send(
-        self, method: str, url: str, body: bytes | None, *, idempotent: bool, auto_numbered: bool = False
+        self,
+        method: str,
+        url: str,
+        body: bytes | None,
+        *,
+        idempotent: bool,
+        auto_numbered: bool = False,
+        prefer: str | None = None,
     ) -> tuple[requests.Response, str, int]:
         """A 2xx answer, its client-request-id and the attempts it took; otherwise a TargetError."""
         request_id = str(uuid.uuid4())
@@ -144,7 +153,13 @@ class TargetClient:
                 with attempt:
                     attempts = attempt.retry_state.attempt_number
                     response = self._attempt(
-                        method, url, body, request_id, idempotent=idempotent, auto_numbered=auto_numbered
+                        method,
+                        url,
+                        body,
+                        request_id,
+                        idempotent=idempotent,
+                        auto_numbered=auto_numbered,
+                        prefer=prefer,
                     )
         except Retryable as exc:
             unavailable = exc.unavailable
@@ -169,6 +184,7 @@ class TargetClient:
         *,
         idempotent: bool,
         auto_numbered: bool,
+        prefer: str | None,
     ) -> requests.Response:
         refreshed = False
         while True:
@@ -180,10 +196,8 @@ class TargetClient:
             }
             if body is not None:
                 headers["Content-Type"] = "application/json"
-            if url == self.routes.batch_url:
-                # Business Central stops a $batch at its first failed operation unless asked not to:
-                # one refused payment must not leave the others unanswered (and so ambiguous).
-                headers["Prefer"] = CONTINUE_ON_ERROR
+            if prefer is not None:
+                headers["Prefer"] = prefer
             try:
                 response = self._transport.exchange(method, url, body, headers)
             except requests.RequestException as exc:

@@ -151,3 +151,12 @@ def test_local_settings_example_matches_the_sandbox_and_holds_no_secret():
     assert values["PAYMENTS_API_BASE_URL"].startswith("http://127.0.0.1:")
     assert values["PAYMENTS_INBOX_CONTAINER"] == "payments-inbox"  # the trigger path %PAYMENTS_INBOX_CONTAINER% needs it
     assert not any(word in key.upper() for key in values for word in ("SECRET", "PASSWORD", "KEY"))
+
+
+def test_money_received_is_posted_negated_and_the_run_says_so(tmp_path):
+    path = tmp_path / "received.csv"
+    path.write_text("customerNumber,documentNumber,amount\r\n10000,R-1,25.00\r\n")
+    result = run("post", str(path), "--sandbox", env_extra={"PAYMENTS_AMOUNT_SIGN": "positive"})
+    assert result.returncode == 0, result.stderr
+    assert "amounts written as money received were sent negated (PAYMENTS_AMOUNT_SIGN)" in result.stdout
+    assert "amount -25.00" in result.stdout
