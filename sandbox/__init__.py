@@ -11,18 +11,21 @@ API v2.0 `companies(<id>)/...`), validates a POST the way Business Central does 
 numbers), keeps amounts as exact `Decimal` from request bytes to response bytes, can inject faults
 (throttling, gateway errors, dropped connections, hung requests) and emulates the App Service
 managed identity endpoint (`/msi/token`, api-version 2019-08-01). Its `latency` is the time each
-payments request takes to answer, its own processing included, as a real service's would be.
+operation takes, its own processing included, as a real service's would be. Its `limits` are Business
+Central online's, per identity: five requests processed at once, 95 more queued (a queued request runs
+even if its client gave up), `429` beyond the queue or 6,000 requests in five minutes, `503` after eight
+minutes in the queue, `408`/`504` at the operation and request timeouts.
 
 It also answers JSON batching (`POST {base}/$batch`) in both forms: Graph (`/beta/$batch`, at most 20
 inner requests, inner urls like `/financials/...`) and Business Central (`.../api/v2.0/$batch`, at most
-100, inner urls like `companies(<id>)/...`). A batch is one HTTP request for latency, concurrency and the
-`inject()` faults; each inner request is handled like a standalone one and may get an `inject_inner()`
-fault of its own. Inner responses come back in reverse order: clients must map them by id.
+100, inner urls like `companies(<id>)/...`). A batch is one HTTP request for the limits and the
+`inject()` faults; its inner requests run one after another, each taking the latency, each handled like a
+standalone one, and each may get an `inject_inner()` fault of its own. Inner responses come back in reverse order: clients must map them by id.
 
 Run standalone: ``python -m sandbox --port 8400 --latency 0.05``.
 
 Modules: `service` (the `Sandbox`: lifecycle, seed, inspection, dispatch), `server` (HTTP server and
-handler, latency), `routing` (paths), `batch` ($batch), `entity` (customerPayment rules), `odata`
+handler, latency), `limits` (per-identity concurrency, queue, rate and timeouts), `routing` (paths), `batch` ($batch), `entity` (customerPayment rules), `odata`
 (errors, `$filter`), `faults`, `store` (companies, journals, seed), `identity` (token endpoint),
 `jsonio` (exact-Decimal JSON), `cli` (`python -m sandbox`).
 """
@@ -32,6 +35,7 @@ from .entity import EMPTY_GUID
 from .faults import FAULTS, INNER_FAULTS, TIMEOUT_HOLD_SECONDS
 from .identity import SANDBOX_CLIENT_ID, SANDBOX_TOKEN_HEADER
 from .jsonio import dumps
+from .limits import Limits
 from .routing import BC_BATCH_LIMIT, GRAPH_BATCH_LIMIT
 from .server import IDLE_CONNECTION_SECONDS
 from .service import WARNING_TEXT, Sandbox
@@ -60,6 +64,7 @@ __all__ = [
     "SANDBOX_TOKEN_HEADER",
     "TIMEOUT_HOLD_SECONDS",
     "WARNING_TEXT",
+    "Limits",
     "RecordedRequest",
     "Sandbox",
     "dumps",

@@ -10,6 +10,7 @@ import sys
 import threading
 
 from .identity import SANDBOX_TOKEN_HEADER
+from .limits import Limits
 from .service import WARNING_TEXT, Sandbox
 from .store import SANDBOX_COMPANY_ID, SANDBOX_CUSTOMERS, SANDBOX_JOURNAL_ID, SANDBOX_JOURNAL_NAME
 
@@ -64,8 +65,21 @@ def main(argv: list[str] | None = None) -> int:
         default=0.0,
         help="seconds each payments request takes to answer, the sandbox's own work included",
     )
+    defaults = Limits()
     parser.add_argument(
-        "--concurrency-limit", type=int, default=None, help="answer 429 above this many in flight"
+        "--concurrent",
+        type=int,
+        default=defaults.concurrent,
+        help="requests processed at once per identity; more wait in the queue",
+    )
+    parser.add_argument(
+        "--queue", type=int, default=defaults.queue, help="requests that may wait per identity (then 429)"
+    )
+    parser.add_argument(
+        "--rate",
+        type=int,
+        default=defaults.rate,
+        help=f"requests per identity per sliding window of {defaults.window:g} s (then 429)",
     )
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
     args = parser.parse_args(argv)
@@ -80,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     gc.freeze()
     gc.callbacks.append(lambda phase, info: phase == "stop" and info["generation"] == 2 and gc.freeze())
     sandbox = Sandbox(port=args.port, latency=args.latency, verbose=args.verbose)
-    sandbox.concurrency_limit = args.concurrency_limit
+    sandbox.limits = Limits(concurrent=args.concurrent, queue=args.queue, rate=args.rate)
     sandbox.start()
     log.warning(WARNING_TEXT)
     lines = [

@@ -15,8 +15,11 @@ SANDBOX_TOKEN_HEADER = "sandbox-identity-header-not-a-secret"  # noqa: S105 - a 
 SANDBOX_CLIENT_ID = "7f3e2d1c-0b9a-4876-a5d4-c3b2a1f0e9d8"  # reported when the caller names no client_id
 
 
-def serve_token_request(h: Handler, query: dict[str, list[str]], issue_token: Callable[[], str]) -> None:
-    """Answer one token request the way App Service does; `issue_token` makes (and records) a token."""
+def serve_token_request(
+    h: Handler, query: dict[str, list[str]], issue_token: Callable[[str], str]
+) -> None:
+    """Answer one token request the way App Service does; `issue_token` makes (and records) a token
+    for the identity named by its client id."""
 
     def fail(status: int, error: str, description: str) -> None:
         h.send_json(status, {"error": error, "error_description": description})
@@ -34,8 +37,8 @@ def serve_token_request(h: Handler, query: dict[str, list[str]], issue_token: Ca
     if not resource:
         fail(400, "invalid_request", "The 'resource' query parameter is required.")
         return
-    token = issue_token()
     client_id = query.get("client_id", [""])[0] or SANDBOX_CLIENT_ID
+    token = issue_token(client_id)
     h.send_json(
         200,
         {

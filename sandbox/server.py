@@ -71,6 +71,8 @@ class Handler(BaseHTTPRequestHandler):
     server: Server
     due = 0.0  # monotonic time before which a payments answer is not sent (the latency)
     arrived = 0.0  # when the request line was read
+    started = 0.0  # when it got a processing slot (later than `arrived` when it queued)
+    deadline: Any = None  # limits.Deadline: when its processing must stop
     parsed: Any = None  # a standalone request's body is parsed from its bytes (unlike a batch's inner ones)
 
     def log_message(self, format: str, *args: Any) -> None:

@@ -18,6 +18,7 @@ from .books import Books
 from .entity import create, find_journal, insert, read, render, validate
 from .faults import Fault, FaultQueues, is_status_fault, status_fault
 from .identity import IDENTITY_PATH, serve_token_request
+from .limits import Admission, Deadline, Limits
 from .odata import BATCH_JSON, JSON_ODATA, Call, ODataError, check_auth, error_body, norm_guid, parse_json
 from .routing import BatchEndpoint, Route, batch_endpoint, route
 from .server import Handler, Server
@@ -52,9 +53,12 @@ class Sandbox(Books):
         self.host, self.port = host, port
         self.latency = latency
         self.verbose = verbose
-        self.concurrency_limit: int | None = None
+        self.limits = Limits()  # per identity: Business Central online's unless a test changes them
         self.insert_gap = 0.0  # seconds between reading a journal's last line and inserting after it
-        self.throttled_count = 0
+        self.throttled_count = 0  # 429s answered by the limits
+        self.queue_timeouts = 0  # 503s: queued longer than limits.queue_timeout
+        self.timeouts = 0  # 408s and 504s: processing cut off by the operation or request timeout
+        self.line_collisions = 0  # inserts that overlapped another in one journal and lost the number
         self.requests: list[RecordedRequest] = []  # real HTTP requests only: a batch appears once
         self.inner_requests: list[RecordedRequest] = []  # the inner requests of batches, in order
         self.connections_accepted = 0  # TCP connections taken, ever (keep-alive shows as few)
@@ -65,6 +69,8 @@ class Sandbox(Books):
         self._lock = threading.RLock()
         self._faults = FaultQueues(self._lock)
         self._in_flight = 0
+        self._admissions: dict[str, Admission] = {}  # per identity (client id, or the bearer token)
+        self._token_owners: dict[str, str] = {}  # token -> client id it was issued for
         self._token_counter = 0
         self._companies: dict[str, Company] = seed_companies()
         self._server: Server | None = None
@@ -128,12 +134,19 @@ class Sandbox(Books):
 
     @property
     def in_flight(self) -> int:
-        """Payments requests being handled right now (what concurrency_limit compares against).
+        """Payments requests being processed right now, every identity together (queued ones are not).
 
         A `$batch` counts as one, however many inner requests it carries.
         """
         with self._lock:
             return self._in_flight
+
+    @property
+    def queued(self) -> int:
+        """Payments requests waiting for a processing slot, every identity together."""
+        with self._lock:
+            admissions = list(self._admissions.values())
+        return sum(a.queued for a in admissions)
 
     # ----- faults and reset -------------------------------------------------------------------------------
     def inject(self, fault: str, *, times: int = 1, retry_after: str | None = None) -> None:
@@ -173,8 +186,9 @@ class Sandbox(Books):
             self.token_requests.clear()
             self.issued_tokens.clear()
             self._faults.clear()
-            self.throttled_count = 0
+            self.throttled_count = self.queue_timeouts = self.timeouts = self.line_collisions = 0
             self.batch_count = 0
+            self._admissions = {}
             self._faults.release_held()
 
     # ----- request handling ------------------------------------------------------------------------------
@@ -235,38 +249,68 @@ class Sandbox(Books):
             h, recorded, target.graph, lambda fault: self._serve_payments(h, target, query, body, fault)
         )
 
-    def _issue_token(self) -> str:
+    def _issue_token(self, client_id: str) -> str:
         with self._lock:
             self._token_counter += 1
             token = f"sandbox-token-{self._token_counter}"
             self.issued_tokens.add(token)
+            self._token_owners[token] = client_id
         return token
+
+    def _admission_of(self, h: Handler) -> Admission:
+        """The limits apply per user or service principal: tokens issued here belong to their client
+        id; any other bearer value stands for an identity of its own."""
+        auth = h.headers.get("Authorization") or ""
+        token = auth[7:] if auth[:7].lower() == "bearer " else auth
+        with self._lock:
+            identity = self._token_owners.get(token, token)
+            admission = self._admissions.get(identity)
+            if admission is None:
+                admission = self._admissions[identity] = Admission(self.stopping)
+        return admission
 
     def _admit(
         self, h: Handler, recorded: RecordedRequest, graph: bool, serve: Callable[[Fault | None], None]
     ) -> None:
-        """Record one payments request (or batch), then throttle, delay and hand it its fault, if any."""
+        """Record one payments request (or batch), wait for its identity's processing slot (or refuse
+        it, as the limits say), then serve it with its fault, if any."""
         with self._lock:
             self.requests.append(recorded)
-            limit = self.concurrency_limit
-            if limit is not None and self._in_flight >= limit:
-                self.throttled_count += 1
-                throttled = True
-            else:
-                throttled = False
-                self._in_flight += 1
-        if throttled:
-            msg = "Too many concurrent requests. Please try again later."
-            self._error(h, graph, ODataError(429, "Application_TooManyRequests", msg, {"Retry-After": "1"}))
+        admission = self._admission_of(h)
+        arrived = h.arrived or time.monotonic()
+        try:
+            started = admission.enter(self.limits, arrived)
+        except ODataError as err:
+            with self._lock:
+                if err.status == 429:
+                    self.throttled_count += 1
+                else:
+                    self.queue_timeouts += 1
+            self._error(h, graph, err)
             return
-        # The latency is the time the request takes, the sandbox's own work included (as with a real
-        # service): the answer is held until then, so `cap / latency` requests per second is reachable.
-        h.due = (h.arrived or time.monotonic()) + self.latency
+        with self._lock:
+            self._in_flight += 1
+        # An operation takes `latency`, the sandbox's own work included (as with a real service): the
+        # answer is held until then, so `concurrent / latency` requests per second is reachable.
+        h.started = started
+        h.deadline = Deadline(self.limits, arrived, started)
+        h.due = started + self.latency
         try:
             serve(self._faults.take())
         finally:
+            admission.leave()
             with self._lock:
                 self._in_flight -= 1
+
+    def _within_deadline(self, h: Handler, finish: float) -> None:
+        """Raise the operation or request timeout (answered when it falls) if work ending at `finish`
+        cannot be done in time; Business Central cancels the session, so that work never happens."""
+        deadline: Deadline = h.deadline
+        if not deadline.allows(finish):
+            h.due = deadline.at
+            with self._lock:
+                self.timeouts += 1
+            raise deadline.error
 
     def _serve(self, h: Handler, graph: bool, fault: Fault | None, work: Callable[[], _Answer]) -> None:
         """Serve one payments request or batch with its outer fault, if any: a status fault answers
@@ -295,6 +339,7 @@ class Sandbox(Books):
         self, h: Handler, target: Route, query: dict[str, list[str]], body: bytes, fault: Fault | None
     ) -> None:
         def work() -> _Answer:
+            self._within_deadline(h, h.due)
             status, payload, headers = self._process(h, target, query, body)
             return status, payload, {**self._graph_headers(h, target.graph), **headers}, JSON_ODATA
 
@@ -315,16 +360,23 @@ class Sandbox(Books):
         # unless asked `Prefer: odata.continue-on-error` (not in its docs; reported by Kauffmann's "Batch
         # calls with Business Central (2) - Error handling" and on the community forum). Graph runs all.
         stop_on_error = not batch.graph and "odata.continue-on-error" not in (h.headers.get("Prefer") or "")
+        # Business Central runs the operations of a batch one after another, each taking its time.
         responses = []
+        finish = h.started
         for item in items:
+            finish += self.latency
+            self._within_deadline(h, finish)
             with self._lock:
                 self.inner_requests.append(
                     RecordedRequest(item.method, item.url, dict(item.headers), item.body)
                 )
                 fault = self._faults.take_inner()
             responses.append(run_inner(h, batch, item, outer_auth, fault, self._process))
+            if finish > time.monotonic() and self.stopping.wait(finish - time.monotonic()):
+                break
             if stop_on_error and responses[-1]["status"] >= 400:
                 break
+        h.due = finish
         with self._lock:
             self.batch_count += 1
         responses.reverse()  # Graph answers in any order: make clients map by id
@@ -350,7 +402,11 @@ class Sandbox(Books):
             # overlaps another in this gap computes the same line number and fails on the key.
             self.stopping.wait(self.insert_gap)
             with self._lock:
-                stored = insert(journal, line)
+                try:
+                    stored = insert(journal, line)
+                except ODataError:
+                    self.line_collisions += 1
+                    raise
         location = f"{self.url}{target.collection_path}" + (
             f"/{stored['id']}" if target.graph else f"({stored['id']})"
         )

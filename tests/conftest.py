@@ -6,7 +6,7 @@ import pytest
 
 from devtools.azurite import AzuriteError, running_azurite
 from payments import runtime
-from sandbox import SANDBOX_TOKEN_HEADER, Sandbox
+from sandbox import SANDBOX_TOKEN_HEADER, Limits, Sandbox
 
 FAST_RETRIES = {
     "PAYMENTS_BACKOFF_BASE_SECONDS": "0.01",
@@ -29,7 +29,7 @@ def sandbox(_sandbox_server):
     """A running sandbox, emptied before each test (its seed stays)."""
     _sandbox_server.reset()
     _sandbox_server.latency = 0.0
-    _sandbox_server.concurrency_limit = None
+    _sandbox_server.limits = Limits()
     _sandbox_server.insert_gap = 0.0
     yield _sandbox_server
     _sandbox_server.reset()

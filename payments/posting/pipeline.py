@@ -50,8 +50,8 @@ class Pipeline:
         progress: Progress | None = None,
         halt: Halt | None = None,
     ) -> list[Outcome]:
-        """Post every payment, up to PAYMENTS_MAX_CONCURRENCY requests in flight, in JSON $batch
-        requests of PAYMENTS_BATCH_SIZE when set; outcomes come back in input order. Once the target
+        """Post every payment, one insert at a time into the journal (in JSON $batch requests of
+        PAYMENTS_BATCH_SIZE when set); outcomes come back in input order. Once the target
         is unavailable, or `deadline` (monotonic) has passed, payments not yet started are not
         attempted and say so. A `halt` shared between calls carries that across them."""
         settings = self.client.settings
@@ -81,10 +81,10 @@ class Pipeline:
                 [known[i] for i in group],
             )
 
-        # With $batch, twice as many workers as requests allowed in flight (the client bounds those):
-        # the ledger and JSON work of one batch overlaps the network wait of another.
-        groups_total = -(-len(payments) // size)
-        workers = min(settings.max_concurrency * (2 if size > 1 else 1), groups_total)
+        # Every payment here goes into one journal, and the client sends one insert at a time per
+        # journal: two workers suffice, one sending while the other claims and prepares the next group.
+        # More would only hold ledger claims while they wait for the journal's turn.
+        workers = min(2, settings.max_concurrency, -(-len(payments) // size))
         return schedule(
             len(payments),
             size,

@@ -8,6 +8,7 @@ created. Without a ledger (no storage account configured) payments are simply se
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
@@ -63,7 +64,10 @@ class Settler:
         if settled is not None:
             return settled
         try:
-            outcome = answered(self.client.create_payment(company_id, journal_id, payment.payload()))
+            created = self.client.create_payment(
+                company_id, journal_id, payment.payload(), send_by=self._send_by([entry])
+            )
+            outcome = answered(created)
         except TargetError as exc:
             outcome = answered(exc)
         if entry is not None:
@@ -84,7 +88,10 @@ class Settler:
         to_post = [i for i, (settled, _) in enumerate(claims) if settled is None]
         answers = (
             self.client.create_payments_batch(
-                company_id, journal_id, [payments[i].payload() for i in to_post]
+                company_id,
+                journal_id,
+                [payments[i].payload() for i in to_post],
+                send_by=self._send_by([claims[i][1] for i in to_post]),
             )
             if to_post
             else []
@@ -107,6 +114,15 @@ class Settler:
             except LedgerUnavailable:
                 log.critical("outcomes of %d payments could not be written to the ledger", len(marks))
         return outcomes
+
+    def _send_by(self, entries: Sequence[Entry | None]) -> float | None:
+        """The monotonic time after which no request may leave for these claims: their earliest lease
+        end. Past it another worker may reconcile them, taking that moment as the last one a request
+        left (`Entry.sent_by`), so a request still waiting for its journal's turn must not go."""
+        ends = [e.claimed_until for e in entries if e is not None]
+        if not ends or self.ledger is None:
+            return None
+        return time.monotonic() + (min(ends) - self.ledger.clock()).total_seconds()
 
     def _claim_group(
         self,

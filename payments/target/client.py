@@ -14,17 +14,18 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import requests
 from azure.core.credentials import TokenCredential
 
 from .. import codec
-from ..errors import AmbiguousOutcome, TargetError, Transient
+from ..errors import AmbiguousOutcome, TargetError, TargetUnavailable, Transient
 from ..settings import Settings
 from . import batch
 from .auth import TokenSource, claims_challenge
-from .flow import InFlightLimit, ThrottleGate
+from .flow import InFlightLimit, JournalLocks, ThrottleGate
 from .responses import Created, classify, odata_error, parse_retry_after
 from .retry import Retryable, RetryPolicy
 from .routes import Routes
@@ -33,6 +34,20 @@ from .transport import Transport, sent_nothing
 log = logging.getLogger("payments.target")
 
 CONTINUE_ON_ERROR = "odata.continue-on-error"  # RFC 7240 preference, OData 4.01
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """What a request is, as far as retrying and flow control go."""
+
+    idempotent: bool = False  # a read: safe to send again whatever happened to it
+    auto_numbered: bool = False  # an insert whose line number the target assigns
+    journal: tuple[str, str] | None = None  # an insert into this (company, journal): one at a time
+    prefer: str | None = None  # the Prefer header
+    send_by: float | None = None  # monotonic: no attempt leaves after this (its ledger claim ends)
+
+
+READ = Request(idempotent=True)
 
 
 class TargetClient:
@@ -53,6 +68,7 @@ class TargetClient:
         # The target's concurrency limit is about requests in flight, so that is what is bounded:
         # workers may prepare and record payments while others' requests are out.
         self.in_flight = InFlightLimit(settings.max_concurrency)
+        self.journals = JournalLocks()
         self.retry = RetryPolicy(settings, sleep)
         self._tokens = TokenSource(credential, settings.scope)
         self._transport = Transport(settings, self.in_flight, session)
@@ -62,12 +78,16 @@ class TargetClient:
 
     # -- operations ------------------------------------------------------------------------------
 
-    def create_payment(self, company_id: str, journal_id: str, payload: dict[str, Any]) -> Created:
-        """POST one customerPayment; raises a TargetError subclass unless the target created it."""
+    def create_payment(
+        self, company_id: str, journal_id: str, payload: dict[str, Any], *, send_by: float | None = None
+    ) -> Created:
+        """POST one customerPayment; raises a TargetError subclass unless the target created it.
+        `send_by` (monotonic): no attempt leaves after it (the payment's ledger claim ends then)."""
         url = self.routes.collection_url(company_id, journal_id)
-        response, request_id, attempts = self._send(
-            "POST", url, codec.dumpb(payload), idempotent=False, auto_numbered="lineNumber" not in payload
+        insert = Request(
+            auto_numbered="lineNumber" not in payload, journal=(company_id, journal_id), send_by=send_by
         )
+        response, request_id, attempts = self._send("POST", url, codec.dumpb(payload), insert)
         try:
             created = codec.loads(response.content, unique_keys=False)
         except ValueError:
@@ -81,7 +101,12 @@ class TargetClient:
         return Created(created, request_id, attempts)
 
     def create_payments_batch(
-        self, company_id: str, journal_id: str, payloads: list[dict[str, Any]]
+        self,
+        company_id: str,
+        journal_id: str,
+        payloads: list[dict[str, Any]],
+        *,
+        send_by: float | None = None,
     ) -> list[Created | TargetError]:
         """POST many customerPayments in one JSON `$batch`; one result per payload, in order.
 
@@ -90,6 +115,9 @@ class TargetClient:
         again in a smaller batch, under the same retry policy; the others are final.
         """
         item_url = self.routes.collection_path(company_id, journal_id)
+        # Business Central stops a $batch at its first failed operation unless asked not to: one
+        # refused payment must not leave the others unanswered (and so ambiguous).
+        insert = Request(journal=(company_id, journal_id), prefer=CONTINUE_ON_ERROR, send_by=send_by)
         results: dict[int, Created | TargetError | Retryable] = {}
         pending = list(range(len(payloads)))
 
@@ -100,11 +128,7 @@ class TargetClient:
             for attempt in self.retry.attempts():
                 with attempt:
                     body = batch.envelope(item_url, payloads, pending)
-                    # Business Central stops a $batch at its first failed operation unless asked not
-                    # to: one refused payment must not leave the others unanswered (and so ambiguous).
-                    response, request_id, _ = self._send(
-                        "POST", self.routes.batch_url, body, idempotent=False, prefer=CONTINUE_ON_ERROR
-                    )
+                    response, request_id, _ = self._send("POST", self.routes.batch_url, body, insert)
                     pending = batch.read_answers(response, request_id, pending, results, judge)
                     if pending:
                         raise _longest(results, pending)
@@ -120,29 +144,21 @@ class TargetClient:
     def find_payments(self, company_id: str, journal_id: str, odata_filter: str) -> list[dict[str, Any]]:
         """GET the journal's customerPayments matching an OData `$filter` (for reconciliation)."""
         url = self.routes.search_url(company_id, journal_id, odata_filter)
-        response, _, _ = self._send("GET", url, None, idempotent=True)
+        response, _, _ = self._send("GET", url, None, READ)
         found = codec.loads(response.content, unique_keys=False)
         return list(found.get("value", [])) if isinstance(found, dict) else []
 
     def find_posted(self, company_id: str, odata_filter: str) -> list[dict[str, Any]]:
         """GET the company's posted G/L entries matching an OData `$filter` (for reconciliation)."""
-        response, _, _ = self._send(
-            "GET", self.routes.posted_entries_url(company_id, odata_filter), None, idempotent=True
-        )
+        url = self.routes.posted_entries_url(company_id, odata_filter)
+        response, _, _ = self._send("GET", url, None, READ)
         found = codec.loads(response.content, unique_keys=False)
         return list(found.get("value", [])) if isinstance(found, dict) else []
 
     # -- one request, under the retry policy ------------------------------------------------------
 
     def _send(
-        self,
-        method: str,
-        url: str,
-        body: bytes | None,
-        *,
-        idempotent: bool,
-        auto_numbered: bool = False,
-        prefer: str | None = None,
+        self, method: str, url: str, body: bytes | None, request: Request
     ) -> tuple[requests.Response, str, int]:
         """A 2xx answer, its client-request-id and the attempts it took; otherwise a TargetError."""
         request_id = str(uuid.uuid4())
@@ -152,15 +168,7 @@ class TargetClient:
             for attempt in self.retry.attempts():
                 with attempt:
                     attempts = attempt.retry_state.attempt_number
-                    response = self._attempt(
-                        method,
-                        url,
-                        body,
-                        request_id,
-                        idempotent=idempotent,
-                        auto_numbered=auto_numbered,
-                        prefer=prefer,
-                    )
+                    response = self._attempt(method, url, body, request_id, request)
         except Retryable as exc:
             unavailable = exc.unavailable
             unavailable.client_request_id = request_id
@@ -176,19 +184,36 @@ class TargetClient:
         return response, request_id, attempts
 
     def _attempt(
-        self,
-        method: str,
-        url: str,
-        body: bytes | None,
-        request_id: str,
-        *,
-        idempotent: bool,
-        auto_numbered: bool,
-        prefer: str | None,
+        self, method: str, url: str, body: bytes | None, request_id: str, request: Request
+    ) -> requests.Response:
+        """One attempt; an insert holds its journal's turn for the whole of it."""
+        if request.journal is None:
+            return self._exchange(method, url, body, request_id, request)
+        held = self.journals.acquire(request.journal, request.send_by)
+        if held is None:
+            raise TargetUnavailable(
+                "not sent: the journal was busy with other inserts until this payment's claim ran out",
+                retry_after=30,
+                client_request_id=request_id,
+            )
+        try:
+            return self._exchange(method, url, body, request_id, request)
+        finally:
+            held.release()
+
+    def _exchange(
+        self, method: str, url: str, body: bytes | None, request_id: str, request: Request
     ) -> requests.Response:
         refreshed = False
+        idempotent = request.idempotent
         while True:
             self.gate.wait()
+            if request.send_by is not None and time.monotonic() > request.send_by:
+                raise TargetUnavailable(
+                    "not sent: this payment's claim ran out before the target was free",
+                    retry_after=30,
+                    client_request_id=request_id,
+                )
             headers = {
                 "Authorization": "Bearer " + self._tokens.token(),
                 "client-request-id": request_id,
@@ -196,8 +221,8 @@ class TargetClient:
             }
             if body is not None:
                 headers["Content-Type"] = "application/json"
-            if prefer is not None:
-                headers["Prefer"] = prefer
+            if request.prefer is not None:
+                headers["Prefer"] = request.prefer
             try:
                 response = self._transport.exchange(method, url, body, headers)
             except requests.RequestException as exc:
@@ -231,7 +256,7 @@ class TargetClient:
                 response.headers.get("Retry-After"),
                 request_id,
                 idempotent,
-                auto_numbered,
+                request.auto_numbered,
             )
 
     def _judge(

@@ -97,3 +97,20 @@ class InFlightLimit:
                 self.limit += 1
                 self._successes = 0
                 self._cond.notify()
+
+
+class JournalLocks:
+    """One insert at a time per journal. Business Central numbers a new line by reading the journal's
+    last line and inserting after it, so two inserts into one journal at once can take the same number;
+    Microsoft advises against parallel inserts under one parent. Different journals go in parallel."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
+
+    def acquire(self, journal: tuple[str, str], until: float | None) -> threading.Lock | None:
+        """The journal's lock, held; None if `until` (monotonic) passed before it was free."""
+        with self._guard:
+            lock = self._locks.setdefault(journal, threading.Lock())
+        timeout = -1.0 if until is None else max(0.0, until - time.monotonic())
+        return lock if lock.acquire(timeout=timeout) else None

@@ -4,6 +4,7 @@ bench/throughput.py measures that)."""
 from __future__ import annotations
 
 import json
+import threading
 from decimal import Decimal
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from payments.model import check
 from sandbox import SANDBOX_COMPANY_ID as C
 from sandbox import SANDBOX_JOURNAL_ID as J
+from sandbox import Limits
 from tests.support.relay import make_pipeline
 
 
@@ -70,19 +72,64 @@ def test_a_batch_dropped_after_commit_is_ambiguous_then_reconciled(azure_env, sa
     assert len(sandbox.payments()) == 10 and sandbox.batch_count == 1
 
 
+def post_in_parallel(relays, journals, items_of):
+    """Each journal's payments posted by its own thread (one relay may serve several): outcomes per journal."""
+    results: dict[str, list] = {}
+
+    def run(relay, journal):
+        results[journal] = relay.post_all(C, journal, items_of(journal))
+
+    threads = [threading.Thread(target=run, args=(r, j)) for r, j in zip(relays, journals, strict=True)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
 def test_concurrency_stays_under_the_targets_limit_and_a_429_pauses_every_worker(azure_env, sandbox):
     azure_env("businesscentral", PAYMENTS_MAX_CONCURRENCY="5")
     sandbox.latency = 0.05
-    sandbox.concurrency_limit = 3  # the target allows fewer than the relay was told
+    # The target processes fewer than the relay was told, and its queue is full (other callers).
+    sandbox.limits = Limits(concurrent=3, queue=0)
+    journals = [J] + [sandbox.add_journal(name=f"GATE{n}") for n in range(4)]
     relay = make_pipeline()
-    outcomes = relay.post_all(C, J, payments(40, "GATE"))
-    assert [o.kind for o in outcomes] == ["created"] * 40
-    assert len(sandbox.payments()) == 40
+    results = post_in_parallel([relay] * 5, journals, lambda j: payments(8, f"GATE-{journals.index(j)}"))
+    assert [o.kind for j in journals for o in results[j]] == ["created"] * 40
+    assert [len(sandbox.payments(journal_id=j)) for j in journals] == [8] * 5
     assert relay.client.gate.throttled == sandbox.throttled_count >= 1
     assert relay.client.gate.pauses >= 1
     # Not a storm: the relay lowers its own bound to what the target takes, probing upwards rarely.
     assert sandbox.throttled_count <= 12
     assert relay.client.in_flight.limit <= 4
+
+
+def test_one_insert_at_a_time_per_journal_and_journals_in_parallel(azure_env, sandbox):
+    """Business Central numbers a line by reading the journal's last line, then inserting after it, and
+    Microsoft advises against parallel inserts under one parent: a worker sends one insert at a time
+    into a journal, and inserts into different journals side by side."""
+    azure_env("businesscentral", PAYMENTS_MAX_CONCURRENCY="5")
+    sandbox.insert_gap = 0.02  # every insert overlapping another in its journal would collide
+    other = sandbox.add_journal(name="BANK2")
+    relay = make_pipeline()
+    peak = [0]
+    done = threading.Event()
+
+    def watch():
+        while not done.is_set():
+            peak[0] = max(peak[0], sandbox.in_flight)
+            done.wait(0.002)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    results = post_in_parallel([relay, relay], [J, other], lambda j: payments(10, "ONE" if j == J else "TWO"))
+    done.set()
+    watcher.join()
+    assert [o.kind for o in results[J] + results[other]] == ["created"] * 20
+    assert [len(sandbox.payments(journal_id=j)) for j in (J, other)] == [10, 10]
+    assert sandbox.line_collisions == 0
+    assert len([r for r in sandbox.requests if r.method == "POST"]) == 20  # each sent once
+    assert peak[0] == 2  # the two journals at once, never two into one
 
 
 def test_a_refused_batch_envelope_answers_every_item_and_releases_its_claims(azure_env, sandbox):
@@ -112,17 +159,30 @@ def test_a_batch_keeps_one_connection_alive_and_reads_each_answer_whole(azure_en
 
 def test_a_line_number_taken_by_a_concurrent_insert_is_retried_not_rejected(azure_env, sandbox):
     """Business Central numbers a line by reading the last one, then inserting after it: two inserts at
-    once into one journal can get the same number, and the second fails on the key having created
-    nothing. For a line the target numbers, that is a transient: sent again, never a rejection."""
-    azure_env("businesscentral", PAYMENTS_MAX_CONCURRENCY="2")
+    once into one journal (here from two workers, which do not share their journal turns) can get the
+    same number, and the second fails on the key having created nothing. For a line the target
+    numbers, that is a transient: sent again, never a rejection."""
+    azure_env("businesscentral")
     sandbox.insert_gap = 0.3
-    relay = make_pipeline()
-    outcomes = relay.post_all(C, J, payments(2, "RACE"))
+    relays = [make_pipeline(), make_pipeline()]
+    items = payments(2, "RACE")
+    outcomes: list = [None, None]
+
+    def run(i):
+        [outcomes[i]] = relays[i].post_all(C, J, [items[i]])
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
     assert [o.kind for o in outcomes] == ["created", "created"]
     assert sorted(p["lineNumber"] for p in sandbox.payments()) == [10000, 20000]
+    assert sandbox.line_collisions == 1
     posted = [r for r in sandbox.requests if r.method == "POST"]
     assert len(posted) == 3  # the collision, then its retry
-    assert list(relay.ledger.store.scan({"rejected", "ambiguous", "claimed"})) == []
+    for relay in relays:
+        assert list(relay.ledger.store.scan({"rejected", "ambiguous", "claimed"})) == []
 
 
 def test_a_line_number_the_caller_chose_that_exists_is_a_rejection(azure_env, sandbox):
