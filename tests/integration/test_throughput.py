@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import json
 import threading
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 
+from payments.ledger import Ledger, MemoryLedgerStore
 from payments.model import check
+from payments.posting import Pipeline
 from sandbox import SANDBOX_COMPANY_ID as C
 from sandbox import SANDBOX_JOURNAL_ID as J
 from sandbox import Limits
-from tests.support.relay import make_pipeline
+from tests.support.relay import make_client, make_pipeline
 
 
 def payments(n: int, tag: str = "T"):
@@ -207,3 +210,19 @@ def test_one_refused_payment_in_a_batch_does_not_leave_the_others_unanswered(azu
     [batch] = [r for r in sandbox.requests if r.path.endswith("/$batch")]
     assert batch.headers["Prefer"] == "odata.continue-on-error"
     assert len(sandbox.payments()) == 4
+
+
+def test_a_payment_whose_claim_runs_out_while_its_journal_is_busy_is_not_sent(azure_env, sandbox):
+    """A claim's lease end is the last moment its request may leave (another worker reconciles from
+    then on): a payment still waiting for its journal's turn by then is released unsent, not sent late."""
+    azure_env("businesscentral", PAYMENTS_MAX_CONCURRENCY="2")
+    sandbox.latency = 0.6  # the first insert holds the journal this long
+    relay = Pipeline(make_client(), Ledger(MemoryLedgerStore(), lease=timedelta(seconds=0.3)))
+    first, second = relay.post_all(C, J, payments(2, "LEASE"))
+    assert first.kind == "created"
+    assert second.kind == "unavailable" and "claim ran out" in second.error.message
+    assert [p["documentNumber"] for p in sandbox.payments()] == ["LEASE-0"]
+    assert len([r for r in sandbox.requests if r.method == "POST"]) == 1
+    assert list(relay.ledger.store.scan({"claimed", "ambiguous"})) == []  # released: free to send again
+    sandbox.latency = 0.0
+    assert [o.kind for o in relay.post_all(C, J, payments(2, "LEASE"))] == ["skipped", "created"]
