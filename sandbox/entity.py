@@ -4,6 +4,8 @@ and rendered in either API form."""
 
 from __future__ import annotations
 
+import base64
+
 import re
 import uuid
 from datetime import UTC, date, datetime
@@ -324,19 +326,33 @@ def insert(journal: Journal, stored: dict[str, Any]) -> dict[str, Any]:
     return dict(stored)
 
 
-def render(stored: dict[str, Any], graph: bool) -> dict[str, Any]:
-    """The entity as the given API form shows it: contactId on Graph only, journalId on BC only."""
+def render(stored: dict[str, Any], graph: bool, context: str | None = None) -> dict[str, Any]:
+    """The entity as the given API form shows it: contactId on Graph only, journalId on BC only. Every
+    entity carries its `@odata.etag`; a single one also the `@odata.context` (URL) it belongs to."""
     drop = "journalId" if graph else "contactId"
-    return {k: v for k, v in stored.items() if k != drop}
+    head = {"@odata.context": context} if context is not None else {}
+    head["@odata.etag"] = etag(stored)
+    return {**head, **{k: v for k, v in stored.items() if k != drop}}
 
 
-def read(route: Route, journal: Journal, query: dict[str, list[str]]) -> tuple[int, Any, dict[str, str]]:
-    """Collection (`$filter`, `$top`) or entity read; called with the sandbox's lock held."""
+def etag(stored: dict[str, Any]) -> str:
+    """A weak ETag in Business Central's shape (base64 of its row version). Lines are never modified
+    here, so one derived from the id stays right for the line's life."""
+    version = int(stored["id"].replace("-", "")[:16], 16) % 10**19
+    tag = base64.b64encode(f"{len(str(version)) + 1};{version}1;00;".join("''").encode()).decode()
+    return f'W/"{tag}"'
+
+
+def read(
+    route: Route, journal: Journal, query: dict[str, list[str]], root: str
+) -> tuple[int, Any, dict[str, str]]:
+    """Collection (`$filter`, `$top`) or entity read; called with the sandbox's lock held. `root` is
+    the server's URL, which the `@odata.context` starts with."""
     if route.entity is not None:
         wanted = norm_guid(route.entity)
         for p in journal.payments:
             if p["id"] == wanted:
-                return 200, render(p, route.graph), {}
+                return 200, render(p, route.graph, f"{root}{route.context}/$entity"), {}
         raise ODataError(
             404, "Internal_RecordNotFound", f"The customerPayment '{route.entity}' does not exist."
         )
@@ -347,4 +363,5 @@ def read(route: Route, journal: Journal, query: dict[str, list[str]]) -> tuple[i
         if not top.isdigit():
             raise ODataError(400, "BadRequest_InvalidToken", f"Invalid value '{top}' for $top.")
         rows = rows[: int(top)]
-    return 200, {"value": [render(p, route.graph) for p in rows]}, {}
+    rendered = [render(p, route.graph) for p in rows]
+    return 200, {"@odata.context": f"{root}{route.context}", "value": rendered}, {}

@@ -35,6 +35,17 @@ class Route:
     entity: str | None
     collection_path: str
 
+    @property
+    def context(self) -> str:
+        """The collection's `@odata.context` path: the service root's `$metadata#`, then the entity set."""
+        if self.graph:
+            root = self.collection_path[: self.collection_path.index("/financials/")]
+            entity_set = f"financials/companies('{self.company}')/customerPaymentJournals('{self.journal}')"
+        else:
+            root = self.collection_path[: self.collection_path.index("/companies(")]
+            entity_set = f"companies({self.company})/customerPaymentJournals({self.journal})"
+        return f"{root}/$metadata#{entity_set}/customerPayments"
+
 
 @dataclass(frozen=True)
 class BatchEndpoint:

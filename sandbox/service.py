@@ -389,7 +389,7 @@ class Sandbox(Books):
         with self._lock:
             journal = find_journal(self._companies, target)
             if h.command == "GET":
-                return read(target, journal, query)
+                return read(target, journal, query, self.url)
         record = self._validate(h, target, body)
         with self._lock:  # re-resolve: the lock was released while parsing the body
             company = self._companies[norm_guid(target.company) or ""]
@@ -410,7 +410,7 @@ class Sandbox(Books):
         location = f"{self.url}{target.collection_path}" + (
             f"/{stored['id']}" if target.graph else f"({stored['id']})"
         )
-        return 201, render(stored, target.graph), {"Location": location}
+        return 201, render(stored, target.graph, f"{self.url}{target.context}/$entity"), {"Location": location}
 
     def _serve_posting(self, h: Handler, target: tuple[str, str, str | None, bool], query: Any) -> None:
         """`generalLedgerEntries` (GET) and a journal's `Microsoft.NAV.post` action (POST, answered 204)."""

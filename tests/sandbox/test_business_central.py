@@ -238,3 +238,22 @@ def test_an_operator_posts_a_journal_from_the_command_line(bc, sandbox):
     bc({"customerNumber": "10000", "amount": 5, "documentNumber": "CLI-2"})
     refused = subprocess.run(run, capture_output=True, text=True, timeout=60)
     assert refused.returncode == 1 and "Amount must be negative" in refused.stderr
+
+
+def test_answers_carry_odata_context_and_etag(bc, sandbox):
+    """REFERENCE section 2: answers carry `@odata.context` and `@odata.etag` (OData v4 JSON format, as
+    every Business Central API page answers): the entity's context on a POST, the collection's on a GET,
+    an etag on every entity."""
+    status, created = bc({"customerNumber": "10000", "amount": -3})
+    journal = f"companies({SANDBOX_COMPANY_ID})/customerPaymentJournals({SANDBOX_JOURNAL_ID})"
+    assert status == 201
+    assert created["@odata.context"] == (
+        f"{sandbox.url}/v2.0/sandbox-tenant/sandbox/api/v2.0/$metadata#{journal}/customerPayments/$entity"
+    )
+    assert created["@odata.etag"].startswith('W/"') and created["@odata.etag"].endswith('"')
+    listed = requests.get(
+        f"{sandbox.bc_base_url}/{journal}/customerPayments", headers=AUTH, timeout=5
+    ).json()
+    assert listed["@odata.context"] == created["@odata.context"].removesuffix("/$entity")
+    assert [row["@odata.etag"] for row in listed["value"]] == [created["@odata.etag"]]
+    assert "@odata.context" not in listed["value"][0]
