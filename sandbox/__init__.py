@@ -19,15 +19,17 @@ minutes in the queue, `408`/`504` at the operation and request timeouts.
 It also answers JSON batching (`POST {base}/$batch`) in both forms: Graph (`/beta/$batch`, at most 20
 inner requests, inner urls like `/financials/...`) and Business Central (`.../api/v2.0/$batch`, at most
 100, inner urls like `companies(<id>)/...`). A batch is one HTTP request for the limits and the
-`inject()` faults; its inner requests run one after another, each taking the latency, each handled like a
-standalone one, and each may get an `inject_inner()` fault of its own. Inner responses come back in reverse order: clients must map them by id.
+`inject()` faults; its inner requests run one after another, each taking the latency, each handled like
+a standalone one, and each may get an `inject_inner()` fault of its own. Inner responses come back in
+reverse order: clients must map them by id.
 
 Run standalone: ``python -m sandbox --port 8400 --latency 0.05``.
 
 Modules: `service` (the `Sandbox`: lifecycle, seed, inspection, dispatch), `server` (HTTP server and
-handler, latency), `limits` (per-identity concurrency, queue, rate and timeouts), `routing` (paths), `batch` ($batch), `entity` (customerPayment rules), `odata`
-(errors, `$filter`), `faults`, `store` (companies, journals, seed), `identity` (token endpoint),
-`jsonio` (exact-Decimal JSON), `cli` (`python -m sandbox`).
+handler, latency), `limits` (per-identity concurrency, queue, rate and timeouts), `routing` (paths),
+`batch` ($batch), `entity` (customerPayment rules), `odata` (errors, `$filter`), `faults`, `store`
+(companies, journals, seed), `identity` (token endpoint), `jsonio` (exact-Decimal JSON), `cli`
+(`python -m sandbox`).
 """
 
 from .cli import main

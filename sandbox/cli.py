@@ -12,7 +12,13 @@ import threading
 from .identity import SANDBOX_TOKEN_HEADER
 from .limits import Limits
 from .service import WARNING_TEXT, Sandbox
-from .store import SANDBOX_COMPANY_ID, SANDBOX_CUSTOMERS, SANDBOX_JOURNAL_ID, SANDBOX_JOURNAL_NAME
+from .store import (
+    SANDBOX_COMPANY_ID,
+    SANDBOX_CUSTOMERS,
+    SANDBOX_JOURNAL_ID,
+    SANDBOX_JOURNAL_NAME,
+    extra_journals,
+)
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +87,13 @@ def main(argv: list[str] | None = None) -> int:
         default=defaults.rate,
         help=f"requests per identity per sliding window of {defaults.window:g} s (then 429)",
     )
+    parser.add_argument(
+        "--journals",
+        type=int,
+        default=1,
+        help="customer payment journals in the seed company (the first is the usual one; the others "
+        "are CASH2, CASH3, ... with the ids listed at start)",
+    )
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
@@ -95,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     gc.callbacks.append(lambda phase, info: phase == "stop" and info["generation"] == 2 and gc.freeze())
     sandbox = Sandbox(port=args.port, latency=args.latency, verbose=args.verbose)
     sandbox.limits = Limits(concurrent=args.concurrent, queue=args.queue, rate=args.rate)
+    extra = [(sandbox.add_journal(jid, name=f"CASH{n}"), n) for n, jid in extra_journals(args.journals)]
     sandbox.start()
     log.warning(WARNING_TEXT)
     lines = [
@@ -107,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         f"IDENTITY_HEADER:         {SANDBOX_TOKEN_HEADER}",
         f"Company id:              {SANDBOX_COMPANY_ID}",
         f"Journal id:              {SANDBOX_JOURNAL_ID} ({SANDBOX_JOURNAL_NAME})",
+        *(f"Journal id:              {journal_id} (CASH{n})" for journal_id, n in extra),
         *(f"Customer {num}:          {cid}" for num, cid in SANDBOX_CUSTOMERS.items()),
         "Press Ctrl-C to stop.",
     ]

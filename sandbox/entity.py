@@ -5,7 +5,6 @@ and rendered in either API form."""
 from __future__ import annotations
 
 import base64
-
 import re
 import uuid
 from datetime import UTC, date, datetime

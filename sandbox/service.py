@@ -410,7 +410,11 @@ class Sandbox(Books):
         location = f"{self.url}{target.collection_path}" + (
             f"/{stored['id']}" if target.graph else f"({stored['id']})"
         )
-        return 201, render(stored, target.graph, f"{self.url}{target.context}/$entity"), {"Location": location}
+        return (
+            201,
+            render(stored, target.graph, f"{self.url}{target.context}/$entity"),
+            {"Location": location},
+        )
 
     def _serve_posting(self, h: Handler, target: tuple[str, str, str | None, bool], query: Any) -> None:
         """`generalLedgerEntries` (GET) and a journal's `Microsoft.NAV.post` action (POST, answered 204)."""

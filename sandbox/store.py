@@ -84,6 +84,14 @@ class Company:
     ledger_entries: list[dict[str, Any]] = field(default_factory=list)  # posted G/L entries
 
 
+def extra_journals(total: int) -> list[tuple[int, str]]:
+    """Journals 2..total beyond the seeded one, as (number, id): ids fixed, so a client started apart
+    from the sandbox (a benchmark) knows them."""
+    return [
+        (n, str(uuid.uuid5(uuid.NAMESPACE_URL, f"payments-sandbox/journal/{n}"))) for n in range(2, total + 1)
+    ]
+
+
 def seed_companies() -> dict[str, Company]:
     """The seed every sandbox starts with: one company, its journal and the SANDBOX_CUSTOMERS."""
     return {

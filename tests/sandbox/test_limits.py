@@ -69,7 +69,7 @@ def in_parallel(
     def run(i: int) -> None:
         try:
             results[i] = calls[i]()
-        except BaseException as exc:  # noqa: BLE001 - reported to the test
+        except BaseException as exc:
             results[i] = exc
 
     threads = []
@@ -115,8 +115,7 @@ def test_429_only_beyond_the_queue_and_without_retry_after(sb):
     sb.limits = Limits(concurrent=1, queue=1)
     sb.latency = 0.4
     first, queued, refused = in_parallel(
-        sb,
-        lambda: send(sb, "A"), lambda: send(sb, "B"), lambda: send(sb, "C")
+        sb, lambda: send(sb, "A"), lambda: send(sb, "B"), lambda: send(sb, "C")
     )
     assert (first.status_code, queued.status_code, refused.status_code) == (201, 201, 429)
     assert refused.json()["error"]["code"] == "Application_TooManyRequests"
