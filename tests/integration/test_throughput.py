@@ -16,6 +16,7 @@ from payments.posting import Pipeline
 from sandbox import SANDBOX_COMPANY_ID as C
 from sandbox import SANDBOX_JOURNAL_ID as J
 from sandbox import Limits
+from tests.support.clock import FakeClock
 from tests.support.relay import make_client, make_pipeline
 
 
@@ -230,3 +231,27 @@ def test_a_payment_whose_claim_runs_out_while_its_journal_is_busy_is_not_sent(az
     again = relay.post_all(C, J, payments(2, "LEASE"))
     assert sorted(o.kind for o in again) == ["created", "skipped"]
     assert len(sandbox.payments()) == 2
+
+
+def test_a_batch_cut_off_by_the_operation_timeout_is_ambiguous_then_each_payment_lands_once(azure_env, sandbox):
+    """Business Central answers 408 at its operation timeout and cancels the session: the operations
+    done by then stay, the rest never happen. The relay cannot tell which, so every payment in the
+    batch is ambiguous; a resend adopts the ones that exist, leaves the others alone while the first
+    request may still run at the target, and posts them once it cannot."""
+    azure_env("businesscentral", PAYMENTS_BATCH_SIZE="10")
+    sandbox.limits = Limits(operation_timeout=0.25)
+    sandbox.latency = 0.1  # two operations finish in time, the third would not
+    clock = FakeClock()
+    relay = Pipeline(make_client(), Ledger(MemoryLedgerStore(), clock=clock))
+    items = payments(5, "CUT")
+    assert [o.kind for o in relay.post_all(C, J, items)] == ["ambiguous"] * 5
+    assert [p["documentNumber"] for p in sandbox.payments()] == ["CUT-0", "CUT-1"]
+    sandbox.limits = Limits()
+    sandbox.latency = 0.0
+    soon = relay.post_all(C, J, items)
+    assert [o.kind for o in soon] == ["skipped", "skipped", "ambiguous", "ambiguous", "ambiguous"]
+    assert len(sandbox.payments()) == 2  # not sent again: the first request may still be queued
+    clock.advance(timedelta(minutes=16))  # past the claim's lease and the 10-minute settle window
+    later = relay.post_all(C, J, items)
+    assert [o.kind for o in later] == ["skipped", "skipped", "created", "created", "created"]
+    assert sorted(p["documentNumber"] for p in sandbox.payments()) == [f"CUT-{i}" for i in range(5)]
