@@ -110,7 +110,8 @@ class JournalLocks:
 
     def acquire(self, journal: tuple[str, str], until: float | None) -> threading.Lock | None:
         """The journal's lock, held; None if `until` (monotonic) passed before it was free."""
+        key = (journal[0].lower(), journal[1].lower())  # GUIDs: one journal however its id is cased
         with self._guard:
-            lock = self._locks.setdefault(journal, threading.Lock())
+            lock = self._locks.setdefault(key, threading.Lock())
         timeout = -1.0 if until is None else max(0.0, until - time.monotonic())
         return lock if lock.acquire(timeout=timeout) else None
