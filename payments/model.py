@@ -27,10 +27,15 @@ INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 AMOUNT_MAX = Decimal("999999999999999.99")
 AMOUNT_MIN = -AMOUNT_MAX
 
-_DECIMAL_TEXT = re.compile(r"[+-]?(?:\d+(?:\.\d+)?|\.\d+)")
-_INT_TEXT = re.compile(r"[+-]?\d+")
-_DATE_TEXT = re.compile(r"\d{4}-\d{2}-\d{2}")
-_DECIMAL_COMMA = re.compile(r"[+-]?\d{1,3}(?:\.\d{3})+,\d+|[+-]?\d+,\d+")
+# ASCII digits only: `\d` (and Decimal(), int(), date parsing) also take every other script's digits,
+# so "１２.００" or "1٠50" (U+0660, which looks like a dot) would pass as numbers.
+_DECIMAL_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]+)?|\.[0-9]+)")
+_INT_TEXT = re.compile(r"[+-]?[0-9]+")
+_DATE_TEXT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_DECIMAL_COMMA = re.compile(r"[+-]?[0-9]{1,3}(?:\.[0-9]{3})+,[0-9]+|[+-]?[0-9]+,[0-9]+")
+# An amount within the AL Decimal range with at most 10 places has at most 25 significant digits;
+# beyond this many digits it is refused before any arithmetic is done with it.
+AMOUNT_MAX_DIGITS = 40
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,16 +101,24 @@ def _amount(value: Any, rules: Rules) -> Decimal:
         raise ValueError("must be a finite number")
     if not amount:
         raise ValueError("must not be zero")
-    if not AMOUNT_MIN <= amount <= AMOUNT_MAX:
+    # Decided from the number's own digits and exponent, never under a context that rounds (the
+    # default one keeps 28 digits: normalize() would make 1.000000000000000000000000000001 into 1).
+    _, digits, exponent = amount.as_tuple()
+    if len(digits) > AMOUNT_MAX_DIGITS:
+        raise ValueError(
+            f"has {len(digits)} digits; an amount has at most {AMOUNT_MAX_DIGITS} "
+            "(it is never cut or rounded)"
+        )
+    if not AMOUNT_MIN <= amount <= AMOUNT_MAX:  # exact comparisons, whatever the exponent
         raise ValueError(
             "is beyond what Business Central can hold (an AL Decimal: -999999999999999.99 to "
             "999999999999999.99); it is never cut or rounded: correct it or split the payment"
         )
     limit = rules.amount_decimals
-    exponent = amount.as_tuple().exponent
     if -exponent > limit:  # type: ignore[operator]
-        places = -amount.normalize().as_tuple().exponent  # trailing zeros do not count: 1.500 has one
-        if places > limit:  # type: ignore[operator]
+        trailing_zeros = len(digits) - len("".join(map(str, digits)).rstrip("0"))
+        places = -exponent - trailing_zeros  # type: ignore[operator]  # 1.500 has one place
+        if places > limit:
             raise ValueError(
                 f"has {places} decimal places; at most {limit} are allowed "
                 "(it is never rounded: send it exactly)"
@@ -137,6 +150,11 @@ def _amount_text(value: str) -> Decimal:
             "thousands separator, e.g. 1234.56"
         )
     if not _DECIMAL_TEXT.fullmatch(text):
+        if any(c.isdigit() and not "0" <= c <= "9" for c in text):
+            raise ValueError(
+                f"{value!r} contains digits other than 0-9 (another script's, or full-width); "
+                "write amounts with the ASCII digits 0-9 and a '.'"
+            )
         raise ValueError(f"{value!r} is not a decimal number (digits with an optional '.' and sign)")
     try:
         return Decimal(text)

@@ -19,7 +19,7 @@ from . import codec
 from .errors import InputError
 from .model import KNOWN, Checked, FieldError, Rules, check
 
-_DECIMAL = re.compile(r"[+-]?\d+(?:\.\d+)?")
+_DECIMAL = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?")
 
 Format = Literal["json", "ndjson", "csv"]
 ERROR_COLUMN = "error"  # added to failed-record CSVs; ignored when such a file is dropped again

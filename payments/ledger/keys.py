@@ -33,11 +33,21 @@ def canonical(payload: dict[str, Any]) -> bytes:
             if name in _CODE_FIELDS:
                 value = value.upper()
         elif kind is Decimal or kind is int or (isinstance(value, Decimal | int) and kind is not bool):
-            value = format(Decimal(value).normalize(), "f")
+            value = exact_text(Decimal(value))
         elif isinstance(value, str) and name in _CODE_FIELDS:
             value = value.upper()
         norm[name] = value
     return codec.dumpb(norm, sort_keys=True)
+
+
+def exact_text(value: Decimal) -> str:
+    """A number's value in positional digits, trailing zeros dropped (10.10 -> 10.1, 1E+2 -> 100):
+    exact for every value, unlike normalize(), which rounds to the context's 28 digits and so would
+    make two different amounts one. Called on amounts the model accepted (bounded digits and range)."""
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
 
 
 def fingerprint(payload: dict[str, Any]) -> str:
