@@ -8,6 +8,7 @@ becomes a `Decimal`, and a `Decimal` is written back with exactly its digits.
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -16,6 +17,51 @@ import orjson
 from .errors import JsonSyntaxError, NotUtf8Error
 
 __all__ = ["JsonSyntaxError", "NotUtf8Error", "dumpb", "dumps", "format_decimal", "loads"]
+
+
+# A JSON number longer than this is refused before it is converted: Python's int() refuses more than
+# 4,300 digits with a ValueError, and a Decimal of a million digits costs time and memory for nothing
+# (no payment property needs more than 40).
+MAX_NUMBER_CHARS = 100
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # \uD800-\uDFFF: only escapes can make a lone one
+
+
+def _number_too_long(text: str) -> JsonSyntaxError:
+    return JsonSyntaxError(
+        f"a number written with {len(text)} characters ({text[:20]}…); numbers have at most "
+        f"{MAX_NUMBER_CHARS}"
+    )
+
+
+def _int(text: str) -> int:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise _number_too_long(text)
+    return int(text)
+
+
+def _decimal(text: str) -> Decimal:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise _number_too_long(text)
+    return Decimal(text)
+
+
+def _lone_surrogate(value: Any) -> str | None:
+    """The first string (key or value) holding an unpaired UTF-16 surrogate, which no UTF-8 text can
+    carry: it would fail later, when an answer or a report echoes it."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return item
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return None
 
 
 def _reject_constant(name: str) -> Any:
@@ -49,18 +95,38 @@ def loads(text: str | bytes, *, unique_keys: bool = True) -> Any:
     if text.startswith("\ufeff"):
         text = text[1:]
     try:
-        return json.loads(
+        value = json.loads(
             text,
-            parse_float=Decimal,
+            parse_float=_decimal,
+            parse_int=_int,
             parse_constant=_reject_constant,
             object_pairs_hook=_unique_keys if unique_keys else None,
         )
     except json.JSONDecodeError as exc:
         raise JsonSyntaxError(f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise JsonSyntaxError("arrays or objects are nested too deeply (hundreds of levels)") from None
+    if _SURROGATE_ESCAPE.search(text) and (bad := _lone_surrogate(value)) is not None:
+        where = ascii(bad[:40])
+        raise JsonSyntaxError(
+            f"the string {where} holds an unpaired UTF-16 surrogate escape; send valid Unicode"
+        )
+    return value
+
+
+# Beyond this many places either side of the point, a number is written with its exponent (exact, and
+# valid JSON) rather than spelled out: 1E+99999999 from a 12-byte input is not a 100-million-digit line.
+POSITIONAL_LIMIT = 64
 
 
 def format_decimal(value: Decimal) -> str:
-    """Positional notation with the digits as given: 4.20 stays 4.20, 1E+2 becomes 100."""
+    """Positional notation with the digits as given: 4.20 stays 4.20, 1E+2 becomes 100. A number
+    that would take more than POSITIONAL_LIMIT digits that way keeps its exponent (1E+400)."""
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and (
+        exponent > POSITIONAL_LIMIT or -exponent > POSITIONAL_LIMIT or value.adjusted() > POSITIONAL_LIMIT
+    ):
+        return str(value)
     return format(value, "f")
 
 

@@ -171,8 +171,13 @@ EdmDate = date  # given as text, pre-checked to be exactly YYYY-MM-DD by `check`
 Amount = Annotated[Decimal, Strict()]
 
 
+# No control characters (C0, DEL, C1) in any text property: a NUL or an escape sequence in a document
+# number reaches the books, the reports and people's terminals.
+_NO_CONTROLS = r"^[^\x00-\x1f\x7f-\x9f]*$"
+
+
 def _text(n: int) -> Any:
-    return Field(None, max_length=n, strict=True)
+    return Field(None, max_length=n, strict=True, pattern=_NO_CONTROLS)
 
 
 class CustomerPayment(BaseModel):
@@ -281,6 +286,11 @@ def _describe(err: dict[str, Any]) -> str:
         return "must be a whole number (Int32)"
     if kind in ("greater_than_equal", "less_than_equal"):
         return f"must be between {INT32_MIN} and {INT32_MAX} (Int32)"
+    if kind == "string_pattern_mismatch":
+        bad = next(c for c in str(given) if ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F)
+        return (
+            f"contains the control character U+{ord(bad):04X}; text properties take printable characters only"
+        )
     if kind == "string_too_long":
         limit = err["ctx"]["max_length"]
         return f"is {len(err['input'])} characters; at most {limit} are allowed ({_KIND.get(name, 'String')})"
