@@ -12,6 +12,7 @@ import io
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
@@ -22,6 +23,11 @@ from .model import KNOWN, Checked, FieldError, Rules, check
 _DECIMAL = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?")
 
 Format = Literal["json", "ndjson", "csv"]
+# Bounds that refuse absurd files before they cost seconds or hundreds of MB (a payment record is under
+# 2 KB; Business Central's longest property holds 250 characters).
+MAX_LINE_CHARS = 64 * 1024  # one CSV row or NDJSON line
+MAX_COLUMNS = 64  # CSV columns
+MAX_DEPTH = 32  # arrays and objects inside one another in a JSON payment file
 ERROR_COLUMN = "error"  # added to failed-record CSVs; ignored when such a file is dropped again
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -101,12 +107,15 @@ def read_stream(stream: BinaryIO, name: str) -> Iterator[Record]:
 
 class _Builder:
     """Builds values from ijson events with the same rules as `codec.loads`: exact decimals, no
-    duplicate keys. ijson lets a JSON array of any length be read one element at a time."""
+    duplicate keys, bounded numbers and nesting. ijson lets a JSON array of any length be read one
+    element at a time."""
 
     def __init__(self, events: Iterator[tuple[str, Any]]):
         self.events = events
 
-    def value(self, event: str, value: Any) -> Any:
+    def value(self, event: str, value: Any, depth: int = 1) -> Any:
+        if depth > MAX_DEPTH:
+            raise codec.JsonSyntaxError(f"arrays or objects are nested more than {MAX_DEPTH} deep")
         if event == "start_map":
             obj: dict[str, Any] = {}
             for ev, key in self.events:
@@ -114,15 +123,19 @@ class _Builder:
                     return obj
                 if key in obj:
                     raise codec.JsonSyntaxError(f"duplicate property {key!r} in one object")
-                obj[key] = self.value(*next(self.events))
+                obj[key] = self.value(*next(self.events), depth + 1)
             raise codec.JsonSyntaxError("unexpected end of document")  # pragma: no cover
         if event == "start_array":
             items = []
             for ev, val in self.events:
                 if ev == "end_array":
                     return items
-                items.append(self.value(ev, val))
+                items.append(self.value(ev, val, depth + 1))
             raise codec.JsonSyntaxError("unexpected end of document")  # pragma: no cover
+        if event == "number" and _too_long(value):
+            raise codec.JsonSyntaxError(
+                f"a number has more than {codec.MAX_NUMBER_CHARS} digits; no payment property needs that many"
+            )
         return value
 
     def stream_array(self, prefix: str) -> Iterator[Record]:
@@ -132,6 +145,12 @@ class _Builder:
                 return
             yield Record(f"item {index} ({prefix}/{index})", self.value(ev, val))
             index += 1
+
+
+def _too_long(number: Any) -> bool:
+    if isinstance(number, int):
+        return number.bit_length() > 3.33 * codec.MAX_NUMBER_CHARS
+    return isinstance(number, Decimal) and len(number.as_tuple().digits) > codec.MAX_NUMBER_CHARS
 
 
 def _json_records(stream: BinaryIO) -> Iterator[Record]:
@@ -172,6 +191,11 @@ def _json_records(stream: BinaryIO) -> Iterator[Record]:
     except (ijson.JSONError, codec.JsonSyntaxError, StopIteration) as exc:
         reason = str(exc) or "unexpected end of document"
         raise InputError(f"not a JSON document ({where}): {reason}") from None
+    except (ValueError, SystemError):  # ijson's C backend failing to convert a number (or a string)
+        raise InputError(
+            f"not a JSON document ({where}): a number or string could not be read (a number over "
+            "4,300 digits?)"
+        ) from None
 
 
 class _Utf8(io.RawIOBase):
@@ -203,8 +227,36 @@ class _Utf8(io.RawIOBase):
         return len(data)
 
 
+def _lines(stream: BinaryIO | io.TextIOBase) -> Iterator[tuple[int, Any]]:
+    """Physical lines with their numbers; a line longer than MAX_LINE_CHARS comes back as None, its
+    rest skipped, so one endless line costs neither the memory nor the time of reading it whole."""
+    number = 0
+    newline: Any = None
+    while True:
+        line = stream.readline(MAX_LINE_CHARS + 1)
+        if not line:
+            return
+        newline = newline or ("\n" if isinstance(line, str) else b"\n")
+        number += 1
+        if len(line) > MAX_LINE_CHARS and not line.endswith(newline):
+            while (rest := stream.readline(MAX_LINE_CHARS)) and not rest.endswith(newline):
+                pass
+            yield number, None
+            continue
+        yield number, line
+
+
+def _too_long_line(number: int) -> Record:
+    return Record(
+        f"line {number}", error=f"is longer than {MAX_LINE_CHARS:,} characters; a payment is far shorter"
+    )
+
+
 def _ndjson_records(stream: BinaryIO) -> Iterator[Record]:
-    for number, line in enumerate(stream, start=1):
+    for number, line in _lines(stream):
+        if line is None:
+            yield _too_long_line(number)
+            continue
         if number == 1:
             line = line.removeprefix(b"\xef\xbb\xbf")
         if not line.strip():
@@ -231,27 +283,48 @@ def _header(names: list[str]) -> list[str]:
 
 
 def _csv_records(stream: BinaryIO) -> Iterator[Record]:
+    """CSV read line by line: a cell may not span lines, so an unclosed quote is that line's error
+    instead of silently swallowing the records after it into one cell."""
     text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
+    lines = _lines(text)
     try:
-        first = text.readline()
+        number, first = next(lines, (1, ""))
     except UnicodeDecodeError as exc:
         raise InputError(f"not UTF-8 text: {exc.reason} at byte {exc.start} of the header") from None
+    if first is None:
+        raise InputError(f"the CSV header row is longer than {MAX_LINE_CHARS:,} characters")
     if not first.strip():
         raise InputError("the CSV file is empty: expected a header row of property names")
     try:
         dialect: Any = csv.Sniffer().sniff(first, delimiters=",;")
     except csv.Error:
         dialect = csv.excel
-    original = next(csv.reader([first], dialect))
-    header = _header(original)
-    reader = csv.reader(text, dialect)
-    line = 1
     try:
-        for row in reader:
-            start, line = line + 1, reader.line_num + 1
+        original = next(csv.reader([first], dialect, strict=True))
+    except csv.Error as exc:
+        raise InputError(f"CSV header: {exc}") from None
+    if len(original) > MAX_COLUMNS:
+        raise InputError(f"the CSV header names {len(original)} columns; at most {MAX_COLUMNS} are read")
+    header = _header(original)
+    try:
+        for number, line in lines:
+            where = f"line {number}"
+            if line is None:
+                yield _too_long_line(number)
+                continue
+            if not line.strip():
+                continue
+            try:
+                row = next(csv.reader([line], dialect, strict=True), [])
+            except csv.Error as exc:
+                yield Record(
+                    where,
+                    error=f"is not valid CSV ({exc}): a quoted cell must close on its own line, with any "
+                    'quote inside it doubled ("")',
+                )
+                continue
             if not any(cell.strip() for cell in row):
                 continue
-            where = f"line {start}"
             if len(row) > len(header):
                 yield Record(where, error=f"has {len(row)} cells but the header names {len(header)} columns")
                 continue
@@ -263,6 +336,4 @@ def _csv_records(stream: BinaryIO) -> Iterator[Record]:
             raw = dict(zip(original, row + [""] * (len(original) - len(row)), strict=True))
             yield Record(where, data, from_text=True, raw=raw)
     except UnicodeDecodeError as exc:
-        raise InputError(f"not UTF-8 text after line {line}: {exc.reason}") from None
-    except csv.Error as exc:
-        raise InputError(f"CSV syntax error at line {reader.line_num + 1}: {exc}") from None
+        raise InputError(f"not UTF-8 text after line {number}: {exc.reason}") from None

@@ -37,9 +37,12 @@ class Answer:
     body: dict[str, Any] | None
     headers: dict[str, str] = field(default_factory=dict)
     media_type: str = "application/json"  # always UTF-8
+    encoded: bytes | None = None  # the body's bytes, once written (`handle_post` writes them)
 
     def content(self) -> bytes:
-        return b"" if self.body is None else codec.dumpb(self.body)
+        if self.encoded is None:
+            self.encoded = b"" if self.body is None else codec.dumpb(self.body)
+        return self.encoded
 
 
 def problem(status: int, slug: str, title: str, detail: str, **extra: Any) -> Answer:
@@ -140,6 +143,7 @@ def handle_post(
         answer = _handle(body, {k.lower(): v for k, v in headers.items()}, company_id, journal_id, pipeline)
         if pipeline().rules.amount_sign == "positive":
             answer.headers[NEGATED_HEADER] = "true"
+        answer.content()  # written here, so a failure to write it is answered too
         return answer
     except SettingsError as exc:
         log.error("relay misconfigured: %s", exc)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import IO, Any
 
-from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.core.exceptions import AzureError, HttpResponseError, ResourceNotFoundError
 from azure.storage.blob import BlobClient, BlobServiceClient
 
 from .. import codec
@@ -131,6 +131,11 @@ class FileDrop:
             self._validate(inbox, name, report, spool)
         except InputError as exc:
             file_error = str(exc)
+        except AzureError:
+            raise  # storage trouble: the host delivers the file again later
+        except Exception:  # a bad file is reported, never a crash the host would retry five times
+            log.exception("file %s could not be read", name)
+            file_error = "the file could not be read (an unexpected error, logged under this file's name)"
         if file_error is None and company and journal:
             self._post(company, journal, spool, report)
         failed = file_error is not None or any(k not in ("created", "skipped") for k in report.totals)

@@ -176,7 +176,14 @@ class Settler:
                 payment_fingerprint=derived.fingerprint,
             )
         except LedgerUnavailable as exc:
-            return Outcome("unavailable", error=TargetUnavailable(f"not posted: {exc}", retry_after=30)), None
+            # The storage error's own text is for the logs: callers learn what happened and what to do.
+            log.error("ledger unavailable for %s: %s", key or derived.key, exc)
+            unavailable = TargetUnavailable(
+                "not posted: the relay's ledger (its storage) is unavailable, so it cannot make sure the "
+                "payment is posted only once; nothing was sent; send it again later",
+                retry_after=30,
+            )
+            return Outcome("unavailable", error=unavailable), None
         entry = decision.entry
         if decision.action == "done":
             return replay(entry, decision), None

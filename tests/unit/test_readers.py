@@ -23,9 +23,14 @@ def test_csv_with_bom_semicolons_quotes_and_case_insensitive_headers():
     assert all(r.from_text for r in got)
 
 
-def test_csv_multiline_field_keeps_the_starting_line():
+def test_csv_a_quote_left_open_is_that_lines_error_not_a_merge_of_the_lines_after_it():
+    """A cell may not span lines: an unclosed quote would otherwise swallow the next records into one
+    description and validate clean (issue 12)."""
     raw = b'customerNumber,description,amount\n1,"two\nlines",1\n2,x,2\n'
-    assert [r.location for r in records(raw, "x.csv")] == ["line 2", "line 4"]
+    got = records(raw, "x.csv")
+    assert [r.location for r in got] == ["line 2", "line 3", "line 4"]
+    assert got[0].error.startswith("is not valid CSV (unexpected end of data): a quoted cell must close")
+    assert got[2].data == {"customerNumber": "2", "description": "x", "amount": "2"}
 
 
 def test_csv_duplicate_header_is_a_file_error():
