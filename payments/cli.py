@@ -26,6 +26,17 @@ from .runtime import make_ledger
 from .settings import Settings, load_settings
 
 PROGRESS_THRESHOLD = 300  # records; smaller files finish before a person would wonder
+# Control characters (C0, DEL, C1) and bidirectional overrides in anything echoed (file names, CSV
+# header cells, the target's messages) are shown escaped: printed raw they would drive the terminal.
+_ESCAPES = {
+    c: f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
+    for c in (*range(0x20), *range(0x7F, 0xA0), *range(0x202A, 0x202F), *range(0x2066, 0x206A))
+}
+
+
+def printable(text: object) -> str:
+    """`text` with every control character written as its escape."""
+    return str(text).translate(_ESCAPES)
 DETAIL_LIMIT = 50  # list every record's outcome up to this many; only failures beyond
 
 
@@ -54,7 +65,7 @@ def _print_table(rows: list[Row], out: TextIO) -> None:
     if shown:
         width = max(len(r.location) for r in shown)
         for r in shown:
-            print(f"  {r.location:<{width}}  {r.outcome:<11}  {r.detail}", file=out)
+            print(f"  {r.location:<{width}}  {r.outcome:<11}  {printable(r.detail)}", file=out)
         if shown is failures and len(rows) > len(failures):
             print(f"  ({len(rows) - len(failures)} successful records not listed)", file=out)
     counts = Counter(r.outcome for r in rows)
@@ -100,7 +111,7 @@ def cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
     rows = []
     for record, checked in _checked(read_file(args.file), _rules(args, settings)):
         rows.append(Row(record.location, "valid" if checked.ok else "invalid", _explain(checked.errors)))
-    print(f"{args.file}: {len(rows)} records", file=out)
+    print(f"{printable(args.file)}: {len(rows)} records", file=out)
     _print_table(rows, out)
     return 0 if all(r.outcome == "valid" for r in rows) else 1
 
@@ -199,7 +210,11 @@ def _post(
         elif outcome.error is not None:
             code = getattr(outcome.error, "code", None)
             row.detail = f"{code + ': ' if code else ''}{outcome.error.message}"
-    print(f"{args.file}: {len(rows)} records to company {company}, journal {journal}", file=out)
+    print(
+        f"{printable(args.file)}: {len(rows)} records to company {printable(company)}, "
+        f"journal {printable(journal)}",
+        file=out,
+    )
     if rules.amount_sign == "positive":
         print("  amounts written as money received were sent negated (PAYMENTS_AMOUNT_SIGN)", file=out)
     _print_table(rows, out)
@@ -333,13 +348,17 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     try:
         return int(args.run(args, out or sys.stdout))
     except InputError as exc:
-        print(f"error: {args.file}: {exc}", file=sys.stderr)
+        print(f"error: {printable(args.file)}: {printable(exc)}", file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {printable(exc)}", file=sys.stderr)
         return 2
     except SystemExit as exc:
         if isinstance(exc.code, str):
-            print(exc.code, file=sys.stderr)
+            print(printable(exc.code), file=sys.stderr)
             return 2
         raise
+    except Exception as exc:  # a message, never a traceback (the traceback is logged with --verbose)
+        logging.getLogger("payments.cli").info("unexpected failure", exc_info=True)
+        print(f"error: unexpected failure: {type(exc).__name__}: {printable(exc)}", file=sys.stderr)
+        return 2

@@ -196,6 +196,13 @@ def _handle(
             "Request body too large",
             f"the body is {size} bytes; at most {settings.max_body_bytes} are accepted: split the batch",
         )
+    if not body.strip():
+        return problem(
+            400,
+            "malformed-body",
+            "The body is empty",
+            "send a customerPayment JSON object or an array of them",
+        )
     try:
         data = codec.loads(body)
     except codec.NotUtf8Error as exc:

@@ -85,8 +85,8 @@ class TableLedgerStore:
         )
         from azure.data.tables import TableTransactionError
 
-        self._ensure()
         try:
+            self._ensure()  # creating the table can fail like any other call
             return fn()
         except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError, TableTransactionError):
             raise

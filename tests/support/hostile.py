@@ -1,0 +1,112 @@
+"""Hostile and careless inputs, each with the answer it must get: shared by the tests (which assert the
+answers) and `bench/hostile.py` (which measures each case's time and memory)."""
+
+from __future__ import annotations
+
+import gzip
+from dataclasses import dataclass, field
+
+from sandbox import SANDBOX_COMPANY_ID as C
+from sandbox import SANDBOX_JOURNAL_ID as J
+
+
+@dataclass(frozen=True)
+class WebhookCase:
+    """A webhook call and what its caller must get: status, problem type, a phrase of its detail or of
+    one of its errors; nothing is posted unless `posted` says so."""
+
+    category: str
+    name: str
+    body: bytes
+    status: int
+    problem: str | None  # the problem type's slug (None: not a problem document)
+    says: str = ""  # a phrase the detail or an error's detail holds
+    headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = "application/json"
+    company: str = C
+    journal: str = J
+    posted: int = 0
+
+
+def _pay(amount: bytes, extra: bytes = b"") -> bytes:
+    return b'{"customerNumber": "10000", "amount": ' + amount + extra + b"}"
+
+
+_DEEP = b'{"customerNumber": "10000", "amount": -1, "description": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+
+WEBHOOK_CASES: list[WebhookCase] = [
+    # Amounts: every representation, exact or refused; never rounded, never conflated.
+    WebhookCase("amount", "31 significant digits", _pay(b"-1.000000000000000000000000000001"), 422,
+                "validation-failed", "has 30 decimal places; at most 2"),
+    WebhookCase("amount", "31 digits as a string", _pay(b'"-1.000000000000000000000000000001"'), 422,
+                "validation-failed", "has 30 decimal places; at most 2"),
+    WebhookCase("amount", "tiny exponent", _pay(b"-1e-99999999"), 422, "validation-failed",
+                "has 99999999 decimal places"),
+    WebhookCase("amount", "huge exponent", _pay(b"-1e99999999"), 422, "validation-failed",
+                "beyond what Business Central can hold"),
+    WebhookCase("amount", "exponent 400", _pay(b"-1e400"), 422, "validation-failed",
+                "beyond what Business Central can hold"),
+    WebhookCase("amount", "5,000-digit integer", _pay(b"-" + b"9" * 5000), 400, "malformed-body",
+                "a number written with 5001 characters"),
+    WebhookCase("amount", "full-width digits", _pay('"-１２.００"'.encode()), 422, "validation-failed",
+                "contains digits other than 0-9"),
+    WebhookCase("amount", "Arabic-Indic digits", _pay('"-١٢.٠٠"'.encode()), 422, "validation-failed",
+                "contains digits other than 0-9"),
+    WebhookCase("amount", "U+0660 that looks like a dot", _pay('"-1٠50"'.encode()), 422,
+                "validation-failed", "contains digits other than 0-9"),
+    WebhookCase("amount", "decimal comma", _pay(b'"-12,50"'), 422, "validation-failed", "decimal comma"),
+    WebhookCase("amount", "true", _pay(b"true"), 422, "validation-failed", "not true/false"),
+    WebhookCase("amount", "NaN", _pay(b"NaN"), 400, "malformed-body", "NaN is not a JSON number"),
+    WebhookCase("amount", "exact digits kept", _pay(b"-12.500"), 201, None, posted=1),
+    # Other values: ASCII digits only, no control characters.
+    WebhookCase("values", "full-width posting date", _pay(b"-1", ', "postingDate": "２０２６-１１-２５"'.encode()),
+                422, "validation-failed", "must be a date written YYYY-MM-DD"),
+    WebhookCase("values", "NUL in documentNumber", _pay(b"-1", b', "documentNumber": "A\\u0000B"'), 422,
+                "validation-failed", "control character U+0000"),
+    WebhookCase("values", "terminal escape in description", _pay(b"-1", b', "description": "\\u001b[2J"'), 422,
+                "validation-failed", "control character U+001B"),
+    WebhookCase("values", "C1 control in comment", _pay(b"-1", b', "comment": "a\\u0085b"'), 422,
+                "validation-failed", "control character U+0085"),
+    WebhookCase("values", "full-width digits in a GUID",
+                _pay(b"-1", ', "customerId": "c0000001-0000-4000-8000-00000001000０"'.encode()), 422,
+                "validation-failed", "is not a GUID"),
+    WebhookCase("values", "look-alike key (Cyrillic a)", '{"customerNumber": "10000", "аmount": -1}'.encode(),
+                422, "validation-failed", "is not a customerPayment property"),
+    # JSON structure.
+    WebhookCase("json", "nested 5,000 deep", _DEEP, 400, "malformed-body", "nested too deeply"),
+    WebhookCase("json", "lone surrogate in a property name", b'{"customerNumber": "10000", "a\\ud800": 1}', 400,
+                "malformed-body", "unpaired UTF-16 surrogate"),
+    WebhookCase("json", "lone surrogate in a value", _pay(b"-1", b', "description": "x\\udc00"'), 400,
+                "malformed-body", "unpaired UTF-16 surrogate"),
+    WebhookCase("json", "duplicate key", b'{"customerNumber": "10000", "amount": -1, "amount": -100}', 400,
+                "malformed-body", "duplicate property 'amount'"),
+    WebhookCase("json", "truncated", b'{"customerNumber": "10000", "amount": -1', 400, "malformed-body",
+                "Expecting ',' delimiter at line 1 column 41"),
+    WebhookCase("json", "empty body", b"", 400, "malformed-body", "send a customerPayment JSON object"),
+    WebhookCase("json", "only whitespace", b" \r\n\t", 400, "malformed-body", "send a customerPayment JSON"),
+    WebhookCase("json", "a bare string", b'"hello"', 422, "validation-failed", ""),
+    WebhookCase("json", "empty batch", b"[]", 422, "validation-failed", "send at least one"),
+    WebhookCase("json", "UTF-16", _pay(b"-1").decode().encode("utf-16"), 400, "malformed-body",
+                "not valid UTF-8: byte 0xff at offset 0"),
+    WebhookCase("json", "gzip without decompression", gzip.compress(_pay(b"-1") * 1000), 400,
+                "malformed-body", "not valid UTF-8"),
+    # Headers.
+    WebhookCase("headers", "text/plain", _pay(b"-1"), 415, "unsupported-media-type", "application/json",
+                content_type="text/plain"),
+    WebhookCase("headers", "charset latin1", _pay(b"-1"), 415, "unsupported-media-type", "send UTF-8",
+                content_type="application/json; charset=latin1"),
+    WebhookCase("headers", "no Content-Type", _pay(b"-1"), 415, "unsupported-media-type", "none",
+                content_type=""),
+    WebhookCase("headers", "Idempotency-Key of 300 characters", _pay(b"-1"), 400, "invalid-idempotency-key",
+                "1 to 255 printable ASCII", headers={"Idempotency-Key": "k" * 300}),
+    WebhookCase("headers", "Idempotency-Key with non-ASCII", _pay(b"-1"), 400, "invalid-idempotency-key",
+                "printable ASCII", headers={"Idempotency-Key": "clé"}),
+    WebhookCase("headers", "body over the limit", b'[' + b'{"customerNumber": "10000", "amount": -1},' * 30000
+                + b'{"customerNumber": "10000", "amount": -1}]', 413, "body-too-large", "at most"),
+    # Route values.
+    WebhookCase("route", "path traversal as company", _pay(b"-1"), 400, "invalid-route", "is not a GUID",
+                company="../../admin"),
+    WebhookCase("route", "empty journal", _pay(b"-1"), 400, "invalid-route", "is not a GUID", journal=""),
+    WebhookCase("route", "escape sequence in company", _pay(b"-1"), 400, "invalid-route", "\\x1b",
+                company="\x1b[2J"),
+]
