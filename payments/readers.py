@@ -157,8 +157,9 @@ def _json_records(stream: BinaryIO) -> Iterator[Record]:
     import ijson
 
     where = "at the start"
+    source = _Utf8(stream)
     try:
-        builder = _Builder(iter(ijson.basic_parse(_Utf8(stream), use_float=False)))
+        builder = _Builder(iter(ijson.basic_parse(source, use_float=False)))
         event, _ = next(builder.events)
         if event == "start_array":
             for record in builder.stream_array(""):
@@ -188,24 +189,37 @@ def _json_records(stream: BinaryIO) -> Iterator[Record]:
             raise InputError("a JSON payment file holds an object or an array")
         for _ in builder.events:
             raise InputError("unexpected content after the JSON document")
-    except (ijson.JSONError, codec.JsonSyntaxError, StopIteration) as exc:
+    except (ijson.JSONError, codec.JsonSyntaxError, StopIteration, ValueError, SystemError) as exc:
+        if source.failure is not None:  # the bytes themselves (raised through the parser)
+            raise InputError(f"{source.failure} ({where})") from None
+        if not isinstance(exc, ijson.JSONError | codec.JsonSyntaxError | StopIteration):
+            # ijson's C backend failing to convert a number (or a string)
+            raise InputError(
+                f"not a JSON document ({where}): a number or string could not be read (a number over "
+                "4,300 digits?)"
+            ) from None
         reason = str(exc) or "unexpected end of document"
         raise InputError(f"not a JSON document ({where}): {reason}") from None
-    except (ValueError, SystemError):  # ijson's C backend failing to convert a number (or a string)
-        raise InputError(
-            f"not a JSON document ({where}): a number or string could not be read (a number over "
-            "4,300 digits?)"
-        ) from None
+
+
+# A \uD800-\uDBFF escape not followed by a \uDC00-\uDFFF one, or a low one not after a high one: no
+# Unicode text holds it, and the JSON parser would quietly turn it into "?".
+_LONE_SURROGATE = re.compile(
+    rb"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F])|(?<![0-9a-fA-F]{4})\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+)
 
 
 class _Utf8(io.RawIOBase):
-    """A byte stream checked as UTF-8 (without BOM) on its way into the JSON parser."""
+    """A byte stream checked as UTF-8 (without BOM), and free of unpaired surrogate escapes, on its way
+    into the JSON parser."""
 
     def __init__(self, stream: BinaryIO):
         self._stream = stream
         self._decoder = codecs.getincrementaldecoder("utf-8")()
         self._first = True
         self._offset = 0
+        self._tail = b""  # the end of the previous piece, so an escape cut in two is still seen
+        self.failure: InputError | None = None  # what was wrong, as the parser may hide it in its own error
 
     def readable(self) -> bool:
         return True
@@ -219,9 +233,23 @@ class _Utf8(io.RawIOBase):
         try:
             self._decoder.decode(data, final=not data)
         except UnicodeDecodeError as exc:
-            raise InputError(
+            self.failure = InputError(
                 f"not UTF-8: byte 0x{data[exc.start]:02x} at offset {self._offset + exc.start}"
-            ) from None
+            )
+            raise self.failure from None
+        window = self._tail + data
+        if b"\\u" in window:
+            for bad in _LONE_SURROGATE.finditer(window):
+                if bad.end() < len(self._tail):
+                    continue  # judged in the previous piece (one ending at its very end waited for this)
+                if bad.end() == len(window) and data:
+                    continue  # at the very end: its pair may come with the next piece
+                self.failure = InputError(
+                    f"an unpaired UTF-16 surrogate escape ({bad.group().decode()}) near offset "
+                    f"{self._offset - len(self._tail) + bad.start()}: no Unicode text holds one"
+                )
+                raise self.failure
+        self._tail = window[-17:]  # a whole escape pair and what precedes it
         self._offset += len(data)
         buffer[: len(data)] = data
         return len(data)

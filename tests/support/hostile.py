@@ -110,3 +110,78 @@ WEBHOOK_CASES: list[WebhookCase] = [
     WebhookCase("route", "escape sequence in company", _pay(b"-1"), 400, "invalid-route", "\\x1b",
                 company="\x1b[2J"),
 ]
+
+
+@dataclass(frozen=True)
+class FileCase:
+    """A dropped file and its report: a file-level error (nothing posted), or each record's outcome by
+    location, with a phrase of its error. The file always leaves the inbox for `failed/` here."""
+
+    category: str
+    name: str
+    file: str  # its name in the inbox, under <company>/<journal>/
+    content: bytes
+    error: str | None = None  # a phrase of the report's file-level error
+    records: tuple[tuple[str, str, str], ...] = ()  # (location, outcome, phrase of its errors)
+
+
+_CSV = b"customerNumber,documentNumber,amount\n"
+_GOOD = b'{"customerNumber": "10000", "amount": -1}\n'
+
+FILE_CASES: list[FileCase] = [
+    FileCase("csv", "a quote left open", "open.csv",
+             b'customerNumber,description,amount\n10000,"oops,-1\n20000,fine,-2\n',
+             records=(("line 2", "invalid", "a quoted cell must close on its own line"),
+                      ("line 3", "created", ""))),
+    FileCase("csv", "NUL in an identifier", "nul.csv", _CSV + b"10000,A\x00B,-1\n",
+             records=(("line 2", "invalid", "control character U+0000"),)),
+    FileCase("csv", "terminal escape in a cell", "esc.csv", _CSV + b"10000,\x1b[2J,-1\n",
+             records=(("line 2", "invalid", "control character U+001B"),)),
+    FileCase("csv", "exponent amount", "exp.csv", _CSV + b"10000,E-1,-1e99999999\n",
+             records=(("line 2", "invalid", "is not a decimal number"),)),
+    FileCase("csv", "full-width amount", "wide-digits.csv", _CSV + "10000,W-1,-１２.００\n".encode(),
+             records=(("line 2", "invalid", "contains digits other than 0-9"),)),
+    FileCase("csv", "a 100 KB line", "long-line.csv", _CSV + b"10000,L-1,-1," + b"x" * 100_000 + b"\n10000,L-2,-2\n",
+             records=(("line 2", "invalid", "longer than 65,536 characters"), ("line 3", "created", ""))),
+    FileCase("csv", "200,000 columns", "columns.csv", b"customerNumber,amount" + b",c" * 200_000 + b"\n1,-1\n",
+             error="the CSV header row is longer than 65,536 characters"),
+    FileCase("csv", "100 columns", "hundred.csv", b",".join(b"c%d" % i for i in range(100)) + b"\n",
+             error="at most 64 are read"),
+    FileCase("csv", "header only", "header.csv", _CSV, error="holds no payment records"),
+    FileCase("ndjson", "empty", "empty.ndjson", b"", error="holds no payment records"),
+    FileCase("ndjson", "blank lines only", "blank.ndjson", b"\n \r\n\t\n", error="holds no payment records"),
+    FileCase("ndjson", "a BOM only", "bom.ndjson", b"\xef\xbb\xbf", error="holds no payment records"),
+    FileCase("ndjson", "a line nested 5,000 deep", "deep.ndjson",
+             _GOOD + b"[" * 5000 + b"]" * 5000 + b"\n" + _GOOD.replace(b"-1", b"-2"),
+             records=(("line 1", "created", ""), ("line 2", "invalid", "nested too deeply"),
+                      ("line 3", "created", ""))),
+    FileCase("ndjson", "a 5,000-digit number", "digits.ndjson",
+             b'{"customerNumber": "10000", "amount": -' + b"9" * 5000 + b"}\n" + _GOOD,
+             records=(("line 1", "invalid", "a number written with 5001 characters"), ("line 2", "created", ""))),
+    FileCase("ndjson", "a 1 MB line", "mega.ndjson",
+             b'{"customerNumber": "10000", "description": "' + b"x" * 1_000_000 + b'"}\n' + _GOOD,
+             records=(("line 1", "invalid", "longer than 65,536 characters"), ("line 2", "created", ""))),
+    FileCase("ndjson", "an unpaired surrogate", "surrogate.ndjson",
+             b'{"customerNumber": "10000", "amount": -1, "description": "x\\ud800"}\n',
+             records=(("line 1", "invalid", "unpaired UTF-16 surrogate"),)),
+    FileCase("json", "nested 5,000 deep", "deep.json", b"[" * 5000 + b"]" * 5000,
+             error="nested more than 32 deep"),
+    FileCase("json", "a 5,000-digit number", "digits.json",
+             b'[{"customerNumber": "10000", "amount": -' + b"9" * 5000 + b"}]",
+             error="could not be read"),
+    FileCase("json", "an unpaired surrogate", "surrogate.json",
+             b'[{"customerNumber": "10000", "amount": -1, "description": "x\\ud800"}]',
+             error="unpaired UTF-16 surrogate escape (\\ud800)"),
+    FileCase("json", "amount 1e99999999", "exp.json",
+             b'[{"customerNumber": "10000", "amount": -1e99999999}, {"customerNumber": "10000", "amount": -2}]',
+             records=(("item 0 (/0)", "invalid", "beyond what Business Central can hold"),
+                      ("item 1 (/1)", "created", ""))),
+    FileCase("json", "amount 1e-99999999", "tiny.json",
+             b'[{"customerNumber": "10000", "amount": -1e-99999999}]',
+             records=(("item 0 (/0)", "invalid", "has 99999999 decimal places"),)),
+    FileCase("json", "31 significant digits", "digits31.json",
+             b'[{"customerNumber": "10000", "amount": -1.000000000000000000000000000001}]',
+             records=(("item 0 (/0)", "invalid", "has 30 decimal places"),)),
+    FileCase("json", "Latin-1", "latin1.json", '[{"customerNumber": "10000", "description": "café"}]'.encode("latin-1"),
+             error="not UTF-8: byte 0xe9"),
+]
