@@ -21,7 +21,7 @@ from typing import TextIO
 from .errors import InputError, SettingsError
 from .ledger import Ledger, MemoryLedgerStore, Scope
 from .model import Checked, CustomerPayment, FieldError, Rules
-from .readers import Record, check_record, read_file
+from .readers import NO_RECORDS, Record, check_record, read_file
 from .runtime import make_ledger
 from .settings import Settings, load_settings
 
@@ -111,6 +111,8 @@ def cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
     rows = []
     for record, checked in _checked(read_file(args.file), _rules(args, settings)):
         rows.append(Row(record.location, "valid" if checked.ok else "invalid", _explain(checked.errors)))
+    if not rows:
+        raise InputError(NO_RECORDS)
     print(f"{printable(args.file)}: {len(rows)} records", file=out)
     _print_table(rows, out)
     return 0 if all(r.outcome == "valid" for r in rows) else 1
@@ -172,6 +174,8 @@ def _post(
         rows.append(Row(record.location, "invalid", _explain(checked.errors)))
         if checked.payment is not None:
             valid.append((len(rows) - 1, checked.payment))
+    if not rows:
+        raise InputError(NO_RECORDS)
     pipeline = Pipeline(TargetClient(settings, target_credential(settings)), ledger)
     total = len(valid)
     show_progress = total > PROGRESS_THRESHOLD

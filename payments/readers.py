@@ -28,6 +28,7 @@ Format = Literal["json", "ndjson", "csv"]
 MAX_LINE_CHARS = 64 * 1024  # one CSV row or NDJSON line
 MAX_COLUMNS = 64  # CSV columns
 MAX_DEPTH = 32  # arrays and objects inside one another in a JSON payment file
+NO_RECORDS = "the file holds no payment records"  # an empty file is an error wherever it is read
 ERROR_COLUMN = "error"  # added to failed-record CSVs; ignored when such a file is dropped again
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 

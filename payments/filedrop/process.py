@@ -28,7 +28,7 @@ from .. import codec
 from ..errors import FileBusy, InputError
 from ..model import as_dicts, check
 from ..posting import Halt, Pipeline
-from ..readers import Record, check_record, read_stream
+from ..readers import NO_RECORDS, Record, check_record, read_stream
 from ..settings import Settings
 from . import blobs
 from .report import SPOOL_MEMORY, Report, outcome_detail
@@ -188,7 +188,7 @@ class FileDrop:
                 line["ignored"] = checked.ignored
             spool.write(codec.dumpb(line) + b"\n")
         if count == 0:
-            raise InputError("the file holds no payment records")
+            raise InputError(NO_RECORDS)
 
     def _post(self, company: str, journal: str, spool: IO[bytes], report: Report) -> None:
         """Second pass: post the spooled payments in chunks through the shared pipeline; once the
