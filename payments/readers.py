@@ -113,6 +113,19 @@ class _Builder:
 
     def __init__(self, events: Iterator[tuple[str, Any]]):
         self.events = events
+        self.oversize = 0  # the longest text over MAX_LINE_CHARS in the record being built (dropped)
+
+    def record(self, location: str, event: str, value: Any) -> Record:
+        """One record; a text longer than any payment needs makes it that record's error, and is not
+        kept, so the report does not carry megabytes of it."""
+        data = self.value(event, value)
+        if self.oversize:
+            longest, self.oversize = self.oversize, 0
+            return Record(
+                location,
+                error=f"holds a text of {longest:,} characters; no payment property takes more than 250",
+            )
+        return Record(location, data)
 
     def value(self, event: str, value: Any, depth: int = 1) -> Any:
         if depth > MAX_DEPTH:
@@ -124,6 +137,8 @@ class _Builder:
                     return obj
                 if key in obj:
                     raise codec.JsonSyntaxError(f"duplicate property {key!r} in one object")
+                if len(key) > MAX_LINE_CHARS:
+                    raise codec.JsonSyntaxError(f"a property name of {len(key):,} characters")
                 obj[key] = self.value(*next(self.events), depth + 1)
             raise codec.JsonSyntaxError("unexpected end of document")  # pragma: no cover
         if event == "start_array":
@@ -133,6 +148,9 @@ class _Builder:
                     return items
                 items.append(self.value(ev, val, depth + 1))
             raise codec.JsonSyntaxError("unexpected end of document")  # pragma: no cover
+        if event == "string" and len(value) > MAX_LINE_CHARS:
+            self.oversize = max(self.oversize, len(value))
+            return ""
         if event == "number" and _too_long(value):
             raise codec.JsonSyntaxError(
                 f"a number has more than {codec.MAX_NUMBER_CHARS} digits; no payment property needs that many"
@@ -144,7 +162,7 @@ class _Builder:
         for ev, val in self.events:
             if ev == "end_array":
                 return
-            yield Record(f"item {index} ({prefix}/{index})", self.value(ev, val))
+            yield self.record(f"item {index} ({prefix}/{index})", ev, val)
             index += 1
 
 
@@ -160,7 +178,8 @@ def _json_records(stream: BinaryIO) -> Iterator[Record]:
     where = "at the start"
     source = _Utf8(stream)
     try:
-        builder = _Builder(iter(ijson.basic_parse(source, use_float=False)))
+        # 1 MiB pieces: a text spanning many of ijson's default 64 KiB ones costs it ten times as long.
+        builder = _Builder(iter(ijson.basic_parse(source, use_float=False, buf_size=1 << 20)))
         event, _ = next(builder.events)
         if event == "start_array":
             for record in builder.stream_array(""):
@@ -183,7 +202,14 @@ def _json_records(stream: BinaryIO) -> Iterator[Record]:
                     continue
                 data[key] = builder.value(ev, val)
             if "value" not in data:
-                yield Record("object", data)
+                if builder.oversize:
+                    yield Record(
+                        "object",
+                        error=f"holds a text of {builder.oversize:,} characters; no payment property takes "
+                        "more than 250",
+                    )
+                else:
+                    yield Record("object", data)
             elif set(data) - {"value", "@odata.context"}:
                 raise InputError(f'unexpected properties beside "value": {sorted(set(data) - {"value"})}')
         else:

@@ -44,11 +44,13 @@ class Lease:
 
 
 class _ChunkReader(io.RawIOBase):
-    """A readable stream over the downloader's chunks, so the readers can stream a blob."""
+    """A readable stream over the downloader's chunks, so the readers can stream a blob. Each chunk is
+    handed out through a view (slicing the rest off a 4 MiB chunk for every small read would copy it
+    over and over)."""
 
     def __init__(self, chunks: Iterator[bytes]):
         self._chunks = chunks
-        self._rest = b""
+        self._rest = memoryview(b"")
 
     def readable(self) -> bool:
         return True
@@ -56,7 +58,7 @@ class _ChunkReader(io.RawIOBase):
     def readinto(self, buffer: Any) -> int:
         while not self._rest:
             try:
-                self._rest = next(self._chunks)
+                self._rest = memoryview(next(self._chunks))
             except StopIteration:
                 return 0
         n = min(len(buffer), len(self._rest))

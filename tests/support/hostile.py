@@ -182,6 +182,23 @@ FILE_CASES: list[FileCase] = [
     FileCase("json", "31 significant digits", "digits31.json",
              b'[{"customerNumber": "10000", "amount": -1.000000000000000000000000000001}]',
              records=(("item 0 (/0)", "invalid", "has 30 decimal places"),)),
+    FileCase("json", "a 100 KB string", "long-text.json",
+             b'[{"customerNumber": "10000", "amount": -1, "description": "' + b"x" * 100_000 + b'"}, '
+             b'{"customerNumber": "10000", "amount": -2}]',
+             records=(("item 0 (/0)", "invalid", "holds a text of 100,000 characters"), ("item 1 (/1)", "created", ""))),
     FileCase("json", "Latin-1", "latin1.json", '[{"customerNumber": "10000", "description": "café"}]'.encode("latin-1"),
              error="not UTF-8: byte 0xe9"),
+]
+
+# Larger versions, for the benchmark only (too slow to upload for every test run): the issue's own
+# examples, a million CSV columns and a line of many megabytes.
+LARGE_FILE_CASES: list[FileCase] = [
+    FileCase("csv", "1,000,000 columns", "million.csv", b"customerNumber,amount" + b",c" * 1_000_000 + b"\n1,-1\n",
+             error="the CSV header row is longer than 65,536 characters"),
+    FileCase("ndjson", "a 20 MB line", "twenty.ndjson",
+             b'{"customerNumber": "10000", "description": "' + b"x" * 20_000_000 + b'"}\n' + _GOOD,
+             records=(("line 1", "invalid", "longer than 65,536 characters"), ("line 2", "created", ""))),
+    FileCase("json", "a 20 MB string", "twenty.json",
+             b'[{"customerNumber": "10000", "amount": -1, "description": "' + b"x" * 20_000_000 + b'"}]',
+             records=(("item 0 (/0)", "invalid", "holds a text of 20,000,000 characters"),)),
 ]
