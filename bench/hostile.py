@@ -66,7 +66,7 @@ def main() -> int:
         runtime.reset()
         for case in WEBHOOK_CASES:
             sandbox.reset()
-            (resp, body), seconds, mb = measured(
+            (resp, _), seconds, mb = measured(
                 lambda case=case: call(
                     case.body,
                     content_type=case.content_type,
