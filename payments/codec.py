@@ -23,6 +23,10 @@ __all__ = ["JsonSyntaxError", "NotUtf8Error", "dumpb", "dumps", "format_decimal"
 # 4,300 digits with a ValueError, and a Decimal of a million digits costs time and memory for nothing
 # (no payment property needs more than 40).
 MAX_NUMBER_CHARS = 100
+# Arrays and objects inside one another: a payment is flat, a batch two levels deep. Deeper input is
+# refused: the standard parser would recurse up to its limit, and the JSON writer stops at 255 levels
+# when an answer or a report echoes it.
+MAX_DEPTH = 32
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # \uD800-\uDFFF: only escapes can make a lone one
 
 
@@ -62,6 +66,22 @@ def _lone_surrogate(value: Any) -> str | None:
         elif isinstance(item, list):
             stack.extend(item)
     return None
+
+
+def _too_deep(value: Any) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > MAX_DEPTH:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
 
 
 def _reject_constant(name: str) -> Any:
@@ -105,7 +125,12 @@ def loads(text: str | bytes, *, unique_keys: bool = True) -> Any:
     except json.JSONDecodeError as exc:
         raise JsonSyntaxError(f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
-        raise JsonSyntaxError("arrays or objects are nested too deeply (hundreds of levels)") from None
+        value = None
+        deep = True
+    else:
+        deep = unique_keys and _too_deep(value)  # a caller's input (the target's answers are flat)
+    if deep:
+        raise JsonSyntaxError(f"arrays or objects are nested more than {MAX_DEPTH} deep")
     if _SURROGATE_ESCAPE.search(text) and (bad := _lone_surrogate(value)) is not None:
         where = ascii(bad[:40])
         raise JsonSyntaxError(

@@ -27,7 +27,6 @@ Format = Literal["json", "ndjson", "csv"]
 # 2 KB; Business Central's longest property holds 250 characters).
 MAX_LINE_CHARS = 64 * 1024  # one CSV row or NDJSON line
 MAX_COLUMNS = 64  # CSV columns
-MAX_DEPTH = 32  # arrays and objects inside one another in a JSON payment file
 NO_RECORDS = "the file holds no payment records"  # an empty file is an error wherever it is read
 ERROR_COLUMN = "error"  # added to failed-record CSVs; ignored when such a file is dropped again
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -128,8 +127,8 @@ class _Builder:
         return Record(location, data)
 
     def value(self, event: str, value: Any, depth: int = 1) -> Any:
-        if depth > MAX_DEPTH:
-            raise codec.JsonSyntaxError(f"arrays or objects are nested more than {MAX_DEPTH} deep")
+        if depth > codec.MAX_DEPTH:
+            raise codec.JsonSyntaxError(f"arrays or objects are nested more than {codec.MAX_DEPTH} deep")
         if event == "start_map":
             obj: dict[str, Any] = {}
             for ev, key in self.events:
