@@ -115,9 +115,11 @@ class _Builder:
         self.oversize = 0  # the longest text over MAX_LINE_CHARS in the record being built (dropped)
 
     def record(self, location: str, event: str, value: Any) -> Record:
-        """One record; a text longer than any payment needs makes it that record's error, and is not
-        kept, so the report does not carry megabytes of it."""
-        data = self.value(event, value)
+        return self.finish(location, self.value(event, value))
+
+    def finish(self, location: str, data: Any) -> Record:
+        """The record built; a text longer than any payment needs makes it that record's error, and is
+        not kept, so the report does not carry megabytes of it."""
         if self.oversize:
             longest, self.oversize = self.oversize, 0
             return Record(
@@ -201,14 +203,7 @@ def _json_records(stream: BinaryIO) -> Iterator[Record]:
                     continue
                 data[key] = builder.value(ev, val)
             if "value" not in data:
-                if builder.oversize:
-                    yield Record(
-                        "object",
-                        error=f"holds a text of {builder.oversize:,} characters; no payment property takes "
-                        "more than 250",
-                    )
-                else:
-                    yield Record("object", data)
+                yield builder.finish("object", data)
             elif set(data) - {"value", "@odata.context"}:
                 raise InputError(f'unexpected properties beside "value": {sorted(set(data) - {"value"})}')
         else:
