@@ -21,6 +21,7 @@ The sandbox and the relay are pinned to different CPUs (`--no-pin` to leave them
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import statistics
@@ -31,6 +32,7 @@ import time
 from collections import Counter
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -119,15 +121,36 @@ def sequential_baseline(url: str, items: list[dict]) -> tuple[float, Counter[int
     return time.perf_counter() - started, failed
 
 
+_tables = iter(range(1_000_000))
+
+
+def ledger_for(storage: str | None) -> tuple[Any, list[int]]:
+    """The ledger the run uses: Azure Table storage in Azurite (what production uses) when `storage` is
+    its connection string, else in memory; and a counter of its storage round trips."""
+    from payments.ledger import Ledger, MemoryLedgerStore, TableLedgerStore
+
+    trips = [0]
+    if storage is None:
+        return Ledger(MemoryLedgerStore()), trips
+    from azure.data.tables import TableClient
+
+    def count(_request: Any) -> None:
+        trips[0] += 1
+
+    table = TableClient.from_connection_string(storage, f"benchledger{next(_tables)}", raw_request_hook=count)
+    table.create_table()
+    trips[0] = 0
+    return Ledger(TableLedgerStore(table)), trips
+
+
 def relay_run(
-    url: str, items: list[dict], batch: int, journals: list[str]
-) -> tuple[float, float, Counter[int], dict[str, int]]:
+    url: str, items: list[dict], batch: int, journals: list[str], storage: str | None = None
+) -> tuple[float, float, Counter[int], dict[str, int], int]:
     """Validate, then post, as every entry point does: the payments split evenly over `journals`, each
     journal's share posted by its own invocation, all through one worker's client (a fresh one: its
     first request fetches the token). Returns (validation seconds, posting seconds, the target's
-    non-2xx answers by status, outcome kinds)."""
+    non-2xx answers by status, outcome kinds, the ledger's storage round trips)."""
     from payments.credentials import target_credential
-    from payments.ledger import Ledger, MemoryLedgerStore
     from payments.model import check
     from payments.posting import Pipeline
     from payments.settings import Settings
@@ -144,7 +167,8 @@ def relay_run(
         read_timeout_seconds=600,
     )
     client = TargetClient(settings, target_credential(settings))
-    pipeline = Pipeline(client, Ledger(MemoryLedgerStore()))
+    ledger, trips = ledger_for(storage)
+    pipeline = Pipeline(client, ledger)
     answers = Answers()
     log = logging.getLogger("payments.target")
     log.addHandler(answers)
@@ -165,7 +189,8 @@ def relay_run(
     posted = time.perf_counter()
     log.removeHandler(answers)
     client.close()
-    return validated - started, posted - validated, answers.by_status, dict(Counter(o.kind for o in outcomes))
+    kinds = dict(Counter(o.kind for o in outcomes))
+    return validated - started, posted - validated, answers.by_status, kinds, trips[0]
 
 
 def import_times(repeats: int = 5) -> tuple[float, float, list[str]]:
@@ -272,6 +297,12 @@ def main() -> int:
         default=[1, 3, 6],
         help="journal counts to run the relay with (each run splits the payments evenly)",
     )
+    parser.add_argument(
+        "--ledger",
+        choices=["table", "memory"],
+        default="table",
+        help="the ledger's store: Azure Table storage in Azurite (what production uses) or in memory",
+    )
     parser.add_argument("--no-pin", action="store_true", help="leave the sandbox and the relay unpinned")
     parser.add_argument("--validation-records", type=int, default=100_000)
     args = parser.parse_args()
@@ -291,26 +322,32 @@ def main() -> int:
         return min(journals, concurrent) / latency
 
     rows = []
+    stack = contextlib.ExitStack()
+    storage = None
+    if args.ledger == "table":
+        from devtools.azurite import running_azurite
+
+        storage = stack.enter_context(running_azurite()).connection_string
     proc, url = start_sandbox(latency, max(args.journals))
     try:
         pinning = "not pinned" if args.no_pin else pin_processes(proc.pid)
         print(f"sandbox {url}: {latency * 1000:.0f} ms per operation; {pinning}", file=sys.stderr)
         seconds, failed = sequential_baseline(url, records(n, "SEQ"))
-        rows.append(("sequential requests loop", 1, n / seconds, None, capacity(1), failed, None))
+        rows.append(("sequential requests loop", 1, n / seconds, None, capacity(1), failed, None, None))
         print(f"  baseline done in {seconds:.1f} s", file=sys.stderr)
         for count in args.journals:
             for size in (0, args.batch):
-                checking, posting, failed, kinds = relay_run(
-                    url, records(n, f"R{count}B{size}"), size, journal_ids(count)
+                checking, posting, failed, kinds, trips = relay_run(
+                    url, records(n, f"R{count}B{size}"), size, journal_ids(count), storage
                 )
                 name = f"relay, $batch of {size}" if size else "relay, no $batch"
-                rows.append(
-                    (name, count, n / posting, n / (checking + posting), capacity(count), failed, kinds)
-                )
+                rate, checked = n / posting, n / (checking + posting)
+                rows.append((name, count, rate, checked, capacity(count), failed, kinds, trips / n))
                 print(f"  {name}, {count} journal(s) done in {posting:.1f} s", file=sys.stderr)
     finally:
         proc.terminate()
         proc.wait(10)
+        stack.close()
 
     app_import, deps_import, third_party = import_times()
     ours, floor = validation(args.validation_records)
@@ -319,18 +356,21 @@ def main() -> int:
     print(
         f"\nthroughput: {n} payments; the sandbox behaves like Business Central online: "
         f"{latency * 1000:.0f} ms per operation, $batch operations one after another, {concurrent} requests "
-        f"processed at once per identity and 95 queued; {pinning}"
+        f"processed at once per identity and 95 queued; ledger: "
+        f"{'Azure Table storage (Azurite)' if storage else 'in memory'}; {pinning}"
     )
     print(
         f"{'run':<24} {'journals':>8} {'payments/s':>10} {'capacity':>9} {'share':>6} {'x baseline':>10} "
-        f"{'429s':>5} {'503/408/504':>11} {'with validation':>16}  outcomes"
+        f"{'429s':>5} {'503/408/504':>11} {'with validation':>16} {'ledger trips':>12}  outcomes"
     )
-    for name, journals, rate, with_checks, maximum, failed, kinds in rows:
+    for name, journals, rate, with_checks, maximum, failed, kinds, trips in rows:
         checked = f"{with_checks:,.1f} ({with_checks / maximum:.1%})" if with_checks else "-"
         timeouts = failed[503] + failed[408] + failed[504]
+        per_payment = "-" if trips is None else f"{trips:.2f}"
         print(
             f"{name:<24} {journals:>8} {rate:>10,.1f} {maximum:>9,.1f} {rate / maximum:>6.1%} "
-            f"{rate / baseline:>10.2f} {failed[429]:>5} {timeouts:>11} {checked:>16}  {kinds or ''}"
+            f"{rate / baseline:>10.2f} {failed[429]:>5} {timeouts:>11} {checked:>16} {per_payment:>12}  "
+            f"{kinds or ''}"
         )
     print(
         "(payments/s: posting only, from the first request to the last answer, with a fresh client that "
@@ -338,7 +378,7 @@ def main() -> int:
         f"does. capacity = what the target can do: min(journals, {concurrent}) operations at a time, each "
         f"taking {latency * 1000:.0f} ms, a $batch operation like any other. The rate window (6,000 "
         "requests per 5 minutes per identity) is not reached by these runs; without $batch it would cap a "
-        "sustained load at 20 payments/s.)"
+        "sustained load at 20 payments/s. ledger trips = the ledger's storage round trips per payment.)"
     )
     print(
         f"\nimport: function_app {app_import * 1000:.0f} ms; its third-party packages alone "
