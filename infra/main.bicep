@@ -85,6 +85,8 @@ var relaySettings = {
   PAYMENTS_READ_TIMEOUT_SECONDS: '60'
   PAYMENTS_TARGET_SETTLE_SECONDS: '600'
   PAYMENTS_MAX_CONCURRENCY: string(maxConcurrency)
+  PAYMENTS_TARGET_RATE_REQUESTS: '6000' // Business Central: 6,000 requests per 5 minutes per identity
+  PAYMENTS_TARGET_RATE_WINDOW_SECONDS: '300'
   PAYMENTS_BATCH_SIZE: string(batchSize)
   PAYMENTS_INBOX_CONTAINER: inboxContainer
   PAYMENTS_REPORTS_CONTAINER: reportsContainer

@@ -67,6 +67,15 @@ class Settings(BaseSettings):
     connect_timeout_seconds: float = Field(5.0, gt=0, le=120, description="TCP connect timeout")
     read_timeout_seconds: float = Field(60.0, gt=0, le=600, description="Wait for the target's answer")
     max_concurrency: int = Field(5, ge=1, le=50, description="Requests in flight to the target per worker")
+    target_rate_requests: int = Field(
+        6000,
+        ge=1,
+        description="Requests the target takes per identity in its sliding window (Business Central: 6,000 "
+        "per 5 minutes); the relay paces itself under it instead of provoking 429s",
+    )
+    target_rate_window_seconds: float = Field(
+        300.0, gt=0, le=3600, description="The target's rate window, in seconds"
+    )
     batch_size: int = Field(
         0, ge=0, le=100, description="Payments per JSON $batch request; 0 posts one request per payment"
     )

@@ -25,7 +25,7 @@ from ..errors import AmbiguousOutcome, TargetError, TargetUnavailable, Transient
 from ..settings import Settings
 from . import batch
 from .auth import TokenSource, claims_challenge
-from .flow import InFlightLimit, JournalLocks, ThrottleGate
+from .flow import InFlightLimit, JournalLocks, RateWindow, ThrottleGate
 from .responses import Created, classify, odata_error, parse_retry_after
 from .retry import Retryable, RetryPolicy
 from .routes import Routes
@@ -69,6 +69,13 @@ class TargetClient:
         # workers may prepare and record payments while others' requests are out.
         self.in_flight = InFlightLimit(settings.max_concurrency)
         self.journals = JournalLocks()
+        self.rate = RateWindow(
+            settings.target_rate_requests,
+            settings.target_rate_window_seconds,
+            settings.retry_max_seconds,
+            sleep,
+            clock,
+        )
         self.retry = RetryPolicy(settings, sleep)
         self._tokens = TokenSource(credential, settings.scope)
         self._transport = Transport(settings, self.in_flight, session)
@@ -208,6 +215,7 @@ class TargetClient:
         idempotent = request.idempotent
         while True:
             self.gate.wait()
+            self.rate.acquire()
             if request.send_by is not None and time.monotonic() > request.send_by:
                 raise TargetUnavailable(
                     "not sent: this payment's claim ran out before the target was free",

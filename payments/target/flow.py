@@ -3,9 +3,13 @@ requests in flight that adapts to the target's real limit."""
 
 from __future__ import annotations
 
+import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
+
+from ..errors import Throttled
 
 
 class ThrottleGate:
@@ -115,3 +119,48 @@ class JournalLocks:
             lock = self._locks.setdefault(key, threading.Lock())
         timeout = -1.0 if until is None else max(0.0, until - time.monotonic())
         return lock if lock.acquire(timeout=timeout) else None
+
+
+class RateWindow:
+    """At most `limit` requests in any `window` seconds: the target's rate window (Business Central:
+    6,000 per five minutes per identity), kept by pacing instead of by provoking 429s. A request that
+    would have to wait longer than `max_wait` is not sent: the caller is told when to try again."""
+
+    def __init__(
+        self,
+        limit: int,
+        window: float,
+        max_wait: float,
+        sleep: Callable[[float], None],
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.limit = limit
+        self.window = window
+        # The target counts a request from its arrival, a little after it is counted here: keep a
+        # margin (5 %, at most a second) so its window has always slid as far as ours.
+        self._span = window + min(1.0, 0.05 * window)
+        self.max_wait = max_wait
+        self._sleep = sleep
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._sent: deque[float] = deque()
+
+    def acquire(self) -> None:
+        waited = 0.0
+        while True:
+            with self._lock:
+                now = self._clock()
+                while self._sent and self._sent[0] <= now - self._span:
+                    self._sent.popleft()
+                if len(self._sent) < self.limit:
+                    self._sent.append(now)
+                    return
+                delay = self._sent[0] + self._span - now
+            if waited + delay > self.max_wait:
+                raise Throttled(
+                    f"not sent: the target's rate window is full ({self.limit} requests in "
+                    f"{self.window:g} s); send it again in {math.ceil(delay)} s",
+                    retry_after=math.ceil(delay),
+                )
+            self._sleep(delay)
+            waited += delay

@@ -255,3 +255,14 @@ def test_a_batch_cut_off_by_the_operation_timeout_is_ambiguous_then_each_payment
     later = relay.post_all(C, J, items)
     assert [o.kind for o in later] == ["skipped", "skipped", "created", "created", "created"]
     assert sorted(p["documentNumber"] for p in sandbox.payments()) == [f"CUT-{i}" for i in range(5)]
+
+
+def test_the_relay_paces_itself_under_the_targets_rate_window_instead_of_provoking_429s(azure_env, sandbox):
+    """Business Central answers 429 beyond 6,000 requests in a sliding five-minute window per identity
+    (here 4 per 0.5 s, told to both): the relay waits for the window instead."""
+    sandbox.limits = Limits(rate=4, window=0.5)
+    azure_env("businesscentral", PAYMENTS_TARGET_RATE_REQUESTS="4", PAYMENTS_TARGET_RATE_WINDOW_SECONDS="0.5")
+    outcomes = make_pipeline().post_all(C, J, payments(10, "RATE"))
+    assert [o.kind for o in outcomes] == ["created"] * 10
+    assert sandbox.throttled_count == 0
+    assert len([r for r in sandbox.requests if r.method == "POST"]) == 10

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 
-from payments.target.flow import InFlightLimit, ThrottleGate
+import pytest
+
+from payments.errors import Throttled
+from payments.target.flow import InFlightLimit, RateWindow, ThrottleGate
 from tests.support.clock import FakeClock
 
 
@@ -66,3 +70,23 @@ def test_releasing_with_nobody_waiting_does_not_wait():
     with limit:
         pass  # would hang for 30 s if it waited for a taker that is not there
     assert limit._busy == 0
+
+
+def test_the_rate_window_paces_requests_and_refuses_a_wait_beyond_its_budget():
+    """Business Central takes 6,000 requests per five-minute sliding window per identity (here 3 per
+    10 s): the relay waits for the window to slide rather than provoke 429s, and does not wait longer
+    than its retry budget."""
+    fake = FakeClock()
+    rate = RateWindow(3, 10.0, max_wait=60.0, sleep=fake.sleep, clock=fake.monotonic)
+    for _ in range(3):
+        rate.acquire()
+    assert fake.sleeps == []
+    fake.advance(timedelta(seconds=4))
+    rate.acquire()  # the fourth waits until the first is 10 s old, plus a 5 % margin
+    assert fake.sleeps == [6.5]
+    short = RateWindow(1, 300.0, max_wait=60.0, sleep=fake.sleep, clock=fake.monotonic)
+    short.acquire()
+    with pytest.raises(Throttled) as refused:
+        short.acquire()
+    assert refused.value.retry_after == 301 and "rate window is full (1 requests in 300 s)" in refused.value.message
+    assert fake.sleeps == [6.5]  # refused at once, not after waiting
