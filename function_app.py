@@ -58,4 +58,12 @@ def ledger_purge(timer: func.TimerRequest) -> None:
     runtime.purge_ledger()
 
 
+# Nothing stranded: inbox files whose event never came (dead-lettered, or uploaded while the
+# subscription was missing) are processed after PAYMENTS_REDRIVE_AFTER_SECONDS.
+@app.function_name("inbox_redrive")
+@app.timer_trigger(arg_name="timer", schedule="0 */10 * * * *", run_on_startup=False, use_monitor=True)
+def inbox_redrive(timer: func.TimerRequest) -> None:
+    runtime.redrive_inbox()
+
+
 runtime.freeze_startup_objects()  # last: everything above stays for the worker's life

@@ -87,6 +87,8 @@ var relaySettings = {
   PAYMENTS_MAX_CONCURRENCY: string(maxConcurrency)
   PAYMENTS_TARGET_RATE_REQUESTS: '6000' // Business Central: 6,000 requests per 5 minutes per identity
   PAYMENTS_TARGET_RATE_WINDOW_SECONDS: '300'
+  PAYMENTS_DEADLETTER_CONTAINER: 'payments-deadletter' // Event Grid dead-letters undeliverable inbox events here
+  PAYMENTS_REDRIVE_AFTER_SECONDS: '900' // the inbox_redrive timer processes older files no worker took
   PAYMENTS_BATCH_SIZE: string(batchSize)
   PAYMENTS_INBOX_CONTAINER: inboxContainer
   PAYMENTS_REPORTS_CONTAINER: reportsContainer

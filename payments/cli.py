@@ -297,6 +297,28 @@ def cmd_ledger(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def cmd_inbox(args: argparse.Namespace, out: TextIO) -> int:
+    """Stranded inbox files (older than PAYMENTS_REDRIVE_AFTER_SECONDS, or dead-lettered): list them, or
+    process them as their events would have."""
+    from .filedrop.redrive import redrive, stranded
+    from .runtime import file_drop
+
+    drop = file_drop()
+    if args.action == "list":
+        items = stranded(drop.service, drop.settings)
+        for item in items:
+            letters = f" (dead letters: {', '.join(item.dead_letters)})" if item.dead_letters else ""
+            print(f"{printable(item.name)}  {item.why}{printable(letters)}", file=out)
+        print(f"{len(items)} stranded files", file=out)
+        return 0
+    results = redrive(drop)
+    for item, result in results:
+        outcome = result.status if result else "busy: another worker holds it; left for it"
+        print(f"{printable(item.name)}  {item.why}: {outcome}", file=out)
+    print(f"{len(results)} stranded files re-driven", file=out)
+    return 0 if all(r is not None and r.status != "failed" for _, r in results) else 1
+
+
 def cmd_sandbox(args: argparse.Namespace, out: TextIO) -> int:
     argv = ["--port", str(args.port), "--latency", str(args.latency)]
     return int(_development_sandbox().main(argv))
@@ -337,6 +359,11 @@ def parser() -> argparse.ArgumentParser:
     lg.add_argument("--posted", metavar="ID", help="the payment exists at the target with this id")
     lg.add_argument("--not-posted", action="store_true", help="the payment does not exist at the target")
     lg.set_defaults(run=cmd_ledger)
+    ib = sub.add_parser(
+        "inbox", help="list inbox files no worker took (old or dead-lettered), or process them now"
+    )
+    ib.add_argument("action", choices=["list", "redrive"])
+    ib.set_defaults(run=cmd_inbox)
     sb = sub.add_parser("sandbox", help="run the development sandbox of the target API in the foreground")
     sb.add_argument("--port", type=int, default=8400)
     sb.add_argument("--latency", type=float, default=0.0, help="seconds of delay per request")

@@ -92,6 +92,18 @@ def purge_ledger() -> int:
     return removed
 
 
+def redrive_inbox() -> int:
+    """Process inbox files no worker took (the timer); how many were found."""
+    from .filedrop.redrive import redrive
+
+    results = redrive(file_drop())
+    for item, result in results:
+        log.warning(
+            "stranded file %s (%s): %s", item.name, item.why, result.status if result else "busy, left"
+        )
+    return len(results)
+
+
 def check_settings() -> bool:
     """Validate the settings at worker start-up, so a wrong value shows in the host's log at once
     (each call then answers `relay-misconfigured` rather than the app failing to load)."""

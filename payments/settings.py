@@ -84,6 +84,15 @@ class Settings(BaseSettings):
     archive_container: str = Field(
         "payments-archive", description="Container whose processed/ and failed/ areas receive handled files"
     )
+    deadletter_container: str = Field(
+        "payments-deadletter", description="Container Event Grid dead-letters undeliverable inbox events to"
+    )
+    redrive_after_seconds: int = Field(
+        900,
+        ge=60,
+        le=86400,
+        description="An inbox file older than this that no worker holds is processed again by the timer",
+    )
     default_company_id: str | None = Field(None, description="Company for files dropped at the inbox root")
     default_journal_id: str | None = Field(None, description="Journal for files dropped at the inbox root")
     max_file_bytes: int = Field(100 * 1024 * 1024, ge=1024, description="Largest payment file accepted")

@@ -28,6 +28,7 @@ def configure_storage(azure_env, azurite, **extra: str) -> SimpleNamespace:
         "PAYMENTS_INBOX_CONTAINER": f"inbox-{n}",
         "PAYMENTS_REPORTS_CONTAINER": f"reports-{n}",
         "PAYMENTS_ARCHIVE_CONTAINER": f"archive-{n}",
+        "PAYMENTS_DEADLETTER_CONTAINER": f"deadletter-{n}",
         "PAYMENTS_LEDGER_TABLE": f"ledger{n}",
         **extra,
     }
