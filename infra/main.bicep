@@ -5,9 +5,11 @@
 
 targetScope = 'resourceGroup'
 
+// azd allows 1-64 letters, digits and - _ . ( ) in an environment name (azd's own check:
+// ^[a-zA-Z0-9-\(\)_\.]{1,64}$); the names below are built to be valid for every such name.
 @minLength(1)
-@maxLength(20)
-@description('Short environment name; resource names derive from it')
+@maxLength(64)
+@description('Environment name (azd: AZURE_ENV_NAME): letters, digits and - _ . ( ); resource names derive from it')
 param environmentName string
 
 @description('Azure region for every resource')
@@ -60,11 +62,91 @@ param ledgerTable string = 'paymentsledger'
 @description('Days a payment key is remembered')
 param ledgerRetentionDays int = 30
 
+@description('Container receiving Event Grid events that could not be delivered to the file-drop trigger')
+param deadLetterContainer string = 'payments-deadletter'
+
+@description('Requests in flight to the target across every instance together, and one insert per journal across them, kept with blob leases in flowContainer (Business Central processes 5 per identity); 0 = per worker only')
+@minValue(0)
+@maxValue(50)
+param sharedConcurrency int = 5
+
+@description('Container of the small blobs whose leases carry the limits shared by every instance')
+param flowContainer string = 'payments-flow'
+
+// Standard_LRS by default because it is the one redundancy every Flex Consumption region offers:
+// ZRS, GZRS and RA-GZRS exist only in regions with availability zones, GRS/RA-GRS only where the
+// region has a geo pair, and Flex Consumption also runs in regions lacking one or the other
+// (Microsoft's Flex Consumption quickstarts create the account with Standard_LRS). So redundancy
+// is a per-region choice, not a default: set RELAY_STORAGE_SKU (main.parameters.json) where the
+// region has it. The idempotency ledger and the archive live in this account: prefer a zone- or
+// geo-redundant SKU wherever the region offers one. An existing account keeps its SKU only if the
+// same value is passed again (ARM cannot convert e.g. GZRS to LRS in place).
+@allowed([
+  'Standard_LRS'
+  'Standard_ZRS'
+  'Standard_GRS'
+  'Standard_RAGRS'
+  'Standard_GZRS'
+  'Standard_RAGZRS'
+])
+@description('Redundancy of the function storage account (ledger, archive, host state)')
+param storageSku string = 'Standard_LRS'
+
+// Concurrency budget at Business Central: it processes 5 requests at once per identity (more are
+// queued, 429 only beyond 100 connections or 95 queued). Flex Consumption applies
+// maximumInstanceCount to the on-demand instances of each scale group separately (all HTTP functions
+// are one group, all Event Grid blob functions another, every other function its own).
+//   maximumInstanceCount x httpPerInstanceConcurrency = the most webhook calls running at once.
+// Every request to the target also passes the in-process limit PAYMENTS_MAX_CONCURRENCY
+// (maxConcurrency), which all invocations on an instance share (one Python worker process per
+// instance), so from one scale group
+//   requests in flight to the target <= maximumInstanceCount x maxConcurrency
+// however many invocations run. Defaults: 1 x 5 = 5 webhook calls at once, and at most 1 x 5 = 5
+// requests in flight from the HTTP group. Every other group that posts (the Event Grid blob group,
+// a timer or queue function on its own instances) adds up to maximumInstanceCount x maxConcurrency
+// more, so until posting is levelled through one queue the app as a whole can exceed 5 when groups
+// post at the same time; Business Central queues the excess rather than refusing it.
+// tests/infra/test_infra.py holds these bounds.
+@minValue(1)
+@maxValue(1000)
+@description('Most on-demand instances per Flex Consumption scale group (HTTP, Event Grid blob, each other function)')
+param maximumInstanceCount int = 1
+
+@minValue(1)
+@maxValue(1000)
+@description('HTTP invocations at once per instance (Flex Consumption default for Python: 1)')
+param httpPerInstanceConcurrency int = 5
+
+@maxLength(24)
+@description('Storage account name; empty (the default) derives it. Set it to keep an existing account (the idempotency ledger lives there)')
+param storageAccountName string = ''
+
+@maxLength(32)
+@description('Function app name; empty (the default) derives it. Set it to keep an existing app')
+param functionAppName string = ''
+
 param tags object = {}
 
+// Names. Each resource type gets the environment name in the characters it allows, and the
+// globally unique names keep the uniqueness token (13 characters) whole; only the environment
+// part is shortened:
+//   storage account   3-24 lower-case letters and digits: 'pay' + up to 8 + token = at most 24
+//   function app      2-60 letters, digits, hyphens, not starting or ending with one; kept to 32 so
+//                     that the Functions host ID (the first 32 characters of the name) holds the token
+//   plan, system topic: the app's and the storage account's names plus a suffix
+//   identity, workspace (4-63), insights: unique within the resource group only, so a plain
+//                     environment name keeps the names it always had (a new identity would need its
+//                     Business Central grant again); a name whose characters had to be replaced or
+//                     that had to be shortened carries the token, so two such environments cannot meet
+// tests/infra/test_infra.py evaluates these expressions for awkward environment names.
 var token = toLower(uniqueString(subscription().id, resourceGroup().id, environmentName))
-var baseName = toLower('pay-${environmentName}')
-var storageName = take('pay${replace(toLower(environmentName), '-', '')}${token}', 24)
+var envLower = toLower(environmentName)
+var envHyphens = replace(replace(replace(replace(envLower, '_', '-'), '.', '-'), '(', '-'), ')', '-')
+var envAlnum = replace(envHyphens, '-', '')
+var baseName = envHyphens == envLower && length(envLower) <= 40 ? 'pay-${envLower}' : 'pay-${take(envHyphens, 26)}-${token}'
+var storageName = empty(storageAccountName) ? 'pay${take(envAlnum, 8)}${token}' : storageAccountName
+var appName = empty(functionAppName) ? 'pay-${take(envHyphens, 14)}-${token}' : functionAppName
+var identityName = '${baseName}-id'
 var deploymentContainer = 'app-package'
 var allTags = union(tags, { 'azd-env-name': environmentName, product: 'payments-relay' })
 
@@ -87,7 +169,9 @@ var relaySettings = {
   PAYMENTS_MAX_CONCURRENCY: string(maxConcurrency)
   PAYMENTS_TARGET_RATE_REQUESTS: '6000' // Business Central: 6,000 requests per 5 minutes per identity
   PAYMENTS_TARGET_RATE_WINDOW_SECONDS: '300'
-  PAYMENTS_DEADLETTER_CONTAINER: 'payments-deadletter' // Event Grid dead-letters undeliverable inbox events here
+  PAYMENTS_SHARED_CONCURRENCY: string(sharedConcurrency)
+  PAYMENTS_FLOW_CONTAINER: flowContainer
+  PAYMENTS_DEADLETTER_CONTAINER: deadLetterContainer // Event Grid dead-letters undeliverable inbox events here
   PAYMENTS_REDRIVE_AFTER_SECONDS: '900' // the inbox_redrive timer processes older files no worker took
   PAYMENTS_BATCH_SIZE: string(batchSize)
   PAYMENTS_INBOX_CONTAINER: inboxContainer
@@ -106,7 +190,7 @@ var relaySettings = {
 module identity 'modules/identity.bicep' = {
   name: 'identity'
   params: {
-    name: '${baseName}-id'
+    name: identityName
     location: location
     tags: allTags
   }
@@ -118,10 +202,13 @@ module storage 'modules/storage.bicep' = {
     name: storageName
     location: location
     tags: allTags
+    skuName: storageSku
     inboxContainer: inboxContainer
     reportsContainer: reportsContainer
     archiveContainer: archiveContainer
     deploymentContainer: deploymentContainer
+    deadLetterContainer: deadLetterContainer
+    flowContainer: flowContainer
     ledgerTable: ledgerTable
   }
 }
@@ -148,7 +235,7 @@ module functionApp 'modules/functionapp.bicep' = {
   name: 'functionapp'
   dependsOn: [roles]
   params: {
-    name: '${baseName}-${take(token, 6)}'
+    name: appName
     location: location
     tags: allTags
     identityId: identity.outputs.id
@@ -159,6 +246,8 @@ module functionApp 'modules/functionapp.bicep' = {
     deploymentContainer: deploymentContainer
     appInsightsConnectionString: monitoring.outputs.connectionString
     relaySettings: relaySettings
+    maximumInstanceCount: maximumInstanceCount
+    httpPerInstanceConcurrency: httpPerInstanceConcurrency
   }
 }
 
@@ -169,5 +258,6 @@ output STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output EVENT_GRID_TOPIC_NAME string = storage.outputs.topicName
 output INBOX_CONTAINER string = inboxContainer
 output INBOX_CONTAINER_URL string = '${storage.outputs.blobEndpoint}${inboxContainer}'
+output DEADLETTER_CONTAINER string = deadLetterContainer
 output RELAY_IDENTITY_CLIENT_ID string = identity.outputs.clientId
 output RELAY_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId

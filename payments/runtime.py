@@ -20,6 +20,7 @@ from .posting import Pipeline
 from .settings import Settings, load_settings
 from .storage import ledger_table
 from .target import TargetClient
+from .target.shared import SharedFlow
 
 if TYPE_CHECKING:
     from .filedrop import FileDrop
@@ -45,10 +46,21 @@ def pipeline() -> Pipeline:
         with _lock:
             if _pipeline is None:
                 settings = load_settings()
-                _pipeline = Pipeline(
-                    TargetClient(settings, target_credential(settings)), make_ledger(settings)
+                client = TargetClient(
+                    settings, target_credential(settings), shared=make_shared_flow(settings)
                 )
+                _pipeline = Pipeline(client, make_ledger(settings))
     return _pipeline
+
+
+def make_shared_flow(settings: Settings) -> SharedFlow | None:
+    """The limits kept with every other instance (PAYMENTS_SHARED_CONCURRENCY), in the storage account."""
+    if not settings.shared_concurrency:
+        return None
+    from .storage import blob_service
+
+    container = blob_service(settings).get_container_client(settings.flow_container)
+    return SharedFlow(container, settings.shared_concurrency)
 
 
 def make_ledger(settings: Settings) -> Ledger | None:

@@ -67,6 +67,17 @@ class Settings(BaseSettings):
     connect_timeout_seconds: float = Field(5.0, gt=0, le=120, description="TCP connect timeout")
     read_timeout_seconds: float = Field(60.0, gt=0, le=600, description="Wait for the target's answer")
     max_concurrency: int = Field(5, ge=1, le=50, description="Requests in flight to the target per worker")
+    shared_concurrency: int = Field(
+        0,
+        ge=0,
+        le=50,
+        description="Requests in flight to the target across every instance together (each holds a lease "
+        "on one of this many blobs in PAYMENTS_FLOW_CONTAINER), and one insert per journal across them; "
+        "0 keeps the limits per worker only",
+    )
+    flow_container: str = Field(
+        "payments-flow", description="Container of the small blobs whose leases carry the shared limits"
+    )
     target_rate_requests: int = Field(
         6000,
         ge=1,

@@ -19,18 +19,33 @@ param archiveContainer string
 @description('Container holding the Flex Consumption deployment package')
 param deploymentContainer string
 
+@description('Container receiving Event Grid events that could not be delivered to the file-drop trigger')
+param deadLetterContainer string
+
+@description('Container of the small blobs whose leases carry the limits shared by every instance')
+param flowContainer string
+
 @description('Table of the idempotency ledger')
 param ledgerTable string
 
-@allowed(['Standard_GZRS', 'Standard_RAGZRS', 'Standard_GRS', 'Standard_RAGRS'])
-@description('Geo-redundant: the ledger is the record of what was paid')
-param skuName string = 'Standard_GZRS'
+// main.bicep explains the default: Standard_LRS is the SKU every Flex Consumption region offers.
+@allowed([
+  'Standard_LRS'
+  'Standard_ZRS'
+  'Standard_GRS'
+  'Standard_RAGRS'
+  'Standard_GZRS'
+  'Standard_RAGZRS'
+])
+@description('Redundancy; zone- or geo-redundant where the region offers it (the ledger is the record of what was paid)')
+param skuName string = 'Standard_LRS'
 
 param tags object = {}
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   // checkov:skip=CKV_AZURE_35: Event Grid, the Flex Consumption host and deployments reach the account over its public endpoint without a VNet; access is Entra ID only (no shared keys, no public blobs)
   // checkov:skip=CKV_AZURE_59: as above: public network access without keys or anonymous blobs; private endpoints need a VNet this template does not create
+  // checkov:skip=CKV_AZURE_206: replication is the skuName parameter (main.bicep storageSku, azd: RELAY_STORAGE_SKU); the default Standard_LRS is the one SKU every Flex Consumption region can create, zone/geo SKUs are allowed values to choose per region
   name: name
   location: location
   tags: tags
@@ -91,7 +106,7 @@ resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01'
 }
 
 resource containers 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = [
-  for container in [inboxContainer, reportsContainer, archiveContainer, deploymentContainer]: {
+  for container in [inboxContainer, reportsContainer, archiveContainer, deploymentContainer, flowContainer]: {
     parent: blobService
     name: container
     properties: {
@@ -99,6 +114,16 @@ resource containers 'Microsoft.Storage/storageAccounts/blobServices/containers@2
     }
   }
 ]
+
+// Events Event Grid could not deliver to the file-drop trigger (retries exhausted or expired) land
+// here as blobs, written by the system topic's own managed identity (no key): nothing is dropped.
+resource deadLetter 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: deadLetterContainer
+  properties: {
+    publicAccess: 'None'
+  }
+}
 
 resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
   parent: storage
@@ -116,14 +141,33 @@ resource ledger 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-
 }
 
 // Blob events for the file-drop trigger; the subscription is added after the code is deployed
-// (infra/eventgrid.bicep), because the trigger's webhook key exists only then.
-resource topic 'Microsoft.EventGrid/systemTopics@2024-06-01-preview' = {
+// (infra/eventgrid.bicep), because the trigger's webhook key exists only then. The system-assigned
+// identity writes undeliverable events to the dead-letter container (deadLetterWithResourceIdentity).
+resource topic 'Microsoft.EventGrid/systemTopics@2025-02-15' = {
   name: '${name}-events'
   location: location
   tags: tags
+  identity: {
+    type: 'SystemAssigned'
+  }
   properties: {
     source: storage.id
     topicType: 'Microsoft.Storage.StorageAccounts'
+  }
+}
+
+// Storage Blob Data Contributor: the role Event Grid's documentation names for dead-lettering to
+// Blob storage with a managed identity (no narrower built-in role can write blobs), scoped to the
+// one dead-letter container rather than the account.
+var storageBlobDataContributor = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
+
+resource deadLetterWriter 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(deadLetter.id, topic.id, storageBlobDataContributor)
+  scope: deadLetter
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataContributor)
+    principalId: topic.identity.principalId
+    principalType: 'ServicePrincipal'
   }
 }
 
@@ -133,3 +177,4 @@ output blobEndpoint string = storage.properties.primaryEndpoints.blob
 output queueEndpoint string = storage.properties.primaryEndpoints.queue
 output tableEndpoint string = storage.properties.primaryEndpoints.table
 output topicName string = topic.name
+output deadLetterContainer string = deadLetter.name

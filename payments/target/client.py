@@ -14,6 +14,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,7 @@ from .flow import InFlightLimit, JournalLocks, RateWindow, ThrottleGate
 from .responses import Created, classify, odata_error, parse_retry_after
 from .retry import Retryable, RetryPolicy
 from .routes import Routes
+from .shared import SharedFlow
 from .transport import Transport, sent_nothing
 
 log = logging.getLogger("payments.target")
@@ -61,8 +63,10 @@ class TargetClient:
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        shared: SharedFlow | None = None,
     ):
         self.settings = settings
+        self.shared = shared  # limits kept with every other instance (None: this worker's own only)
         self.routes = Routes.of(settings)
         self.gate = ThrottleGate(sleep, clock)
         # The target's concurrency limit is about requests in flight, so that is what is bounded:
@@ -196,15 +200,21 @@ class TargetClient:
         """One attempt; an insert holds its journal's turn for the whole of it."""
         if request.journal is None:
             return self._exchange(method, url, body, request_id, request)
+        busy = TargetUnavailable(
+            "not sent: the journal was busy with other inserts until this payment's claim ran out",
+            retry_after=30,
+            client_request_id=request_id,
+        )
         held = self.journals.acquire(request.journal, request.send_by)
         if held is None:
-            raise TargetUnavailable(
-                "not sent: the journal was busy with other inserts until this payment's claim ran out",
-                retry_after=30,
-                client_request_id=request_id,
-            )
+            raise busy
         try:
-            return self._exchange(method, url, body, request_id, request)
+            if self.shared is None:
+                return self._exchange(method, url, body, request_id, request)
+            with self.shared.journal(*request.journal, until=request.send_by) as ours:
+                if not ours:
+                    raise busy
+                return self._exchange(method, url, body, request_id, request)
         finally:
             held.release()
 
@@ -232,7 +242,9 @@ class TargetClient:
             if request.prefer is not None:
                 headers["Prefer"] = request.prefer
             try:
-                response = self._transport.exchange(method, url, body, headers)
+                response = self._transport.exchange(
+                    method, url, body, headers, self.shared.slot if self.shared else nullcontext
+                )
             except requests.RequestException as exc:
                 if sent_nothing(exc) or idempotent:
                     raise Retryable(

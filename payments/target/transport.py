@@ -3,6 +3,8 @@ in-flight limit only while its request and answer are on the wire."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -76,15 +78,21 @@ class Transport:
         return options  # read-only: the caller unpacks it into keyword arguments
 
     def exchange(
-        self, method: str, url: str, body: bytes | None, headers: dict[str, str]
+        self,
+        method: str,
+        url: str,
+        body: bytes | None,
+        headers: dict[str, str],
+        hold: Callable[[], AbstractContextManager[Any]] = nullcontext,
     ) -> requests.Response:
-        """One request and its whole answer; raises requests' own errors for the caller to judge."""
+        """One request and its whole answer; raises requests' own errors for the caller to judge.
+        `hold` is held with the in-flight slot (the slot shared with other instances, if any)."""
         # Everything but the exchange itself happens before taking a slot: the target's
         # concurrency limit counts requests, and a slot held while preparing is a slot wasted.
         session = self._session
         prepared = session.prepare_request(requests.Request(method, url, data=body, headers=headers))
         options = self._transport_options(prepared.url or url)
-        with self._in_flight:
+        with self._in_flight, hold():
             response = session.send(prepared, timeout=self._timeout, allow_redirects=False, **options)
             _read_body(response)
         return response

@@ -1,10 +1,17 @@
 """The Bicep templates, parsed with pycep-parser, checked for what checkov cannot see: no shared
-keys, the exact role ids, every setting the code reads, and Event Grid wired to the trigger's container."""
+keys, the exact role ids, every setting the code reads, Event Grid wired to the trigger's container
+with a keyless dead letter, nothing Flex Consumption rejects, resource names valid for any environment
+name azd accepts, scale defaults within Business Central's limit, and the post-deploy hook's behaviour
+(run against a stub `az`)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -113,6 +120,16 @@ def test_every_setting_the_code_reads_is_set_by_the_template():
         assert names[field] not in settings
 
 
+def test_relay_settings_name_each_setting_once():
+    # A repeated key is a Bicep compile error that neither pycep nor the type check reports.
+    text = (INFRA / "main.bicep").read_text()
+    block = text[
+        text.index("var relaySettings = {") : text.index("\n}\n", text.index("var relaySettings = {"))
+    ]
+    keys = re.findall(r"^  (\w+):", block, re.M)
+    assert len(keys) == len(set(keys)), sorted(k for k in keys if keys.count(k) > 1)
+
+
 def test_template_defaults_match_the_code_defaults():
     settings = _app_settings()
     params = parse("main.bicep")["parameters"]
@@ -131,6 +148,13 @@ def test_template_defaults_match_the_code_defaults():
     assert params["reportsContainer"]["default"] == defaults["reports_container"].default
     assert params["archiveContainer"]["default"] == defaults["archive_container"].default
     assert params["ledgerTable"]["default"] == defaults["ledger_table"].default
+    assert params["flowContainer"]["default"] == defaults["flow_container"].default
+    assert params["deadLetterContainer"]["default"] == defaults["deadletter_container"].default
+    # Deployed, every instance keeps the target's per-identity limit together (the code's default, 0,
+    # is for one process on a developer's machine).
+    shared = {"function": {"type": "string", "parameters": {"value_to_convert": "sharedConcurrency"}}}
+    assert settings["PAYMENTS_SHARED_CONCURRENCY"] == shared
+    assert params["sharedConcurrency"]["default"] == 5
     assert params["amountSign"]["default"] == defaults["amount_sign"].default
     assert settings["PAYMENTS_CREDENTIAL"] == "managed"
 
@@ -161,7 +185,6 @@ def test_function_app_is_flex_consumption_python_311_https_only():
     assert site["kind"] == "functionapp,linux"
     props = site["properties"]
     assert props["httpsOnly"] is True
-    assert props["siteConfig"]["ftpsState"] == "Disabled"
     assert props["siteConfig"]["minTlsVersion"] == "1.2"
     assert props["functionAppConfig"]["runtime"] == {"name": "python", "version": "3.11"}
     deployment = props["functionAppConfig"]["deployment"]["storage"]["authentication"]
@@ -211,3 +234,677 @@ def test_azd_project_provisions_main_and_runs_the_second_stage():
     assert "host: function" in text and "language: python" in text
     params = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
     assert set(params) <= set(parse("main.bicep")["parameters"])
+
+
+# -- Flex Consumption: what the site must not carry -------------------------------------------------
+
+# siteConfig properties newer Flex Consumption stamps reject (ARM error 51021) or that are App Service
+# web-server settings Flex Consumption does not apply; none may come back.
+FLEX_REJECTED_OR_INERT_SITE_CONFIG = {
+    "ftpsState",  # 51021 on newer stamps; FTP is off through basicPublishingCredentialsPolicies
+    "http20Enabled",
+    "remoteDebuggingEnabled",
+    "remoteDebuggingVersion",
+    "httpLoggingEnabled",
+    "detailedErrorLoggingEnabled",
+    "requestTracingEnabled",
+    "requestTracingExpirationTime",
+    "logsDirectorySizeLimit",
+    "alwaysOn",
+    "linuxFxVersion",
+    "use32BitWorkerProcess",
+    "netFrameworkVersion",
+    "preWarmedInstanceCount",
+    "functionsRuntimeScaleMonitoringEnabled",
+    "minimumElasticInstanceCount",
+    "functionAppScaleLimit",
+}
+# App settings Flex Consumption must not be given (REFERENCE section 5).
+FLEX_FORBIDDEN_APP_SETTINGS = (
+    "FUNCTIONS_WORKER_RUNTIME",
+    "FUNCTIONS_EXTENSION_VERSION",
+    "WEBSITE_RUN_FROM_PACKAGE",
+)
+
+
+def test_site_config_holds_nothing_flex_consumption_rejects_or_ignores():
+    resources = parse("modules/functionapp.bicep")["resources"]
+    site_config = resources["app"]["config"]["properties"]["siteConfig"]
+    assert set(site_config) == {"minTlsVersion", "scmMinTlsVersion", "appSettings"}
+    assert not FLEX_REJECTED_OR_INERT_SITE_CONFIG & set(site_config)
+    text = re.sub(r"//.*", "", (INFRA / "modules/functionapp.bicep").read_text())
+    for name in FLEX_REJECTED_OR_INERT_SITE_CONFIG:
+        assert not re.search(rf"\b{name}\s*:", text), name
+    # FTP and basic-auth publishing stay off, the Flex Consumption way.
+    policies = {
+        r["config"]["name"]: r["config"]["properties"]["allow"]
+        for r in resources.values()
+        if r["type"] == "Microsoft.Web/sites/basicPublishingCredentialsPolicies"
+    }
+    assert policies == {"ftp": False, "scm": False}
+    settings = _app_settings()
+    assert not [s for s in settings if s in FLEX_FORBIDDEN_APP_SETTINGS or s.startswith("WEBSITE_CONTENT")]
+
+
+def test_checkov_suppressions_for_removed_site_settings_give_the_flex_reason():
+    text = (INFRA / "modules/functionapp.bicep").read_text()
+    for check, reason in {
+        "CKV_AZURE_78": "51021",
+        "CKV_AZURE_18": "Flex Consumption",
+        "CKV_AZURE_67": "Flex Consumption",
+    }.items():
+        line = re.search(rf"checkov:skip={check}:(.*)", text)
+        assert line and reason in line.group(1), check
+
+
+# -- Storage redundancy ------------------------------------------------------------------------------
+
+STORAGE_SKUS = [
+    "Standard_LRS",
+    "Standard_ZRS",
+    "Standard_GRS",
+    "Standard_RAGRS",
+    "Standard_GZRS",
+    "Standard_RAGZRS",
+]
+
+
+def _allowed(param: dict) -> list:
+    return next(d["argument"] for d in param["decorators"] if d["type"] == "allowed")
+
+
+def _decorator(param: dict, kind: str):
+    return next((d["argument"] for d in param["decorators"] if d["type"] == kind), None)
+
+
+def test_storage_sku_is_a_parameter_whose_default_every_flex_region_can_create():
+    main = parse("main.bicep")
+    sku = main["parameters"]["storageSku"]
+    # Standard_LRS: ZRS/GZRS need availability zones, which some Flex Consumption regions lack.
+    assert sku["default"] == "Standard_LRS"
+    assert _allowed(sku) == STORAGE_SKUS
+    assert main["modules"]["storage"]["config"]["params"]["skuName"] == "storageSku"
+    module = parse("modules/storage.bicep")
+    assert _allowed(module["parameters"]["skuName"]) == STORAGE_SKUS
+    assert module["parameters"]["skuName"]["default"] == "Standard_LRS"
+    assert module["resources"]["storage"]["config"]["sku"] == {"name": "skuName"}
+    # azd fills it from the environment, with the same default.
+    params = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    assert params["storageSku"]["value"] == "${RELAY_STORAGE_SKU=Standard_LRS}"
+    # The default is explained where it is set.
+    assert "Standard_LRS by default because" in (INFRA / "main.bicep").read_text()
+
+
+# -- Resource names from any environment name azd accepts ---------------------------------------------
+
+# azd's own check of an environment name (azure-dev, pkg/environment: EnvironmentNameRegexp).
+AZD_ENVIRONMENT_NAME = re.compile(r"^[a-zA-Z0-9\-()_.]{1,64}$")
+
+AWKWARD_ENVIRONMENT_NAMES = [
+    "dev",
+    "Prod",
+    "a",
+    "_",
+    ".",
+    "(x)",
+    "my_env",
+    "team.payments",
+    "payments(eu)",
+    "-leading",
+    "trailing-",
+    "A-B_C.D(E)",
+    "((((((((((((((((",
+    "payments-relay-production-westeurope-2024",
+    "x" * 64,
+    "0" * 64,
+    ("UPPER_CASE.with.dots(and)parens-and-hyphens_and_underscores" * 2)[:64],
+]
+
+
+class _Bicep:
+    """Evaluates the Bicep expressions resource names are built from: string literals with
+    interpolation, variables, parameters, property access and the functions the templates use.
+    Anything else raises, so a template that starts using another function fails here loudly
+    instead of being checked against a guess. uniqueString is a stand-in with the real function's
+    shape (13 lower-case letters and digits, determined by its arguments)."""
+
+    SUBSCRIPTION_ID = "/subscriptions/00000000-0000-0000-0000-000000000000"
+    RESOURCE_GROUP_ID = SUBSCRIPTION_ID + "/resourceGroups/rg-payments"
+
+    def __init__(self, text: str, values: dict):
+        self.vars = dict(re.findall(r"^var (\w+) = (.+)$", text, re.M))
+        self.values = dict(values)
+
+    def value(self, name: str):
+        if name not in self.values:
+            if name not in self.vars:
+                raise KeyError(f"{name}: neither a given value nor a single-line var")
+            self.values[name] = self.eval(self.vars[name])
+        return self.values[name]
+
+    def eval(self, source: str):
+        outer = getattr(self, "src", None), getattr(self, "pos", 0)  # a variable met mid-expression
+        self.src, self.pos = source.strip(), 0
+        try:
+            result = self._expr()
+            self._space()
+            assert self.pos == len(self.src), f"unparsed: {self.src[self.pos :]!r}"
+            return result
+        finally:
+            self.src, self.pos = outer
+
+    # -- a small recursive-descent parser that evaluates as it goes
+    def _space(self):
+        while self.pos < len(self.src) and self.src[self.pos] in " \t":
+            self.pos += 1
+
+    def _peek(self, s: str) -> bool:
+        self._space()
+        return self.src.startswith(s, self.pos)
+
+    def _take(self, s: str):
+        assert self._peek(s), f"expected {s!r} at {self.src[self.pos :]!r}"
+        self.pos += len(s)
+
+    def _expr(self):  # condition ? a : b  (both branches are parsed; only the chosen one matters)
+        value = self._or()
+        if self._peek("?") and not self._peek("??"):
+            self._take("?")
+            then = self._expr()
+            self._take(":")
+            otherwise = self._expr()
+            return then if value else otherwise
+        return value
+
+    def _or(self):
+        value = self._and()
+        while self._peek("||"):
+            self._take("||")
+            right = self._and()
+            value = value or right
+        return value
+
+    def _and(self):
+        value = self._comparison()
+        while self._peek("&&"):
+            self._take("&&")
+            right = self._comparison()
+            value = value and right
+        return value
+
+    def _comparison(self):
+        value = self._unary()
+        for op, test in (
+            ("==", lambda a, b: a == b),
+            ("!=", lambda a, b: a != b),
+            ("<=", lambda a, b: a <= b),
+            (">=", lambda a, b: a >= b),
+            ("<", lambda a, b: a < b),
+            (">", lambda a, b: a > b),
+        ):
+            if self._peek(op):
+                self._take(op)
+                return test(value, self._unary())
+        return value
+
+    def _unary(self):
+        if self._peek("!") and not self._peek("!="):
+            self._take("!")
+            return not self._unary()
+        value = self._primary()
+        while self._peek("."):
+            self._take(".")
+            value = value[self._ident()]
+        return value
+
+    def _ident(self) -> str:
+        self._space()
+        match = re.compile(r"[A-Za-z_]\w*").match(self.src, self.pos)
+        assert match, f"identifier expected at {self.src[self.pos :]!r}"
+        self.pos = match.end()
+        return match.group()
+
+    def _primary(self):
+        self._space()
+        char = self.src[self.pos]
+        if char == "'":
+            return self._string()
+        if char.isdigit():
+            match = re.compile(r"\d+").match(self.src, self.pos)
+            self.pos = match.end()
+            return int(match.group())
+        if char == "(":
+            self._take("(")
+            value = self._expr()
+            self._take(")")
+            return value
+        name = self._ident()
+        if self._peek("("):
+            self._take("(")
+            args = []
+            while not self._peek(")"):
+                args.append(self._expr())
+                if self._peek(","):
+                    self._take(",")
+            self._take(")")
+            return self._call(name, args)
+        return self.value(name)
+
+    def _string(self) -> str:
+        self._take("'")
+        out = []
+        escapes = {"\\": "\\", "'": "'", "n": "\n", "r": "\r", "t": "\t", "$": "$"}
+        while True:
+            char = self.src[self.pos]
+            if char == "'":
+                self.pos += 1
+                return "".join(out)
+            if char == "\\":
+                out.append(escapes[self.src[self.pos + 1]])
+                self.pos += 2
+            elif self.src.startswith("${", self.pos):
+                self.pos += 2
+                out.append(str(self._expr()))
+                self._take("}")
+            else:
+                out.append(char)
+                self.pos += 1
+
+    def _call(self, name: str, args: list):
+        if name == "toLower":
+            return args[0].lower()
+        if name == "toUpper":
+            return args[0].upper()
+        if name == "replace":
+            return args[0].replace(args[1], args[2])
+        if name == "take":
+            return args[0][: max(args[1], 0)]
+        if name == "length":
+            return len(args[0])
+        if name == "empty":
+            return len(args[0]) == 0
+        if name == "uniqueString":
+            digest = hashlib.sha256("|".join(args).encode()).digest()
+            alphabet = "abcdefghijklmnopqrstuvwxyz234567"
+            return "".join(alphabet[b % 32] for b in digest[:13])
+        if name == "subscription" and not args:
+            return {"id": self.SUBSCRIPTION_ID}
+        if name == "resourceGroup" and not args:
+            return {"id": self.RESOURCE_GROUP_ID, "location": "westeurope"}
+        raise NotImplementedError(f"Bicep function {name}() is not evaluated by this test: add it")
+
+
+def _block(text: str, header: str) -> str:
+    """The body of the top-level declaration starting with `header` (up to its closing brace)."""
+    start = text.index(header)
+    end = text.index("\n}\n", start)
+    return text[start:end]
+
+
+def _name_expr(relative: str, symbol: str) -> str:
+    """The `name:` expression of a resource declared in a template, as written."""
+    block = _block((INFRA / relative).read_text(), f"resource {symbol} ")
+    return re.search(r"^  name: (.+)$", block, re.M).group(1)
+
+
+def _module_params(symbol: str) -> dict:
+    block = _block((INFRA / "main.bicep").read_text(), f"module {symbol} ")
+    return dict(re.findall(r"^    (\w+): (.+)$", block, re.M))
+
+
+def resource_names(environment_name: str, **overrides: str) -> dict:
+    """Every resource name main.bicep and its modules would produce for this environment name
+    (the name parameters at their defaults unless given)."""
+    defaults = {
+        name: param["default"]
+        for name, param in parse("main.bicep")["parameters"].items()
+        if name in ("storageAccountName", "functionAppName")
+    }
+    main = _Bicep(
+        (INFRA / "main.bicep").read_text(), {**defaults, **overrides, "environmentName": environment_name}
+    )
+
+    def in_module(symbol: str, relative: str, resource: str) -> str:
+        params = {k: main.eval(v) for k, v in _module_params(symbol).items() if k == "name"}
+        return _Bicep((INFRA / relative).read_text(), params).eval(_name_expr(relative, resource))
+
+    return {
+        "token": main.value("token"),
+        "storage": in_module("storage", "modules/storage.bicep", "storage"),
+        "topic": in_module("storage", "modules/storage.bicep", "topic"),
+        "app": in_module("functionApp", "modules/functionapp.bicep", "app"),
+        "plan": in_module("functionApp", "modules/functionapp.bicep", "plan"),
+        "identity": in_module("identity", "modules/identity.bicep", "identity"),
+        "workspace": in_module("monitoring", "modules/monitoring.bicep", "workspace"),
+        "insights": in_module("monitoring", "modules/monitoring.bicep", "insights"),
+    }
+
+
+# Azure's naming rules for each resource type (resource-name-rules), as regular expressions.
+NAME_RULES = {
+    "storage": r"[a-z0-9]{3,24}",  # Microsoft.Storage/storageAccounts
+    "app": r"[a-zA-Z0-9][a-zA-Z0-9-]{0,58}[a-zA-Z0-9]",  # Microsoft.Web/sites, 2-60
+    "plan": r"[a-zA-Z0-9-]{1,60}",  # Microsoft.Web/serverfarms
+    "identity": r"[a-zA-Z0-9][a-zA-Z0-9_-]{2,127}",  # Microsoft.ManagedIdentity/userAssignedIdentities
+    "workspace": r"[a-zA-Z0-9][a-zA-Z0-9-]{2,61}[a-zA-Z0-9]",  # Microsoft.OperationalInsights/workspaces
+    "insights": r"[^%&\\?/\x00-\x1f]{0,259}[^%&\\?/\x00-\x1f. ]",  # Microsoft.Insights/components
+    "topic": r"[a-zA-Z0-9-]{3,128}",  # Microsoft.EventGrid/systemTopics
+}
+
+
+@pytest.mark.parametrize("environment_name", AWKWARD_ENVIRONMENT_NAMES)
+def test_resource_names_are_valid_and_keep_the_uniqueness_token(environment_name):
+    assert AZD_ENVIRONMENT_NAME.match(environment_name)  # a name azd itself accepts
+    names = resource_names(environment_name)
+    token = names.pop("token")
+    assert re.fullmatch(r"[a-z0-9]{13}", token)
+    for kind, name in names.items():
+        assert re.fullmatch(NAME_RULES[kind], name), (kind, name)
+    # Globally unique names carry the whole token, whatever the environment name's length.
+    assert names["storage"].endswith(token)
+    assert names["app"].endswith(token)
+    # The Functions host ID is the app name's first 32 characters: it must hold the token too.
+    assert len(names["app"]) <= 32
+    assert names["topic"] == names["storage"] + "-events"
+
+
+def test_environment_names_that_sanitize_alike_still_get_distinct_resources():
+    # Same resource group, names that differ only in characters replaced, or beyond the part kept.
+    for group in (("pay_ments", "pay.ments", "pay-ments", "pay(ments"), ("a" * 41 + "x", "a" * 41 + "y")):
+        names = [resource_names(n) for n in group]
+        for kind in names[0]:
+            assert len({n[kind] for n in names}) == len(group), (kind, group)
+
+
+def test_a_plain_environment_name_keeps_the_resource_group_names_it_had():
+    # A new identity would need its Business Central grant again; these names stay as they were.
+    names = resource_names("payments-prod")
+    assert (names["identity"], names["workspace"], names["insights"]) == (
+        "pay-payments-prod-id",
+        "pay-payments-prod-logs",
+        "pay-payments-prod-insights",
+    )
+
+
+def test_existing_storage_account_and_app_names_can_be_kept():
+    names = resource_names(
+        "payments-prod",
+        storageAccountName="paypaymentsprodabcdefghi",
+        functionAppName="pay-payments-prod-abcdef",
+    )
+    assert (
+        names["storage"] == "paypaymentsprodabcdefghi" and names["topic"] == "paypaymentsprodabcdefghi-events"
+    )
+    assert names["app"] == "pay-payments-prod-abcdef" and names["plan"] == "pay-payments-prod-abcdef-plan"
+    params = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    assert params["storageAccountName"]["value"] == "${RELAY_STORAGE_ACCOUNT_NAME=}"
+    assert params["functionAppName"]["value"] == "${RELAY_FUNCTION_APP_NAME=}"
+    main = parse("main.bicep")["parameters"]
+    assert main["storageAccountName"]["default"] == "" and main["functionAppName"]["default"] == ""
+
+
+def test_environment_name_accepts_everything_azd_accepts():
+    param = parse("main.bicep")["parameters"]["environmentName"]
+    assert _decorator(param, "min_length") == 1 and _decorator(param, "max_length") == 64
+
+
+# -- Event Grid: GA api-versions, dead-lettering, retries ---------------------------------------------
+
+TYPECHECK_TYPES = ROOT.parent / "shared" / "tools" / "bicep-typecheck" / "types"
+
+
+def _event_grid_resources() -> list[tuple[str, str, dict]]:
+    found = []
+    for path in BICEP_FILES:
+        if path.name == "graph-permission.bicep":
+            continue
+        for symbol, resource in (_parser.parse(text=path.read_text()).get("resources") or {}).items():
+            if resource["type"].startswith("Microsoft.EventGrid/"):
+                found.append((f"{path.relative_to(INFRA)}:{symbol}", resource["api_version"], resource))
+    return found
+
+
+def test_every_event_grid_resource_uses_a_ga_api_version():
+    resources = _event_grid_resources()
+    assert {r[0] for r in resources} >= {
+        "modules/storage.bicep:topic",
+        "eventgrid.bicep:topic",
+        "eventgrid.bicep:subscription",
+    }
+    for where, version, _ in resources:
+        assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", version), (where, version)  # no -preview
+    if TYPECHECK_TYPES.is_dir():  # the type checker must have data for it (it reports a finding otherwise)
+        for where, version, _ in resources:
+            assert (TYPECHECK_TYPES / f"eventgrid_microsoft.eventgrid_{version}.json").is_file(), (
+                where,
+                version,
+            )
+
+
+def test_undeliverable_events_are_dead_lettered_with_the_topics_identity():
+    grid = parse("eventgrid.bicep")
+    props = grid["resources"]["subscription"]["config"]["properties"]
+    dead = props["deadLetterWithResourceIdentity"]
+    assert dead["identity"] == {"type": "SystemAssigned"}
+    destination = dead["deadLetterDestination"]
+    assert destination["endpointType"] == "StorageBlob"
+    assert destination["properties"]["blobContainerName"] == "deadLetterContainer"
+    assert "deadLetterDestination" not in props  # not the identity-less form
+    assert grid["parameters"]["deadLetterContainer"]["default"] == "payments-deadletter"
+    # Retries within Event Grid's limits (at most 30 attempts, 24 hours), then the dead letter.
+    retry = props["retryPolicy"]
+    assert 1 <= retry["maxDeliveryAttempts"] <= 30
+    assert 1 <= retry["eventTimeToLiveInMinutes"] <= 1440
+    # The container exists, and the topic's identity may write to it and to nothing else.
+    storage = parse("modules/storage.bicep")["resources"]
+    assert storage["topic"]["config"]["identity"] == {"type": "SystemAssigned"}
+    assert storage["deadLetter"]["config"]["name"] == "deadLetterContainer"
+    assert storage["deadLetter"]["config"]["properties"] == {"publicAccess": "None"}
+    grant = storage["deadLetterWriter"]["config"]
+    assert grant["scope"] == "deadLetter"
+    role = grant["properties"]["roleDefinitionId"]["function"]["parameters"]["resource_name_1"]
+    assert (
+        parse("modules/storage.bicep")["variables"][role]["value"] == "ba92f5b4-2d11-453d-a403-e96b0029c9fe"
+    )
+    principal = grant["properties"]["principalId"]["operator"]["operands"]
+    assert principal["operand_1"] == "topic"
+    assert principal["operand_2"]["operator"]["operands"] == {
+        "operand_1": "identity",
+        "operand_2": "principalId",
+    }
+    # main.bicep names the container, creates it through the module and hands it to the hook.
+    main = parse("main.bicep")
+    assert main["parameters"]["deadLetterContainer"]["default"] == "payments-deadletter"
+    assert main["modules"]["storage"]["config"]["params"]["deadLetterContainer"] == "deadLetterContainer"
+    assert "output DEADLETTER_CONTAINER string = deadLetterContainer" in (INFRA / "main.bicep").read_text()
+    assert 'deadLetterContainer="${DEADLETTER_CONTAINER}"' in (INFRA / "hooks/postdeploy.sh").read_text()
+    # The relay reads the same container (it re-drives what was dead-lettered).
+    if "deadletter_container" in Settings.model_fields:
+        assert Settings.model_fields["deadletter_container"].default == "payments-deadletter"
+        assert _app_settings()["PAYMENTS_DEADLETTER_CONTAINER"] == "deadLetterContainer"
+
+
+# -- Scale: what Business Central sees ----------------------------------------------------------------
+
+BUSINESS_CENTRAL_REQUESTS_AT_ONCE = 5  # per user or service principal (operational limits)
+
+
+def test_scale_defaults_keep_each_scale_group_within_business_centrals_limit():
+    main = parse("main.bicep")["parameters"]
+    instances = main["maximumInstanceCount"]["default"]
+    http_concurrency = main["httpPerInstanceConcurrency"]["default"]
+    in_process = main["maxConcurrency"]["default"]
+    # Webhook calls running at once across the HTTP scale group.
+    assert instances * http_concurrency <= BUSINESS_CENTRAL_REQUESTS_AT_ONCE
+    # Requests in flight from one scale group: each instance's worker holds at most
+    # PAYMENTS_MAX_CONCURRENCY, whatever the number of invocations it runs.
+    assert instances * in_process <= BUSINESS_CENTRAL_REQUESTS_AT_ONCE
+    for name in ("maximumInstanceCount", "httpPerInstanceConcurrency"):
+        assert (_decorator(main[name], "min_value"), _decorator(main[name], "max_value")) == (1, 1000), name
+    # azd fills both from the environment, with the same defaults.
+    params = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    assert params["maximumInstanceCount"]["value"] == f"${{RELAY_MAX_INSTANCES={instances}}}"
+    assert params["httpPerInstanceConcurrency"]["value"] == f"${{RELAY_HTTP_CONCURRENCY={http_concurrency}}}"
+    # They reach the Flex Consumption settings that enforce them.
+    passed = parse("main.bicep")["modules"]["functionApp"]["config"]["params"]
+    assert passed["maximumInstanceCount"] == "maximumInstanceCount"
+    assert passed["httpPerInstanceConcurrency"] == "httpPerInstanceConcurrency"
+    module = parse("modules/functionapp.bicep")
+    scale = module["resources"]["app"]["config"]["properties"]["functionAppConfig"]["scaleAndConcurrency"]
+    assert scale["maximumInstanceCount"] == "maximumInstanceCount"
+    assert scale["triggers"] == {"http": {"perInstanceConcurrency": "httpPerInstanceConcurrency"}}
+    assert module["parameters"]["maximumInstanceCount"]["default"] == instances
+    assert module["parameters"]["httpPerInstanceConcurrency"]["default"] == http_concurrency
+    # The product's meaning is written down next to the parameters.
+    text = (INFRA / "main.bicep").read_text()
+    assert (
+        "maximumInstanceCount x httpPerInstanceConcurrency = the most webhook calls running at once" in text
+    )
+    assert "requests in flight to the target <= maximumInstanceCount x maxConcurrency" in text
+
+
+# -- The post-deploy hook ------------------------------------------------------------------------------
+
+HOOK = INFRA / "hooks" / "postdeploy.sh"
+
+STUB_AZ = r"""#!/usr/bin/env bash
+# Records each call (arguments separated by US), answers like az for the two commands the hook uses.
+{ printf '%s\x1f' "$@"; printf '\n'; } >> "$STUB_LOG"
+if [ -n "${STUB_FAIL:-}" ]; then
+  echo "$STUB_FAIL" >&2
+  exit 1
+fi
+if [ "$1 $2 $3" = "functionapp keys list" ]; then
+  calls=$(( $(cat "$STUB_DIR/key-calls" 2>/dev/null || echo 0) + 1 ))
+  echo "$calls" > "$STUB_DIR/key-calls"
+  if [ "$calls" -gt "${STUB_KEY_AFTER:-0}" ]; then
+    echo '["blobs_extension", "durabletask_extension"]'
+  else
+    echo '[]'
+  fi
+fi
+"""
+
+
+def _run_hook(
+    tmp_path: Path, key_after: int, **env: str
+) -> tuple[subprocess.CompletedProcess, list[list[str]]]:
+    bash = shutil.which("bash")
+    if bash is None:
+        pytest.skip("bash is not installed")
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    (stubs / "az").write_text(STUB_AZ)
+    (stubs / "curl").write_text("#!/usr/bin/env bash\nexit 0\n")
+    for stub in stubs.iterdir():
+        stub.chmod(0o755)
+    log = tmp_path / "az.log"
+    environment = {
+        "PATH": f"{stubs}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
+        "STUB_LOG": str(log),
+        "STUB_DIR": str(tmp_path),
+        "STUB_KEY_AFTER": str(key_after),
+        "AZURE_SUBSCRIPTION_ID": "11111111-2222-3333-4444-555555555555",
+        "AZURE_RESOURCE_GROUP": "rg-azd-deployed",
+        "FUNCTION_APP_NAME": "pay-dev-abcdefghijklm",
+        "FUNCTION_APP_HOST": "pay-dev-abcdefghijklm.azurewebsites.net",
+        "EVENT_GRID_TOPIC_NAME": "paydevabcdefghijklm-events",
+        "INBOX_CONTAINER": "payments-inbox",
+        "DEADLETTER_CONTAINER": "payments-deadletter",
+        "RELAY_KEY_POLL_SECONDS": "0",
+        **env,
+    }
+    run = subprocess.run([bash, str(HOOK)], env=environment, capture_output=True, text=True, timeout=60)
+    calls = [line.split("\x1f")[:-1] for line in log.read_text().splitlines()] if log.exists() else []
+    return run, calls
+
+
+def _option(call: list[str], name: str) -> str:
+    return call[call.index(name) + 1]
+
+
+def test_postdeploy_hook_targets_the_subscription_and_group_azd_deployed_to(tmp_path):
+    run, calls = _run_hook(tmp_path, key_after=0)
+    assert run.returncode == 0, run.stderr
+    assert calls, "the hook called az"
+    for call in calls:  # never az's own default subscription
+        assert _option(call, "--subscription") == "11111111-2222-3333-4444-555555555555", call
+        assert _option(call, "--resource-group") == "rg-azd-deployed", call
+    deploy = calls[-1]
+    assert deploy[:3] == ["deployment", "group", "create"]
+    assert deploy[deploy.index("--template-file") + 1].endswith("eventgrid.bicep")
+    assert "deadLetterContainer=payments-deadletter" in deploy
+    assert "inboxContainer=payments-inbox" in deploy
+
+
+def test_postdeploy_hook_waits_for_the_blobs_extension_key_before_deploying(tmp_path):
+    run, calls = _run_hook(tmp_path, key_after=3)
+    assert run.returncode == 0, run.stderr
+    kinds = [" ".join(call[:3]) for call in calls]
+    assert kinds == ["functionapp keys list"] * 4 + ["deployment group create"]
+    # Only the key names are asked for, never their values.
+    assert {_option(call, "--query") for call in calls[:4]} == {"keys(systemKeys || `{}`)"}
+    assert "waiting for the Functions host" in run.stdout
+
+
+def test_postdeploy_hook_gives_up_with_a_clear_message(tmp_path):
+    run, calls = _run_hook(tmp_path, key_after=10**6, RELAY_KEY_WAIT_SECONDS="0")
+    assert run.returncode == 1
+    assert (
+        "timed out after 0s waiting for the blobs_extension system key of pay-dev-abcdefghijklm" in run.stderr
+    )
+    assert "azd hooks run postdeploy" in run.stderr
+    assert all(call[:3] != ["deployment", "group", "create"] for call in calls)
+
+
+def test_postdeploy_hook_shows_azs_last_error_when_it_gives_up(tmp_path):
+    run, _ = _run_hook(
+        tmp_path,
+        key_after=0,
+        RELAY_KEY_WAIT_SECONDS="0",
+        STUB_FAIL="ERROR: Please run 'az login' to setup account.",
+    )
+    assert run.returncode == 1
+    assert "Last error from az functionapp keys list:\nERROR: Please run 'az login'" in run.stderr
+
+
+def test_postdeploy_hook_refuses_to_run_without_azds_subscription(tmp_path):
+    run, calls = _run_hook(tmp_path, key_after=0, AZURE_SUBSCRIPTION_ID="")
+    assert run.returncode == 1
+    assert "AZURE_SUBSCRIPTION_ID is not set" in run.stderr
+    assert calls == []
+
+
+# -- ./dev test runs the Bicep type check where the tool is --------------------------------------------
+
+
+def _dev_typecheck_step() -> str:
+    text = (ROOT / "dev").read_text()
+    branch = text[text.index("  test)") : text.index(";;", text.index("  test)"))]
+    start = branch.index("if [ -x ../shared/tools/bicep-typecheck/run ]")
+    return branch[start : branch.index("\n    fi", start) + len("\n    fi")]
+
+
+def test_dev_test_runs_the_bicep_type_check_when_the_tool_is_beside_the_repo(tmp_path):
+    bash = shutil.which("bash") or pytest.skip("bash is not installed")
+    repo = tmp_path / "clone"
+    repo.mkdir()
+    tool = tmp_path / "shared" / "tools" / "bicep-typecheck" / "run"
+    tool.parent.mkdir(parents=True)
+    tool.write_text('#!/usr/bin/env bash\necho "type check of $1"\nexit 3\n')
+    tool.chmod(0o755)
+    run = subprocess.run(
+        [bash, "-c", "set -euo pipefail\n" + _dev_typecheck_step()], cwd=repo, capture_output=True, text=True
+    )
+    assert run.stdout.strip() == "type check of infra" and run.returncode == 3  # its failure fails ./dev test
+
+
+def test_dev_test_says_it_skipped_the_type_check_when_the_tool_is_absent(tmp_path):
+    bash = shutil.which("bash") or pytest.skip("bash is not installed")
+    repo = tmp_path / "clone"
+    repo.mkdir()
+    run = subprocess.run(
+        [bash, "-c", "set -euo pipefail\n" + _dev_typecheck_step()], cwd=repo, capture_output=True, text=True
+    )
+    assert run.returncode == 0
+    assert len(run.stdout.splitlines()) == 1 and "bicep type check skipped" in run.stdout
