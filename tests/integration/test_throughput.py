@@ -4,7 +4,6 @@ bench/throughput.py measures that)."""
 from __future__ import annotations
 
 import json
-import threading
 from datetime import timedelta
 from decimal import Decimal
 
@@ -17,6 +16,7 @@ from sandbox import SANDBOX_COMPANY_ID as C
 from sandbox import SANDBOX_JOURNAL_ID as J
 from sandbox import Limits
 from tests.support.clock import FakeClock
+from tests.support.parallel import peak_in_flight, side_by_side
 from tests.support.relay import make_client, make_pipeline
 
 
@@ -76,21 +76,6 @@ def test_a_batch_dropped_after_commit_is_ambiguous_then_reconciled(azure_env, sa
     assert len(sandbox.payments()) == 10 and sandbox.batch_count == 1
 
 
-def post_in_parallel(relays, journals, items_of):
-    """Each journal's payments posted by its own thread (one relay may serve several): outcomes per journal."""
-    results: dict[str, list] = {}
-
-    def run(relay, journal):
-        results[journal] = relay.post_all(C, journal, items_of(journal))
-
-    threads = [threading.Thread(target=run, args=(r, j)) for r, j in zip(relays, journals, strict=True)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return results
-
-
 def test_concurrency_stays_under_the_targets_limit_and_a_429_pauses_every_worker(azure_env, sandbox):
     azure_env("businesscentral", PAYMENTS_MAX_CONCURRENCY="5")
     sandbox.latency = 0.05
@@ -98,8 +83,8 @@ def test_concurrency_stays_under_the_targets_limit_and_a_429_pauses_every_worker
     sandbox.limits = Limits(concurrent=3, queue=0)
     journals = [J] + [sandbox.add_journal(name=f"GATE{n}") for n in range(4)]
     relay = make_pipeline()
-    results = post_in_parallel([relay] * 5, journals, lambda j: payments(8, f"GATE-{journals.index(j)}"))
-    assert [o.kind for j in journals for o in results[j]] == ["created"] * 40
+    results = side_by_side([(relay, j, payments(8, f"GATE-{k}")) for k, j in enumerate(journals)])
+    assert [o.kind for r in results for o in r] == ["created"] * 40
     assert [len(sandbox.payments(journal_id=j)) for j in journals] == [8] * 5
     assert relay.client.gate.throttled == sandbox.throttled_count >= 1
     assert relay.client.gate.pauses >= 1
@@ -116,20 +101,9 @@ def test_one_insert_at_a_time_per_journal_and_journals_in_parallel(azure_env, sa
     sandbox.insert_gap = 0.02  # every insert overlapping another in its journal would collide
     other = sandbox.add_journal(name="BANK2")
     relay = make_pipeline()
-    peak = [0]
-    done = threading.Event()
-
-    def watch():
-        while not done.is_set():
-            peak[0] = max(peak[0], sandbox.in_flight)
-            done.wait(0.002)
-
-    watcher = threading.Thread(target=watch)
-    watcher.start()
-    results = post_in_parallel([relay, relay], [J, other], lambda j: payments(10, "ONE" if j == J else "TWO"))
-    done.set()
-    watcher.join()
-    assert [o.kind for o in results[J] + results[other]] == ["created"] * 20
+    with peak_in_flight(sandbox) as peak:
+        one, two = side_by_side([(relay, J, payments(10, "ONE")), (relay, other, payments(10, "TWO"))])
+    assert [o.kind for o in one + two] == ["created"] * 20
     assert [len(sandbox.payments(journal_id=j)) for j in (J, other)] == [10, 10]
     assert sandbox.line_collisions == 0
     assert len([r for r in sandbox.requests if r.method == "POST"]) == 20  # each sent once
@@ -170,16 +144,7 @@ def test_a_line_number_taken_by_a_concurrent_insert_is_retried_not_rejected(azur
     sandbox.insert_gap = 0.3
     relays = [make_pipeline(), make_pipeline()]
     items = payments(2, "RACE")
-    outcomes: list = [None, None]
-
-    def run(i):
-        [outcomes[i]] = relays[i].post_all(C, J, [items[i]])
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in (0, 1)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    outcomes = [r[0] for r in side_by_side([(relays[0], J, items[:1]), (relays[1], J, items[1:])])]
     assert [o.kind for o in outcomes] == ["created", "created"]
     assert sorted(p["lineNumber"] for p in sandbox.payments()) == [10000, 20000]
     assert sandbox.line_collisions == 1

@@ -4,7 +4,6 @@ insert into one journal at once."""
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 
 from payments.credentials import target_credential
@@ -17,6 +16,7 @@ from payments.target import TargetClient
 from sandbox import SANDBOX_COMPANY_ID as C
 from sandbox import SANDBOX_JOURNAL_ID as J
 from sandbox import Limits
+from tests.support.parallel import peak_in_flight, side_by_side
 
 
 def worker(lease: timedelta = timedelta(minutes=5)) -> Pipeline:
@@ -30,52 +30,17 @@ def payments(n: int, tag: str):
     return [check({"customerNumber": "10000", "documentNumber": f"{tag}-{i}", "amount": f"-{i + 1}.00"}).payment for i in range(n)]
 
 
-def run_all(jobs):
-    """Run (pipeline, journal, payments) jobs side by side; their outcomes, in job order."""
-    results: list = [None] * len(jobs)
-
-    def run(i, pipeline, journal, items):
-        results[i] = pipeline.post_all(C, journal, items)
-
-    threads = [threading.Thread(target=run, args=(i, *job)) for i, job in enumerate(jobs)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return results
-
-
-def watch_peak(sandbox):
-    peak, done = [0], threading.Event()
-
-    def loop():
-        while not done.is_set():
-            peak[0] = max(peak[0], sandbox.in_flight)
-            done.wait(0.002)
-
-    thread = threading.Thread(target=loop)
-    thread.start()
-
-    def stop():
-        done.set()
-        thread.join()
-        return peak[0]
-
-    return stop
-
-
 def test_two_workers_together_stay_within_the_identitys_shared_slots(drop, sandbox, azure_env):
     azure_env("businesscentral", **drop.settings, PAYMENTS_MAX_CONCURRENCY="5", PAYMENTS_SHARED_CONCURRENCY="3")
     sandbox.limits = Limits(concurrent=3, queue=0)  # beyond 3 at once: 429
     sandbox.latency = 0.05
     journals = [J] + [sandbox.add_journal(name=f"SHARE{n}") for n in range(5)]
     one, two = worker(), worker()
-    stop = watch_peak(sandbox)
-    results = run_all([(one if k % 2 else two, j, payments(6, f"S{k}")) for k, j in enumerate(journals)])
-    peak = stop()
+    with peak_in_flight(sandbox) as peak:
+        results = side_by_side([(one if k % 2 else two, j, payments(6, f"S{k}")) for k, j in enumerate(journals)])
     assert [o.kind for r in results for o in r] == ["created"] * 36
     assert sandbox.throttled_count == 0
-    assert peak <= 3
+    assert peak[0] <= 3
     assert one.client.shared.waits + two.client.shared.waits > 0  # the slots were contended, and held
 
 
@@ -83,7 +48,7 @@ def test_two_workers_never_insert_into_one_journal_at_once(drop, sandbox, azure_
     azure_env("businesscentral", **drop.settings, PAYMENTS_SHARED_CONCURRENCY="5")
     sandbox.insert_gap = 0.03  # every overlapping insert into the journal would collide
     one, two = worker(), worker()
-    results = run_all([(one, J, payments(8, "A")), (two, J, payments(8, "B"))])
+    results = side_by_side([(one, J, payments(8, "A")), (two, J, payments(8, "B"))])
     assert [o.kind for r in results for o in r] == ["created"] * 16
     assert sandbox.line_collisions == 0
     assert len([r for r in sandbox.requests if r.method == "POST"]) == 16  # each sent once
