@@ -30,7 +30,7 @@ from .flow import InFlightLimit, JournalLocks, RateWindow, ThrottleGate
 from .responses import Created, classify, odata_error, parse_retry_after
 from .retry import Retryable, RetryPolicy
 from .routes import Routes
-from .shared import SharedFlow
+from .shared import SharedFlow, SharedRate
 from .transport import Transport, sent_nothing
 
 log = logging.getLogger("payments.target")
@@ -73,12 +73,11 @@ class TargetClient:
         # workers may prepare and record payments while others' requests are out.
         self.in_flight = InFlightLimit(settings.max_concurrency)
         self.journals = JournalLocks()
-        self.rate = RateWindow(
-            settings.target_rate_requests,
-            settings.target_rate_window_seconds,
-            settings.retry_max_seconds,
-            sleep,
-            clock,
+        limit, window = settings.target_rate_requests, settings.target_rate_window_seconds
+        self.rate: RateWindow | SharedRate = (
+            shared.rate(limit, window, settings.retry_max_seconds)
+            if shared is not None
+            else RateWindow(limit, window, settings.retry_max_seconds, sleep, clock)
         )
         self.retry = RetryPolicy(settings, sleep)
         self._tokens = TokenSource(credential, settings.scope)

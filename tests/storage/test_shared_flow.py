@@ -65,3 +65,21 @@ def test_a_payment_whose_claim_runs_out_while_another_worker_holds_the_journal_i
         [outcome] = late.post_all(C, J, payments(1, "LATE"))
     assert outcome.kind == "unavailable" and "journal was busy" in outcome.error.message
     assert sandbox.requests == [r for r in sandbox.requests if r.method != "POST"]  # nothing sent
+
+
+def test_two_workers_together_keep_the_targets_rate_window(drop, sandbox, azure_env):
+    """Business Central takes 6,000 requests per five minutes per identity, whatever the number of
+    callers (here 6 per second): two workers, each able to keep the window alone, keep it together."""
+    azure_env(
+        "businesscentral",
+        **drop.settings,
+        PAYMENTS_SHARED_CONCURRENCY="5",
+        PAYMENTS_TARGET_RATE_REQUESTS="6",
+        PAYMENTS_TARGET_RATE_WINDOW_SECONDS="1",
+    )
+    sandbox.limits = Limits(rate=6, window=1.0)
+    other = sandbox.add_journal(name="RATE2")
+    one, two = worker(), worker()
+    results = side_by_side([(one, J, payments(8, "RA")), (two, other, payments(8, "RB"))])
+    assert [o.kind for r in results for o in r] == ["created"] * 16
+    assert sandbox.throttled_count == 0
