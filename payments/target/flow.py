@@ -146,21 +146,37 @@ class RateWindow:
         self._sent: deque[float] = deque()
 
     def acquire(self) -> None:
-        waited = 0.0
-        while True:
-            with self._lock:
-                now = self._clock()
-                while self._sent and self._sent[0] <= now - self._span:
-                    self._sent.popleft()
-                if len(self._sent) < self.limit:
-                    self._sent.append(now)
-                    return
-                delay = self._sent[0] + self._span - now
-            if waited + delay > self.max_wait:
-                raise Throttled(
-                    f"not sent: the target's rate window is full ({self.limit} requests in "
-                    f"{self.window:g} s); send it again in {math.ceil(delay)} s",
-                    retry_after=math.ceil(delay),
-                )
-            self._sleep(delay)
-            waited += delay
+        pace(self._try, self.limit, self.window, self.max_wait, self._sleep)
+
+    def _try(self) -> float | None:
+        """None when a request may go now (it is counted), else the seconds until one may."""
+        with self._lock:
+            now = self._clock()
+            while self._sent and self._sent[0] <= now - self._span:
+                self._sent.popleft()
+            if len(self._sent) < self.limit:
+                self._sent.append(now)
+                return None
+            return self._sent[0] + self._span - now
+
+
+def pace(
+    attempt: Callable[[], float | None],
+    limit: int,
+    window: float,
+    max_wait: float,
+    sleep: Callable[[float], None],
+    whose: str = "",
+) -> None:
+    """Wait until `attempt` lets a request go (returns None; otherwise how long to wait), but never
+    longer than `max_wait` in all: then the request is not sent, and the caller learns when to retry."""
+    waited = 0.0
+    while (delay := attempt()) is not None:
+        if waited + delay > max_wait:
+            raise Throttled(
+                f"not sent: the target's rate window is full ({limit} requests in {window:g} s{whose}); "
+                f"send it again in {math.ceil(delay)} s",
+                retry_after=math.ceil(delay),
+            )
+        sleep(delay)
+        waited += delay

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import random
 import threading
 import time
@@ -22,6 +21,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
+
+from .flow import pace
 
 log = logging.getLogger("payments.target")
 
@@ -201,26 +202,19 @@ class SharedRate:
         self._expiry = 0.0
 
     def acquire(self) -> None:
-        from ..errors import Throttled
+        pace(self._try, self.limit, self.window, self.max_wait, self._sleep, ", every instance together")
 
-        waited = 0.0
-        while True:
-            with self._lock:
-                if self._tokens and self._now() < self._expiry:
-                    self._tokens -= 1
-                    return
-                granted, expiry, wait = self._reserve()
-                if granted:
-                    self._tokens, self._expiry = granted - 1, expiry
-                    return
-            if waited + wait > self.max_wait:
-                raise Throttled(
-                    f"not sent: the target's rate window is full ({self.limit} requests in "
-                    f"{self.window:g} s, every instance together); send it again in {math.ceil(wait)} s",
-                    retry_after=math.ceil(wait),
-                )
-            self._sleep(wait)
-            waited += wait
+    def _try(self) -> float | None:
+        """None when a request may go now (a reserved one is used), else the seconds until one may."""
+        with self._lock:
+            if self._tokens and self._now() < self._expiry:
+                self._tokens -= 1
+                return None
+            granted, expiry, wait = self._reserve()
+            if granted:
+                self._tokens, self._expiry = granted - 1, expiry
+                return None
+            return wait
 
     def _reserve(self) -> tuple[int, float, float]:
         """(requests granted, until when they may be sent, or how long to wait before asking again)."""
