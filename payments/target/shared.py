@@ -20,8 +20,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ResourceNotFoundError
 
+from ..errors import TargetUnavailable
 from .flow import pace
 
 log = logging.getLogger("payments.target")
@@ -114,6 +115,12 @@ class SharedFlow:
             self._give_back(lease)
 
     def _take(self, names: list[str], until: float | None, shuffle: bool) -> Any:
+        try:
+            return self._take_lease(names, until, shuffle)
+        except AzureError as exc:
+            raise _storage_down(exc) from None
+
+    def _take_lease(self, names: list[str], until: float | None, shuffle: bool) -> Any:
         from azure.storage.blob import BlobLeaseClient
 
         delay = 0.02
@@ -210,7 +217,10 @@ class SharedRate:
             if self._tokens and self._now() < self._expiry:
                 self._tokens -= 1
                 return None
-            granted, expiry, wait = self._reserve()
+            try:
+                granted, expiry, wait = self._reserve()
+            except AzureError as exc:
+                raise _storage_down(exc) from None
             if granted:
                 self._tokens, self._expiry = granted - 1, expiry
                 return None
@@ -260,3 +270,14 @@ def _create_container(container: Any) -> None:
         container.create_container()
     except ResourceExistsError:
         pass
+
+
+def _storage_down(exc: Exception) -> TargetUnavailable:
+    """Without its storage the relay cannot keep the shared limits, so it sends nothing (the error's own
+    text goes to the log, not to callers)."""
+    log.error("shared flow: storage unavailable: %s: %s", type(exc).__name__, exc)
+    return TargetUnavailable(
+        "not sent: the relay's storage (which keeps the limits shared by its instances) is unavailable; "
+        "send it again later",
+        retry_after=30,
+    )
