@@ -144,7 +144,12 @@ def ledger_for(storage: str | None) -> tuple[Any, list[int]]:
 
 
 def relay_run(
-    url: str, items: list[dict], batch: int, journals: list[str], storage: str | None = None
+    url: str,
+    items: list[dict],
+    batch: int,
+    journals: list[str],
+    storage: str | None = None,
+    shared: bool = False,
 ) -> tuple[float, float, Counter[int], dict[str, int], int]:
     """Validate, then post, as every entry point does: the payments split evenly over `journals`, each
     journal's share posted by its own invocation, all through one worker's client (a fresh one: its
@@ -166,7 +171,15 @@ def relay_run(
         batch_size=batch,
         read_timeout_seconds=600,
     )
-    client = TargetClient(settings, target_credential(settings))
+    flow = None
+    if shared:  # the limits every instance keeps together, through blob leases in Azurite
+        from azure.storage.blob import ContainerClient
+
+        from payments.target.shared import SharedFlow
+
+        assert storage is not None, "--shared needs --ledger table (Azurite)"
+        flow = SharedFlow(ContainerClient.from_connection_string(storage, f"benchflow{next(_tables)}"), 5)
+    client = TargetClient(settings, target_credential(settings), shared=flow)
     ledger, trips = ledger_for(storage)
     pipeline = Pipeline(client, ledger)
     answers = Answers()
@@ -303,6 +316,11 @@ def main() -> int:
         default="table",
         help="the ledger's store: Azure Table storage in Azurite (what production uses) or in memory",
     )
+    parser.add_argument(
+        "--shared",
+        action="store_true",
+        help="keep the limits shared by every instance (PAYMENTS_SHARED_CONCURRENCY=5) in Azurite",
+    )
     parser.add_argument("--no-pin", action="store_true", help="leave the sandbox and the relay unpinned")
     parser.add_argument("--validation-records", type=int, default=100_000)
     args = parser.parse_args()
@@ -338,7 +356,7 @@ def main() -> int:
         for count in args.journals:
             for size in (0, args.batch):
                 checking, posting, failed, kinds, trips = relay_run(
-                    url, records(n, f"R{count}B{size}"), size, journal_ids(count), storage
+                    url, records(n, f"R{count}B{size}"), size, journal_ids(count), storage, args.shared
                 )
                 name = f"relay, $batch of {size}" if size else "relay, no $batch"
                 rate, checked = n / posting, n / (checking + posting)
@@ -357,7 +375,8 @@ def main() -> int:
         f"\nthroughput: {n} payments; the sandbox behaves like Business Central online: "
         f"{latency * 1000:.0f} ms per operation, $batch operations one after another, {concurrent} requests "
         f"processed at once per identity and 95 queued; ledger: "
-        f"{'Azure Table storage (Azurite)' if storage else 'in memory'}; {pinning}"
+        f"{'Azure Table storage (Azurite)' if storage else 'in memory'}; limits "
+        f"{'shared through blob leases in Azurite' if args.shared else 'per worker'}; {pinning}"
     )
     print(
         f"{'run':<24} {'journals':>8} {'payments/s':>10} {'capacity':>9} {'share':>6} {'x baseline':>10} "
