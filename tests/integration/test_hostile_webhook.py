@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from sandbox import SANDBOX_COMPANY_ID as C
-from sandbox import SANDBOX_JOURNAL_ID as J
 from tests.support.hostile import WEBHOOK_CASES, WebhookCase
-from tests.support.webhook import call, posts
+from tests.support.webhook import answer_through, call, posts, unreachable_storage
 
 
 @pytest.mark.parametrize("case", WEBHOOK_CASES, ids=[f"{c.category}: {c.name}" for c in WEBHOOK_CASES])
@@ -42,27 +40,16 @@ def test_a_ledger_that_cannot_be_reached_is_a_503_that_says_what_to_do_not_the_s
     learns that nothing was posted and to send the payment again later."""
     from azure.data.tables import TableClient
 
-    from devtools.azurite import Azurite
-    from payments import codec, webhook
     from payments.ledger import Ledger, TableLedgerStore
     from payments.posting import Pipeline
     from tests.support.relay import make_client
 
     azure_env()
-    nobody_listens = Azurite(blob_port=9, queue_port=9, table_port=9).connection_string  # port 9: refused
     unreachable = TableClient.from_connection_string(
-        nobody_listens, "paymentsledger", retry_total=0, connection_timeout=2
+        unreachable_storage(), "paymentsledger", retry_total=0, connection_timeout=2
     )
-    pipeline = Pipeline(make_client(), Ledger(TableLedgerStore(unreachable)))
-    answer = webhook.handle_post(
-        body=b'{"customerNumber": "10000", "amount": -1}',
-        headers={"Content-Type": "application/json"},
-        company_id=C,
-        journal_id=J,
-        pipeline=lambda: pipeline,
-    )
-    body = codec.loads(answer.content())
+    answer, body, raw = answer_through(Pipeline(make_client(), Ledger(TableLedgerStore(unreachable))))
     assert answer.status == 503 and answer.headers["Retry-After"] == "30"
     assert body["detail"].startswith("not posted: the relay's ledger (its storage) is unavailable")
-    assert "Error" not in answer.content().decode() and "127.0.0.1" not in answer.content().decode()
+    assert "Error" not in raw and "127.0.0.1" not in raw
     assert posts(sandbox) == []

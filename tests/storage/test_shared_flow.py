@@ -17,6 +17,7 @@ from sandbox import SANDBOX_COMPANY_ID as C
 from sandbox import SANDBOX_JOURNAL_ID as J
 from sandbox import Limits
 from tests.support.parallel import peak_in_flight, side_by_side
+from tests.support.webhook import answer_through, unreachable_storage
 
 
 def worker(lease: timedelta = timedelta(minutes=5)) -> Pipeline:
@@ -90,25 +91,14 @@ def test_without_its_storage_a_worker_sends_nothing_and_says_so(azure_env, sandb
     them, so it sends nothing and the caller gets a 503 to retry, never a 500 or the storage error."""
     from azure.storage.blob import ContainerClient
 
-    from devtools.azurite import Azurite
-    from payments import codec, webhook
     from payments.target.shared import SharedFlow
 
     azure_env("businesscentral")
-    nobody_listens = Azurite(blob_port=9, queue_port=9, table_port=9).connection_string  # port 9: refused
-    container = ContainerClient.from_connection_string(nobody_listens, "payments-flow", retry_total=0)
+    container = ContainerClient.from_connection_string(unreachable_storage(), "payments-flow", retry_total=0)
     settings = load_settings()
     client = TargetClient(settings, target_credential(settings), shared=SharedFlow(container, 5))
-    pipeline = Pipeline(client, Ledger(MemoryLedgerStore()))
-    answer = webhook.handle_post(
-        body=b'{"customerNumber": "10000", "amount": -1}',
-        headers={"Content-Type": "application/json"},
-        company_id=C,
-        journal_id=J,
-        pipeline=lambda: pipeline,
-    )
-    body = codec.loads(answer.content())
+    answer, body, raw = answer_through(Pipeline(client, Ledger(MemoryLedgerStore())))
     assert answer.status == 503 and answer.headers["Retry-After"] == "30"
     assert "the relay's storage (which keeps the limits shared by its instances) is unavailable" in body["detail"]
-    assert "Error" not in answer.content().decode() and "127.0.0.1" not in answer.content().decode()
+    assert "Error" not in raw and "127.0.0.1" not in raw
     assert [r for r in sandbox.requests if r.method == "POST"] == []

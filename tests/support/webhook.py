@@ -42,3 +42,25 @@ def pay(number="10000", amount="-12.50", **extra):
 def posts(sandbox):
     """The POST requests the target received (a `$batch` counts once)."""
     return [r for r in sandbox.requests if r.method == "POST"]
+
+
+def unreachable_storage() -> str:
+    """Azurite's connection string with every service on port 9, where nothing listens."""
+    from devtools.azurite import Azurite
+
+    return Azurite(blob_port=9, queue_port=9, table_port=9).connection_string
+
+
+def answer_through(pipeline, body: bytes = b'{"customerNumber": "10000", "amount": -1}'):
+    """The webhook's answer (status, headers, parsed body, raw bytes) for one call through `pipeline`."""
+    from payments import codec, webhook
+
+    answer = webhook.handle_post(
+        body=body,
+        headers={"Content-Type": "application/json"},
+        company_id=SANDBOX_COMPANY_ID,
+        journal_id=SANDBOX_JOURNAL_ID,
+        pipeline=lambda: pipeline,
+    )
+    raw = answer.content()
+    return answer, codec.loads(raw), raw.decode()
