@@ -9,6 +9,7 @@ from payments import filedrop, runtime, webhook
 # differ; the connection is the function's own storage account, reached with its identity.
 INBOX_PATH = "%PAYMENTS_INBOX_CONTAINER%/{name}"
 STORAGE_CONNECTION = "AzureWebJobsStorage"
+WORK_QUEUE = "%PAYMENTS_WORK_QUEUE%"
 
 app = func.FunctionApp()
 runtime.check_settings()
@@ -35,6 +36,27 @@ def customer_payments(req: func.HttpRequest) -> func.HttpResponse:
         mimetype=answer.media_type,
         charset="utf-8",
     )
+
+
+@app.function_name("batch_status")
+@app.route(route="batches/{batchId}", methods=[func.HttpMethod.GET], auth_level=func.AuthLevel.FUNCTION)
+def batch_status(req: func.HttpRequest) -> func.HttpResponse:
+    answer = webhook.handle_status(batch_id=req.route_params.get("batchId"), pipeline=runtime.pipeline)
+    return func.HttpResponse(
+        body=answer.content(),
+        status_code=answer.status,
+        headers=answer.headers,
+        mimetype=answer.media_type,
+        charset="utf-8",
+    )
+
+
+# The only function that sends payments to the target when PAYMENTS_WORK_QUEUE is set; host.json's
+# queues section bounds how many messages an instance takes at once, the shared limits the rest.
+@app.function_name("post_work")
+@app.queue_trigger(arg_name="message", queue_name=WORK_QUEUE, connection=STORAGE_CONNECTION)
+def post_work(message: func.QueueMessage) -> None:
+    runtime.poster().handle(message.get_body())
 
 
 # A BlobClient (SDK-type binding) instead of InputStream: the host hands over a reference, not

@@ -37,6 +37,8 @@ _ESCAPES = {
 def printable(text: object) -> str:
     """`text` with every control character written as its escape."""
     return str(text).translate(_ESCAPES)
+
+
 DETAIL_LIMIT = 50  # list every record's outcome up to this many; only failures beyond
 
 

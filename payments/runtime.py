@@ -24,12 +24,15 @@ from .target.shared import SharedFlow
 
 if TYPE_CHECKING:
     from .filedrop import FileDrop
+    from .work import BatchStore, Poster, WorkQueue
 
 log = logging.getLogger("payments.runtime")
 
 _lock = threading.RLock()
 _pipeline: Pipeline | None = None
 _file_drop: FileDrop | None = None
+_poster: Poster | None = None
+_batches: BatchStore | None = None
 
 
 def freeze_startup_objects() -> None:
@@ -49,8 +52,59 @@ def pipeline() -> Pipeline:
                 client = TargetClient(
                     settings, target_credential(settings), shared=make_shared_flow(settings)
                 )
-                _pipeline = Pipeline(client, make_ledger(settings))
+                ledger = make_ledger(settings)
+                if settings.work_queue:
+                    from .work import QueuedPipeline
+
+                    if ledger is None:
+                        raise SettingsError(
+                            "PAYMENTS_WORK_QUEUE needs the function's storage account for the ledger: set "
+                            "AzureWebJobsStorage__tableServiceUri (identity-based) or, locally, "
+                            "AzureWebJobsStorage"
+                        )
+                    _pipeline = QueuedPipeline(client, ledger, make_work_queue(settings))
+                else:
+                    _pipeline = Pipeline(client, ledger)
     return _pipeline
+
+
+def make_work_queue(settings: Settings) -> WorkQueue:
+    from .storage import queue_client
+    from .work import WorkQueue
+
+    name = settings.work_queue
+    return WorkQueue(queue_client(settings, name), queue_client(settings, f"{name}-poison"))
+
+
+def poster() -> Poster:
+    """The process's poster (the queue trigger). Its client makes one attempt per request: a busy or
+    unavailable target puts the payments back on the queue with a delay, not a wait in place."""
+    global _poster
+    if _poster is None:
+        with _lock:
+            if _poster is None:
+                from .work import Poster, QueuedPipeline
+
+                queued = pipeline()
+                if not isinstance(queued, QueuedPipeline):
+                    raise SettingsError("the work queue is off: set PAYMENTS_WORK_QUEUE to the queue's name")
+                settings = queued.client.settings.model_copy(update={"max_attempts": 1})
+                client = TargetClient(settings, target_credential(settings), shared=queued.client.shared)
+                _poster = Poster(client, queued._ledger, queued.queue)
+    return _poster
+
+
+def batch_store() -> BatchStore:
+    global _batches
+    if _batches is None:
+        with _lock:
+            if _batches is None:
+                from .storage import blob_service
+                from .work import BatchStore
+
+                settings = pipeline().client.settings
+                _batches = BatchStore(blob_service(settings).get_container_client(settings.batches_container))
+    return _batches
 
 
 def make_shared_flow(settings: Settings) -> SharedFlow | None:
@@ -116,6 +170,19 @@ def redrive_inbox() -> int:
     return len(results)
 
 
+def redrive_work() -> int:
+    """Queue again what was accepted and no poster has (the timer): accepted payments whose message was
+    lost or poisoned, and claims whose poster died. How many payments."""
+    from .work import QueuedPipeline
+    from .work.redrive import redrive
+
+    queued = pipeline()
+    if not isinstance(queued, QueuedPipeline):
+        return 0
+    settings = queued.client.settings
+    return redrive(queued._ledger, queued.queue, timedelta(seconds=settings.redrive_after_seconds))
+
+
 def check_settings() -> bool:
     """Validate the settings at worker start-up, so a wrong value shows in the host's log at once
     (each call then answers `relay-misconfigured` rather than the app failing to load)."""
@@ -129,9 +196,13 @@ def check_settings() -> bool:
 
 def reset() -> None:
     """Forget the process state (tests change settings between cases)."""
-    global _pipeline, _file_drop
+    global _pipeline, _file_drop, _poster, _batches
     with _lock:
         if _pipeline is not None:
             _pipeline.client.close()
+        if _poster is not None:
+            _poster.client.close()
         _pipeline = None
         _file_drop = None
+        _poster = None
+        _batches = None

@@ -13,7 +13,7 @@ from functools import cached_property
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import SettingsError
@@ -90,6 +90,27 @@ class Settings(BaseSettings):
     batch_size: int = Field(
         0, ge=0, le=100, description="Payments per JSON $batch request; 0 posts one request per payment"
     )
+    work_queue: str = Field(
+        "",
+        description="Storage queue the webhook and the file drop hand accepted payments to; the queue-"
+        "triggered poster is then the only code that sends to the target. Empty: entry points post "
+        "themselves (local runs)",
+    )
+    batches_container: str = Field(
+        "payments-batches", description="Container of the records behind GET /api/batches/{id}"
+    )
+    answer_within_seconds: float = Field(
+        20.0,
+        ge=0,
+        le=200,
+        description="How long a webhook call waits for its payments to be posted before it answers 202 "
+        "Accepted with a status URL instead",
+    )
+    async_above: int = Field(
+        100,
+        ge=0,
+        description="A webhook batch of more payments than this is answered 202 Accepted at once",
+    )
     inbox_container: str = Field("payments-inbox", description="Container the file-drop trigger watches")
     reports_container: str = Field("payments-reports", description="Container for file-drop reports")
     archive_container: str = Field(
@@ -143,6 +164,11 @@ class Settings(BaseSettings):
         None,
         validation_alias="AzureWebJobsStorage__tableServiceUri",
         description="Table endpoint (identity-based)",
+    )
+    storage_queue_uri: str | None = Field(
+        None,
+        validation_alias="AzureWebJobsStorage__queueServiceUri",
+        description="Queue endpoint (identity-based)",
     )
     storage_client_id: str | None = Field(
         None,
@@ -199,12 +225,17 @@ class Settings(BaseSettings):
         except ValueError:
             raise ValueError("must be a GUID") from None
 
-    @field_validator("inbox_container", "reports_container", "archive_container")
+    @field_validator(
+        "inbox_container", "reports_container", "archive_container", "batches_container", "work_queue"
+    )
     @classmethod
-    def _check_container(cls, value: str) -> str:
+    def _check_container(cls, value: str, info: ValidationInfo) -> str:
+        if info.field_name == "work_queue" and value == "":
+            return value
         if not _CONTAINER.fullmatch(value) or "--" in value:
             raise ValueError(
-                "must be a storage container name: 3-63 lower-case letters, digits and single hyphens"
+                "must be a storage container or queue name: 3-63 lower-case letters, digits and single "
+                "hyphens"
             )
         return value
 

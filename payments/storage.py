@@ -15,6 +15,7 @@ from .settings import Settings
 if TYPE_CHECKING:
     from azure.data.tables import TableClient
     from azure.storage.blob import BlobServiceClient
+    from azure.storage.queue import QueueClient
 
 
 # The SDK's defaults fetch the first 32 MiB of a blob in one request and buffer up to 64 MiB for
@@ -54,4 +55,24 @@ def blob_service(settings: Settings) -> BlobServiceClient:
     raise SettingsError(
         "file drops need the function's storage account: set AzureWebJobsStorage__blobServiceUri "
         "(identity-based) or, locally, AzureWebJobsStorage to the Azurite connection string"
+    )
+
+
+def queue_client(settings: Settings, name: str) -> QueueClient:
+    """A queue in the function's own account, base64-encoded as the Functions queue trigger reads it."""
+    from azure.storage.queue import BinaryBase64DecodePolicy, QueueClient, TextBase64EncodePolicy
+
+    policies = {
+        "message_encode_policy": TextBase64EncodePolicy(),
+        "message_decode_policy": BinaryBase64DecodePolicy(),
+    }
+    if settings.storage_connection_string:
+        return QueueClient.from_connection_string(settings.storage_connection_string, name, **policies)
+    if settings.storage_queue_uri:
+        credential = storage_credential(settings)
+        return QueueClient(settings.storage_queue_uri, name, credential=credential, **policies)
+    raise SettingsError(
+        "PAYMENTS_WORK_QUEUE needs the function's storage account: set "
+        "AzureWebJobsStorage__queueServiceUri (identity-based) or, locally, AzureWebJobsStorage to the "
+        "Azurite connection string"
     )

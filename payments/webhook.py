@@ -14,10 +14,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import codec
-from .errors import AmbiguousOutcome, NotAuthorized, PermanentRejection, SettingsError, TargetUnavailable
+from .errors import (
+    AmbiguousOutcome,
+    LedgerUnavailable,
+    NotAuthorized,
+    PermanentRejection,
+    SettingsError,
+    TargetUnavailable,
+)
 from .ledger import Scope, explicit_key
-from .model import Checked, as_dicts, check
+from .model import Checked, CustomerPayment, as_dicts, check
 from .posting import Outcome, Pipeline
+from .work import BatchStore, QueuedPipeline, Submission
 
 log = logging.getLogger("payments.webhook")
 
@@ -29,6 +37,7 @@ ALREADY_HEADER = "Payments-Already-Posted"
 NEGATED_HEADER = "Payments-Amounts-Negated"
 # The Functions host answers an HTTP trigger within 230 s; stop starting new posts well before.
 HTTP_TIME_BUDGET_SECONDS = 180.0
+STATUS_ROUTE = "/api/batches"  # GET {STATUS_ROUTE}/{id}: a batch answered 202 Accepted
 
 
 @dataclass(slots=True)
@@ -219,11 +228,17 @@ def _handle(
             "Invalid Idempotency-Key",
             "Idempotency-Key must be a string of 1 to 255 printable ASCII characters, quoted or bare",
         )
+    prefer = _preferences(headers.get("prefer", ""))
     batch = _batch_items(data)
     if batch is None:
-        return _single(pipeline, company, journal, data, key)
+        return _single(pipeline, company, journal, data, key, prefer)
     items, prefix = batch
-    return _batch(pipeline, company, journal, items, prefix, key)
+    return _batch(pipeline, company, journal, items, prefix, key, prefer)
+
+
+def _preferences(value: str) -> set[str]:
+    """The preference names of a Prefer header (RFC 7240), lower-case, parameters dropped."""
+    return {p.split(";")[0].split("=")[0].strip().lower() for p in value.split(",") if p.strip()}
 
 
 def _idempotency_key(value: str) -> str | None:
@@ -264,7 +279,9 @@ def _ledger_problem(outcome: Outcome) -> Answer | None:
     return None
 
 
-def _single(pipeline: Pipeline, company: str, journal: str, data: Any, key: str | None) -> Answer:
+def _single(
+    pipeline: Pipeline, company: str, journal: str, data: Any, key: str | None, prefer: set[str]
+) -> Answer:
     checked = check(data, pipeline.rules)
     if not checked.ok:
         return problem(
@@ -276,7 +293,16 @@ def _single(pipeline: Pipeline, company: str, journal: str, data: Any, key: str 
         )
     assert checked.payment is not None
     ledger_key = explicit_key(Scope(company, journal), key) if key else None
-    outcome = pipeline.post_one(company, journal, checked.payment, key=ledger_key)
+    if isinstance(pipeline, QueuedPipeline):
+        ignored = {0: checked.ignored} if checked.ignored else {}
+        queued = _through_queue(
+            pipeline, company, journal, [checked.payment], [ledger_key], ignored, key, prefer
+        )
+        if isinstance(queued, Answer):
+            return queued
+        outcome = queued[0]
+    else:
+        outcome = pipeline.post_one(company, journal, checked.payment, key=ledger_key)
     if outcome.ok:
         status, headers = (201, {}) if outcome.kind == "created" else _already(outcome, key is not None)
         if outcome.client_request_id:
@@ -291,7 +317,13 @@ def _single(pipeline: Pipeline, company: str, journal: str, data: Any, key: str 
 
 
 def _batch(
-    pipeline: Pipeline, company: str, journal: str, items: list[Any], prefix: str, key: str | None
+    pipeline: Pipeline,
+    company: str,
+    journal: str,
+    items: list[Any],
+    prefix: str,
+    key: str | None,
+    prefer: set[str],
 ) -> Answer:
     if not items:
         return problem(
@@ -316,29 +348,15 @@ def _batch(
     deadline = time.monotonic() + HTTP_TIME_BUDGET_SECONDS
     scope = Scope(company, journal)
     keys = [explicit_key(scope, key, i) for i in range(len(payments))] if key else None
-    outcomes = pipeline.post_all(company, journal, payments, keys=keys, deadline=deadline)
-    results: list[dict[str, Any]] = []
-    statuses: set[int] = set()
-    retry_after: list[str] = []
-    for index, (outcome, checked) in enumerate(zip(outcomes, checks, strict=True)):
-        item: dict[str, Any] = {"index": index, "outcome": outcome.kind}
-        if outcome.ok:
-            status = 201 if outcome.kind == "created" else _already(outcome, key is not None)[0]
-            item.update(status=status, payment=outcome.created, clientRequestId=outcome.client_request_id)
-            if outcome.note and outcome.kind == "skipped":
-                item["note"] = outcome.note
-        else:
-            answer = _ledger_problem(outcome) or outcome_problem(outcome)
-            item.update(status=answer.status, problem=answer.body)
-            if "Retry-After" in answer.headers:
-                retry_after.append(answer.headers["Retry-After"])
-        if checked.ignored:
-            item["ignoredProperties"] = checked.ignored
-        statuses.add(item["status"])
-        results.append(item)
-    summary: dict[str, int] = {"total": len(results)}
-    for outcome in outcomes:
-        summary[outcome.kind] = summary.get(outcome.kind, 0) + 1
+    ignored = {i: c.ignored for i, c in enumerate(checks) if c.ignored}
+    if isinstance(pipeline, QueuedPipeline):
+        queued = _through_queue(pipeline, company, journal, payments, keys, ignored, key, prefer)
+        if isinstance(queued, Answer):
+            return queued
+        outcomes = queued
+    else:
+        outcomes = pipeline.post_all(company, journal, payments, keys=keys, deadline=deadline)
+    results, statuses, retry_after, summary = _results(outcomes, ignored, key is not None)
     if len(statuses) == 1 and statuses <= {200, 201}:
         return Answer(statuses.pop(), {"summary": summary, "results": results})
     if len(statuses) == 1:
@@ -359,3 +377,142 @@ def _batch(
     if retry_after:
         answer.headers["Retry-After"] = max(retry_after, key=int)
     return answer
+
+
+# -- the work queue: accepted now, posted by the queue's posters -----------------------------------
+
+
+def _through_queue(
+    pipeline: QueuedPipeline,
+    company: str,
+    journal: str,
+    payments: list[CustomerPayment],
+    keys: list[str | None] | list[str] | None,
+    ignored: dict[int, list[str]],
+    key: str | None,
+    prefer: set[str],
+) -> list[Outcome] | Answer:
+    """Accept and queue the payments; their outcomes when the posters settle them within the answer
+    budget, else `202 Accepted` pointing at the batch's status."""
+    settings = pipeline.client.settings
+    sub = pipeline.submit(company, journal, payments, keys=keys)
+    sub.extra = {"explicit": key is not None, "ignored": {str(i): v for i, v in ignored.items()}}
+    asked = "respond-async" in prefer
+    if not asked and len(payments) <= settings.async_above:
+        outcomes = pipeline.wait(sub, time.monotonic() + settings.answer_within_seconds)
+        if all(o.kind != "accepted" for o in outcomes):
+            return outcomes
+    return _accepted(pipeline, sub, asked)
+
+
+def _accepted(pipeline: QueuedPipeline, sub: Submission, asked: bool) -> Answer:
+    location = f"{STATUS_ROUTE}/{sub.batch}"
+    outcomes = pipeline.status(sub)
+    body: dict[str, Any] = {
+        "id": sub.batch,
+        "status": "running",
+        "summary": _summary(outcomes),
+        "statusUrl": location,
+    }
+    headers = {"Retry-After": str(_poll_after(outcomes))}
+    if asked:
+        headers["Preference-Applied"] = "respond-async"
+    try:
+        _batches().put(sub)
+        headers["Location"] = location
+    except LedgerUnavailable as exc:
+        log.error("batch %s accepted, but its status cannot be kept: %s", sub.batch, exc)
+        del body["statusUrl"]
+        body["detail"] = (
+            "accepted and queued; its status cannot be followed (the relay's storage is unavailable): "
+            "sending the same payments again is safe and answers their outcome"
+        )
+    return Answer(202, body, headers)
+
+
+def _poll_after(outcomes: list[Outcome]) -> int:
+    """A Retry-After for a batch still running: about a second per fifty payments waiting, 1 to 30."""
+    waiting = sum(1 for o in outcomes if o.kind == "accepted")
+    return max(1, min(30, waiting // 50))
+
+
+def _summary(outcomes: list[Outcome]) -> dict[str, int]:
+    summary: dict[str, int] = {"total": len(outcomes)}
+    for outcome in outcomes:
+        summary[outcome.kind] = summary.get(outcome.kind, 0) + 1
+    return summary
+
+
+def _results(
+    outcomes: list[Outcome], ignored: dict[int, list[str]], explicit: bool
+) -> tuple[list[dict[str, Any]], set[int], list[str], dict[str, int]]:
+    """Each payment's item in a batch answer (or status), the statuses among them, their Retry-Afters
+    and the summary by outcome."""
+    results: list[dict[str, Any]] = []
+    statuses: set[int] = set()
+    retry_after: list[str] = []
+    for index, outcome in enumerate(outcomes):
+        item: dict[str, Any] = {"index": index, "outcome": outcome.kind}
+        if outcome.ok:
+            status = 201 if outcome.kind == "created" else _already(outcome, explicit)[0]
+            item.update(status=status, payment=outcome.created, clientRequestId=outcome.client_request_id)
+            if outcome.note and outcome.kind == "skipped":
+                item["note"] = outcome.note
+        elif outcome.kind == "accepted":
+            item.update(status=202, note=outcome.note)
+        else:
+            answer = _ledger_problem(outcome) or outcome_problem(outcome)
+            item.update(status=answer.status, problem=answer.body)
+            if "Retry-After" in answer.headers:
+                retry_after.append(answer.headers["Retry-After"])
+        if ignored.get(index):
+            item["ignoredProperties"] = ignored[index]
+        statuses.add(item["status"])
+        results.append(item)
+    return results, statuses, retry_after, _summary(outcomes)
+
+
+def handle_status(
+    *, batch_id: str | None, pipeline: Callable[[], Pipeline], batches: Callable[[], BatchStore] | None = None
+) -> Answer:
+    """GET /api/batches/{id}: each payment's outcome as the synchronous answer would give it; never raises."""
+    try:
+        queued = pipeline()
+        if not isinstance(queued, QueuedPipeline):
+            return problem(404, "batch-not-found", "No such batch", "this relay answers every call at once")
+        sub = (batches or _batches)().get(batch_id or "")
+        if sub is None:
+            return problem(404, "batch-not-found", "No such batch", f"no batch has the id {batch_id!r}")
+        outcomes = queued.status(sub)
+        ignored = {int(i): v for i, v in sub.extra.get("ignored", {}).items()}
+        results, _, _, summary = _results(outcomes, ignored, bool(sub.extra.get("explicit")))
+        running = any(o.kind == "accepted" for o in outcomes)
+        body = {"id": sub.batch, "status": "running" if running else "completed", "summary": summary}
+        body["results"] = results
+        answer = Answer(200, body, {"Retry-After": str(_poll_after(outcomes))} if running else {})
+        answer.content()
+        return answer
+    except LedgerUnavailable as exc:
+        log.error("batch status unavailable: %s", exc)
+        answer = problem(
+            503,
+            "status-unavailable",
+            "The batch's status is unavailable",
+            "the relay's storage is unavailable; try again",
+        )
+        answer.headers["Retry-After"] = "30"
+        return answer
+    except SettingsError as exc:
+        log.error("relay misconfigured: %s", exc)
+        return problem(500, "relay-misconfigured", "The relay is misconfigured", str(exc))
+    except Exception:
+        log.exception("unexpected failure answering a batch status")
+        return problem(
+            500, "internal-error", "Unexpected error", "The relay failed unexpectedly; see its logs."
+        )
+
+
+def _batches() -> BatchStore:
+    from .runtime import batch_store
+
+    return batch_store()

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-State = Literal["claimed", "posted", "rejected", "ambiguous"]
+# queued: accepted for the work queue, nothing sent yet (any poster may take it and send it).
+State = Literal["queued", "claimed", "posted", "rejected", "ambiguous"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +45,10 @@ class Entry:
     # The latest time a request for this payment may have left: the lease end of the last claim that
     # was allowed to send. Takeovers that send nothing keep it, so retries cannot push it forward.
     sent_by: datetime | None = None
+    # The payment as the target will get it (JSON), kept while it waits for the work queue, so an entry
+    # whose queue message was lost is sent from the ledger alone; and the batch that accepted it.
+    payload: str | None = None
+    batch: str | None = None
     etag: str | None = None
 
     def is_stale(self, now: datetime) -> bool:

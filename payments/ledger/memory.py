@@ -58,6 +58,11 @@ class MemoryLedgerStore:
             entries = [Entry(*row) for row in self._rows.values()]
         yield from (e for e in entries if states is None or e.state in states)
 
+    def in_batch(self, scope: Scope, batch: str) -> Iterator[Entry]:
+        with self._lock:
+            entries = [Entry(*row) for row in self._rows.values()]
+        yield from (e for e in entries if e.scope == scope and e.batch == batch)
+
     def insert_many(self, entries: list[Entry]) -> list[Entry] | None:
         with self._lock:
             if any((e.scope.partition, e.key) in self._rows for e in entries):

@@ -49,7 +49,9 @@ def _now() -> datetime:
 class Decision:
     """What the ledger says to do with a payment before posting it."""
 
-    action: Literal["post", "done", "in-flight", "conflict", "ambiguous"]
+    # queue: accepted now, to be sent by a poster; queued: accepted before and still waiting (joined);
+    # reconcile: may exist at the target (a stale claim, an ambiguous outcome): a poster must look first.
+    action: Literal["post", "done", "in-flight", "conflict", "ambiguous", "queue", "queued", "reconcile"]
     entry: Entry | None = None
     found: dict[str, Any] | None = None  # a payment adopted at the target after reconciliation
     reason: str = ""
@@ -134,6 +136,11 @@ class Ledger:
                 if taken is None:
                     return Decision("in-flight", existing)
                 return Decision("post", taken)
+            if existing.state == "queued":  # accepted, never sent: whoever takes it first sends it
+                taken = self._take_over(existing, fresh, sends=True)
+                if taken is None:
+                    return Decision("in-flight", existing)
+                return Decision("post", taken)
             if existing.state == "claimed" and not existing.is_stale(now):
                 return Decision("in-flight", existing)
             # A stale claim (its worker died) or an ambiguous outcome: it may exist at the target.
@@ -215,6 +222,116 @@ class Ledger:
         if sending is None:  # someone else took it meanwhile: theirs to send
             return Decision("in-flight", entry)
         return Decision("post", sending)
+
+    # -- accepting for the work queue (the webhook and the file drop; posters send) ------------
+
+    def _queued(
+        self,
+        scope: Scope,
+        key: str,
+        payment: CustomerPayment,
+        payment_fingerprint: str | None,
+        batch: str,
+        now: datetime,
+    ) -> Entry:
+        """A new entry for a payment accepted for the work queue: nothing sent (no `sent_by`)."""
+        payload = payment.payload()
+        return Entry(
+            scope=scope,
+            key=key,
+            state="queued",
+            fingerprint=payment_fingerprint or fingerprint(payload),
+            claimed_until=now,
+            created_at=now,
+            updated_at=now,
+            natural=natural_key(payload),
+            payload=codec.dumps(payload),
+            batch=batch,
+        )
+
+    def accept(
+        self,
+        scope: Scope,
+        key: str,
+        payment: CustomerPayment,
+        *,
+        batch: str,
+        replay_rejections: bool = False,
+        payment_fingerprint: str | None = None,
+    ) -> Decision:
+        """Accept a payment for the work queue, or say why not, without asking the target: `queue`
+        (recorded now), `queued` (accepted earlier, still waiting), `reconcile` (it may exist at the
+        target: a poster must look before sending), or as `claim` says: done, in-flight, conflict."""
+        now = self.clock()
+        fresh = self._queued(scope, key, payment, payment_fingerprint, batch, now)
+        for _ in range(5):
+            stored = self.store.insert(fresh)
+            if stored is not None:
+                return Decision("queue", stored)
+            existing = self.store.get(scope, key)
+            if existing is None:
+                continue
+            renewed = evolve(fresh, attempts=existing.attempts + 1, etag=existing.etag)
+            if existing.is_expired(now, self.retention) or (
+                existing.state == "rejected"
+                and existing.fingerprint == fresh.fingerprint
+                and not replay_rejections
+            ):
+                stored = self.store.replace(renewed)  # forgotten, or rejected: nothing exists at the target
+                if stored is None:
+                    continue
+                return Decision("queue", stored)
+            if existing.fingerprint != fresh.fingerprint:
+                return Decision(
+                    "conflict", existing, reason="the key was used before for a different payment"
+                )
+            if existing.state in ("posted", "rejected"):
+                return Decision("done", existing)
+            if existing.state == "queued":
+                return Decision("queued", existing)
+            if existing.state == "claimed" and not existing.is_stale(now):
+                return Decision("in-flight", existing)
+            return Decision("reconcile", existing)
+        raise LedgerUnavailable(f"could not accept {key}: the entry kept changing")
+
+    def accept_many(
+        self, scope: Scope, items: list[tuple[str, CustomerPayment, str]], batch: str
+    ) -> list[Entry] | None:
+        """Accept many new payments (key, payment, fingerprint) in one write when none is known yet;
+        None when any key exists already (nothing was written: accept them one by one)."""
+        now = self.clock()
+        fresh = [self._queued(scope, key, payment, fp, batch, now) for key, payment, fp in items]
+        return self.store.insert_many(fresh) if fresh else []
+
+    def take_many(self, entries: list[Entry]) -> list[Entry] | None:
+        """Claim queued entries as a poster, in one write: each must still be as the acceptor left it
+        (its etag); None when any changed (then claim them one by one)."""
+        now = self.clock()
+        taken = [
+            evolve(
+                e, state="claimed", claimed_until=now + self.lease, sent_by=now + self.lease, updated_at=now
+            )
+            for e in entries
+        ]
+        return self.store.replace_many(taken) if taken else []
+
+    def requeue(self, entry: Entry) -> Entry | None:
+        """Nothing was created (the target was saturated or unavailable): back to queued, for a later
+        message. None when the entry changed meanwhile (then it is someone else's)."""
+        now = self.clock()
+        return self.store.replace(evolve(entry, state="queued", claimed_until=now, updated_at=now))
+
+    def stranded(self, older_than: timedelta) -> Iterator[Entry]:
+        """Entries no poster may be working on that need one: accepted and untouched for `older_than`
+        (their message was lost, or dead-lettered), and stale claims (their poster died)."""
+        now = self.clock()
+        for entry in self.store.scan({"queued", "claimed"}):
+            if entry.payload is None:
+                continue  # taken by the direct path (no queue): `attention` lists it for a person
+            if entry.state == "queued" and entry.updated_at + older_than <= now:
+                yield entry
+            elif entry.is_stale(now):
+                yield entry
 
     # -- after posting ------------------------------------------------------------------------
 
@@ -313,7 +430,7 @@ class Ledger:
         count = 0
         for entry in self.store.scan():
             if (
-                entry.state != "claimed"
+                entry.state not in ("claimed", "queued")
                 and entry.is_expired(now, self.retention)
                 and self.store.delete(entry)
             ):

@@ -22,6 +22,9 @@ class LedgerStore(Protocol):
     def delete(self, entry: Entry) -> bool:
         """Remove if `entry.etag` still matches."""
 
+    def in_batch(self, scope: Scope, batch: str) -> Iterator[Entry]:
+        """The entries one batch accepted into this scope (Entry.batch)."""
+
     def scan(self, states: set[str] | None = None) -> Iterator[Entry]: ...
 
     def insert_many(self, entries: list[Entry]) -> list[Entry] | None:

@@ -49,6 +49,8 @@ class TableLedgerStore:
             "ResponseBody": entry.response_body,
             "ClientRequestId": entry.client_request_id,
             "SentBy": entry.sent_by,
+            "Payload": entry.payload,
+            "Batch": entry.batch,
         }
         entity.update({k: v for k, v in optional.items() if v is not None})
         return entity
@@ -73,6 +75,8 @@ class TableLedgerStore:
             client_request_id=entity.get("ClientRequestId"),
             natural=codec.loads(entity.get("Natural") or "{}"),
             sent_by=entity.get("SentBy"),
+            payload=entity.get("Payload"),
+            batch=entity.get("Batch"),
             etag=entity.metadata.get("etag"),
         )
 
@@ -153,7 +157,10 @@ class TableLedgerStore:
     def _transaction(self, operations: list[tuple[Any, ...]]) -> list[Any] | None:
         from azure.data.tables import TableTransactionError
 
-        size = sum(len(str(op[1].get("ResponseBody", ""))) + 1000 for op in operations)
+        size = sum(
+            len(str(op[1].get("ResponseBody", ""))) + len(str(op[1].get("Payload", ""))) + 1000
+            for op in operations
+        )
         if len(operations) > self._MAX_TRANSACTION or size > self._MAX_TRANSACTION_CHARS:
             return None
         try:
@@ -182,6 +189,12 @@ class TableLedgerStore:
         if results is None:
             return None
         return [evolve(e, etag=r.get("etag")) for e, r in zip(entries, results, strict=True)]
+
+    def in_batch(self, scope: Scope, batch: str) -> Iterator[Entry]:
+        query = "PartitionKey eq @partition and Batch eq @batch"
+        params = {"partition": scope.partition, "batch": batch}
+        for entity in self._call(lambda: self.table.query_entities(query, parameters=params)):
+            yield self._from_entity(entity)
 
     def scan(self, states: set[str] | None = None) -> Iterator[Entry]:
         if states:

@@ -19,6 +19,7 @@ Kind = Literal[
     "denied",
     "in-flight",  # another request or worker is posting this very payment right now
     "conflict",  # the Idempotency-Key was used before for a different payment
+    "accepted",  # on the work queue: it will be posted; its batch's status says when
 ]
 
 

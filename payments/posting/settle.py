@@ -116,13 +116,7 @@ class Settler:
         return outcomes
 
     def _send_by(self, entries: Sequence[Entry | None]) -> float | None:
-        """The monotonic time after which no request may leave for these claims: their earliest lease
-        end. Past it another worker may reconcile them, taking that moment as the last one a request
-        left (`Entry.sent_by`), so a request still waiting for its journal's turn must not go."""
-        ends = [e.claimed_until for e in entries if e is not None]
-        if not ends or self.ledger is None:
-            return None
-        return time.monotonic() + (min(ends) - self.ledger.clock()).total_seconds()
+        return send_by(self.ledger, entries)
 
     def _claim_group(
         self,
@@ -209,6 +203,16 @@ class Settler:
         except LedgerUnavailable:
             # The claim stays; once its lease runs out the next attempt reconciles with the target.
             log.critical("outcome of %s could not be written to the ledger: %s", entry.key, outcome.kind)
+
+
+def send_by(ledger: Ledger | None, entries: Sequence[Entry | None]) -> float | None:
+    """The monotonic time after which no request may leave for these claims: their earliest lease
+    end. Past it another worker may reconcile them, taking that moment as the last one a request
+    left (`Entry.sent_by`), so a request still waiting for its journal's turn must not go."""
+    ends = [e.claimed_until for e in entries if e is not None]
+    if not ends or ledger is None:
+        return None
+    return time.monotonic() + (min(ends) - ledger.clock()).total_seconds()
 
 
 def ledger_change(outcome: Outcome) -> dict[str, Any] | None:

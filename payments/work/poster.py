@@ -1,0 +1,214 @@
+"""The queue-triggered poster: with the work queue on, the only code that sends payments to the target.
+
+Per message: claim the payments (one conditional write when nothing changed since they were accepted),
+send them (a `$batch` of PAYMENTS_BATCH_SIZE, or one by one) under the limits every instance shares,
+record each outcome. A target too busy or unavailable (429, 503, no slot before the claim ends) puts the
+payments back on the queue with a growing delay instead of retrying in place; payments that may exist
+at the target are looked at again once the target can no longer be working on them.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from .. import codec
+from ..errors import LedgerUnavailable, TargetError
+from ..ledger import Entry, Ledger, Scope, natural_key
+from ..posting.outcome import Outcome, answered
+from ..posting.settle import Settler, ledger_change, send_by
+from ..target import TargetClient
+from .message import BadMessage, Item, Work, decode
+from .queue import WorkQueue
+
+log = logging.getLogger("payments.work")
+
+MAX_BACKOFF_SECONDS = 300.0
+
+
+class Carried:
+    """A payment as it travels in a message: the ledger protocol only needs its payload."""
+
+    __slots__ = ("_payload",)
+
+    def __init__(self, payload: dict[str, Any]):
+        self._payload = payload
+
+    def payload(self) -> dict[str, Any]:
+        return self._payload
+
+
+@dataclass(slots=True)
+class Handled:
+    """What one message came to: outcomes by kind, and what went back on the queue (for logs, tests)."""
+
+    kinds: Counter[str] = field(default_factory=Counter)
+    requeued: int = 0
+    delay: float = 0.0
+    rechecks: int = 0
+
+
+class Poster:
+    def __init__(self, client: TargetClient, ledger: Ledger, queue: WorkQueue):
+        self.client = client
+        self.ledger = ledger
+        self.queue = queue
+        self._settler = Settler(client, ledger)  # searching the target when a payment may exist there
+
+    def handle(self, text: str | bytes) -> Handled:
+        """Post one message's payments. Raises only when the ledger cannot be reached before anything
+        was sent (the host then delivers the message again, and after five failures to the poison queue)."""
+        handled = Handled()
+        try:
+            work = decode(text)
+        except BadMessage as exc:
+            log.critical("dropped a message from the work queue: %s", exc)
+            return handled
+        scope = Scope(work.company, work.journal)
+        claimed, later = self._claim(scope, work, handled)
+        back: list[Item] = []
+        retry_after: float = 0
+        size = max(self.client.settings.batch_size, 1)
+        for start in range(0, len(claimed), size):
+            group = claimed[start : start + size]
+            if back:  # the target is busy or down: the rest waits with the others, unsent
+                back.extend(self._requeue(entry, item) for item, entry in group)
+                continue
+            outcomes = self._send(work, [item for item, _ in group], [entry for _, entry in group])
+            marks: list[tuple[Entry, dict[str, Any]]] = []
+            for (item, entry), outcome in zip(group, outcomes, strict=True):
+                handled.kinds[outcome.kind] += 1
+                change = ledger_change(outcome)
+                if change is None:  # certainly not created: back on the queue
+                    back.append(self._requeue(entry, item))
+                    retry_after = max(retry_after, getattr(outcome.error, "retry_after", 0) or 0)
+                    continue
+                if outcome.client_request_id and change["state"] != "ambiguous":
+                    change["client_request_id"] = outcome.client_request_id  # for the status answer
+                marks.append((entry, change))
+                if outcome.kind == "ambiguous":
+                    self._recheck_later(entry, item, later)
+            self._commit(marks)
+        if back:
+            delay = max(retry_after, min(MAX_BACKOFF_SECONDS, 2.0**work.attempt)) + random.uniform(0, 1)  # noqa: S311 (jitter)
+            again = Work(work.company, work.journal, work.batch, back, work.attempt + 1)
+            self.queue.send(again, delay=delay)
+            handled.requeued, handled.delay = len(back), delay
+            log.warning(
+                "target busy or unavailable: %d payments of batch %s back on the queue for %.0fs "
+                "(attempt %d)",
+                len(back),
+                work.batch,
+                delay,
+                work.attempt + 1,
+            )
+        for when, items in later.items():
+            self.queue.send(Work(work.company, work.journal, work.batch, items), delay=when)
+            handled.rechecks += len(items)
+        return handled
+
+    # -- claiming ------------------------------------------------------------------------------
+
+    def _claim(
+        self, scope: Scope, work: Work, handled: Handled
+    ) -> tuple[list[tuple[Item, Entry]], dict[float, list[Item]]]:
+        """The payments this poster now holds, and the ones to look at again later (by delay)."""
+        later: dict[float, list[Item]] = {}
+        if all(item.etag for item in work.items):
+            taken = self.ledger.take_many([self._as_accepted(scope, work, item) for item in work.items])
+            if taken is not None:
+                return list(zip(work.items, taken, strict=True)), later
+        claimed: list[tuple[Item, Entry]] = []
+        now = self.ledger.clock()
+        for item in work.items:
+            decision = self.ledger.claim(
+                scope,
+                item.key,
+                Carried(item.payload),
+                lambda natural: self._settler.find(work.company, work.journal, natural),
+                find_posted=lambda natural: self._settler.find_posted(work.company, natural),
+                replay_rejections=True,  # a rejection is final here: accepting it again re-queues it
+                payment_fingerprint=item.fingerprint,
+            )
+            entry = decision.entry
+            if decision.action == "post" and entry is not None:
+                claimed.append((item, entry))
+                continue
+            handled.kinds[decision.action] += 1
+            if decision.action == "in-flight" and entry is not None:
+                # Another poster holds it (a message delivered twice) or held it and died: look again
+                # once its claim has ended.
+                wait = max((entry.claimed_until - now).total_seconds(), 0) + 5
+                later.setdefault(wait, []).append(Item(item.key, item.payload, item.fingerprint))
+            elif decision.action == "ambiguous" and entry is not None:
+                self._recheck_later(entry, item, later)
+            elif decision.action == "conflict":
+                log.error("work item %s: %s", item.key, decision.reason)
+        return claimed, later
+
+    def _as_accepted(self, scope: Scope, work: Work, item: Item) -> Entry:
+        """The entry as its acceptance wrote it (the etag says whether it still is)."""
+        now = self.ledger.clock()
+        return Entry(
+            scope=scope,
+            key=item.key,
+            state="queued",
+            fingerprint=item.fingerprint,
+            claimed_until=now,
+            created_at=now,
+            updated_at=now,
+            natural=natural_key(item.payload),
+            payload=codec.dumps(item.payload),
+            batch=work.batch,
+            etag=item.etag,
+        )
+
+    def _recheck_later(self, entry: Entry, item: Item, later: dict[float, list[Item]]) -> None:
+        """An outcome that may exist at the target and can be looked up by documentNumber: look again
+        once the first request can no longer be running there (the ledger's settle time)."""
+        if not entry.natural.get("documentNumber"):
+            return  # only a person can resolve it (`python -m payments ledger attention`)
+        now = self.ledger.clock()
+        until = (entry.sent_by or entry.claimed_until) + self.ledger.settle - now
+        wait = max(until, timedelta(0)).total_seconds() + 5
+        later.setdefault(wait, []).append(Item(item.key, item.payload, item.fingerprint))
+
+    # -- sending and recording -----------------------------------------------------------------
+
+    def _send(self, work: Work, items: list[Item], entries: list[Entry]) -> list[Outcome]:
+        by = send_by(self.ledger, entries)
+        answers: list[Any]
+        if len(items) == 1 and self.client.settings.batch_size <= 1:
+            try:
+                answers = [
+                    self.client.create_payment(work.company, work.journal, items[0].payload, send_by=by)
+                ]
+            except TargetError as exc:
+                answers = [exc]
+        else:
+            answers = self.client.create_payments_batch(
+                work.company, work.journal, [i.payload for i in items], send_by=by
+            )
+        return [answered(a) for a in answers]
+
+    def _requeue(self, entry: Entry, item: Item) -> Item:
+        """Nothing was created: the entry goes back to queued, and its item with the new etag."""
+        try:
+            back = self.ledger.requeue(entry)
+        except LedgerUnavailable as exc:
+            log.error(
+                "could not put %s back to queued (%s); its claim runs out and it is re-driven", item.key, exc
+            )
+            back = None
+        return Item(item.key, item.payload, item.fingerprint, back.etag if back is not None else None)
+
+    def _commit(self, marks: list[tuple[Entry, dict[str, Any]]]) -> None:
+        try:
+            self.ledger.commit_many(marks)
+        except LedgerUnavailable:
+            # The claims stay; once their lease runs out the re-drive reconciles them with the target.
+            log.critical("outcomes of %d payments could not be written to the ledger", len(marks))

@@ -1,0 +1,320 @@
+"""Accepting payments for the work queue, and learning their outcomes from the ledger.
+
+`QueuedPipeline` stands where the direct `Pipeline` does for the webhook and the file drop: it checks
+each payment against the ledger and records it as accepted (one write per hundred), hands it to the
+queue, then reads the outcomes the posters record, for as long as the caller can wait. What is still
+waiting then is reported as `accepted`: it is in the ledger and on the queue, and will be posted.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from .. import codec
+from ..errors import AmbiguousOutcome, LedgerUnavailable, PermanentRejection, TargetUnavailable
+from ..ledger import Decision, Entry, Ledger, Scope, digest
+from ..model import CustomerPayment
+from ..posting import Halt, Outcome, Pipeline
+from ..posting.scheduler import Progress
+from ..posting.settle import replay
+from ..target import TargetClient
+from .message import Item, Work
+from .queue import QueueUnavailable, WorkQueue
+
+log = logging.getLogger("payments.work")
+
+# How a payment of a batch came to be in it: accepted now; known before (posted or rejected: replayed);
+# joined (accepted earlier, still waiting); reconcile (may exist at the target: a poster looks first);
+# in-flight or conflict (answered at once, as the direct path does); repeat (same key earlier in the batch).
+Origin = Literal["new", "known", "joined", "reconcile", "in-flight", "conflict", "repeat", "refused"]
+
+ACCEPT_CHUNK = 100  # one ledger transaction: at most 100 entities of one partition
+REQUEUE_JOINED_AFTER = timedelta(seconds=60)  # a waiting payment sent again: its message may be lost
+
+
+@dataclass(slots=True)
+class Submission:
+    """One batch handed to the queue: what the status resource (GET /api/batches/{id}) is built from."""
+
+    batch: str
+    company: str
+    journal: str
+    keys: list[str]
+    origins: list[Origin]
+    notes: dict[int, str] = field(default_factory=dict)  # in-flight, conflict, refused: why
+    since: dict[int, datetime] = field(default_factory=dict)  # reconcile: the entry as it was then
+    repeats: dict[int, int] = field(default_factory=dict)  # index -> index of the first occurrence
+    extra: dict[str, Any] = field(default_factory=dict)  # the entry point's own (e.g. ignored properties)
+
+    @property
+    def scope(self) -> Scope:
+        return Scope(self.company, self.journal)
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "id": self.batch,
+            "company": self.company,
+            "journal": self.journal,
+            "keys": self.keys,
+            "origins": self.origins,
+            "notes": {str(i): n for i, n in self.notes.items()},
+            "since": {str(i): t.isoformat() for i, t in self.since.items()},
+            "repeats": {str(i): j for i, j in self.repeats.items()},
+            "extra": self.extra,
+        }
+
+    @classmethod
+    def from_record(cls, data: dict[str, Any]) -> Submission:
+        return cls(
+            batch=data["id"],
+            company=data["company"],
+            journal=data["journal"],
+            keys=list(data["keys"]),
+            origins=list(data["origins"]),
+            notes={int(i): n for i, n in data.get("notes", {}).items()},
+            since={int(i): datetime.fromisoformat(t) for i, t in data.get("since", {}).items()},
+            repeats={int(i): int(j) for i, j in data.get("repeats", {}).items()},
+            extra=data.get("extra", {}),
+        )
+
+
+class QueuedPipeline(Pipeline):
+    """Accept, enqueue, and read outcomes back; never sends to the target itself."""
+
+    def __init__(self, client: TargetClient, ledger: Ledger, queue: WorkQueue):
+        super().__init__(client, ledger)
+        self.queue = queue
+        self.store = ledger.store
+
+    @property
+    def _ledger(self) -> Ledger:
+        assert self.ledger is not None
+        return self.ledger
+
+    # -- the Pipeline interface --------------------------------------------------------------------
+
+    def post_one(
+        self, company_id: str, journal_id: str, payment: CustomerPayment, *, key: str | None = None
+    ) -> Outcome:
+        return self.post_all(company_id, journal_id, [payment], keys=[key])[0]
+
+    def post_all(
+        self,
+        company_id: str,
+        journal_id: str,
+        payments: Sequence[CustomerPayment],
+        *,
+        keys: Sequence[str | None] | None = None,
+        deadline: float | None = None,
+        progress: Progress | None = None,
+        halt: Halt | None = None,  # the posters stop and resume on their own: nothing to carry
+    ) -> list[Outcome]:
+        submission = self.submit(company_id, journal_id, payments, keys=keys)
+        return self.wait(submission, deadline, progress)
+
+    # -- accepting ----------------------------------------------------------------------------------
+
+    def submit(
+        self,
+        company_id: str,
+        journal_id: str,
+        payments: Sequence[CustomerPayment],
+        *,
+        keys: Sequence[str | None] | None = None,
+    ) -> Submission:
+        """Record every payment as accepted (or say why not) and put the accepted ones on the queue."""
+        ledger = self._ledger
+        scope = Scope(company_id, journal_id)
+        explicit = list(keys) if keys is not None else [None] * len(payments)
+        digests = [digest(scope, p.payload()) for p in payments]
+        all_keys = [k or d.key for k, d in zip(explicit, digests, strict=True)]
+        sub = Submission(uuid.uuid4().hex, company_id, journal_id, all_keys, ["refused"] * len(payments))
+        first: dict[str, int] = {}
+        order: list[int] = []
+        for i, key in enumerate(all_keys):
+            if key in first:
+                sub.origins[i], sub.repeats[i] = "repeat", first[key]
+            else:
+                first[key] = i
+                order.append(i)
+        items: list[Item] = []
+        try:
+            for start in range(0, len(order), ACCEPT_CHUNK):
+                chunk = order[start : start + ACCEPT_CHUNK]
+                accepted = ledger.accept_many(
+                    scope, [(all_keys[i], payments[i], digests[i].fingerprint) for i in chunk], sub.batch
+                )
+                if accepted is not None:
+                    for i, entry in zip(chunk, accepted, strict=True):
+                        sub.origins[i] = "new"
+                        items.append(Item(entry.key, payments[i].payload(), entry.fingerprint, entry.etag))
+                    continue
+                for i in chunk:
+                    decision = ledger.accept(
+                        scope,
+                        all_keys[i],
+                        payments[i],
+                        batch=sub.batch,
+                        replay_rejections=explicit[i] is not None,
+                        payment_fingerprint=digests[i].fingerprint,
+                    )
+                    item = self._decided(sub, i, decision, payments[i])
+                    if item is not None:
+                        items.append(item)
+        except LedgerUnavailable as exc:
+            log.error("ledger unavailable while accepting batch %s: %s", sub.batch, exc)
+            for i, origin in enumerate(sub.origins):
+                if origin == "refused":
+                    sub.notes[i] = (
+                        "not accepted: the relay's ledger (its storage) is unavailable, so it cannot make "
+                        "sure the payment is posted only once; nothing was sent; send it again later"
+                    )
+        if items:
+            try:
+                self.queue.send(Work(company_id, journal_id, sub.batch, items))
+            except QueueUnavailable as exc:
+                # Accepted in the ledger all the same: the re-drive timer queues them (stranded).
+                log.error("batch %s: %d payments wait for the re-drive: %s", sub.batch, len(items), exc)
+        return sub
+
+    def _decided(self, sub: Submission, i: int, decision: Decision, payment: CustomerPayment) -> Item | None:
+        """Record what the ledger said about payment i; the item to queue, if any."""
+        entry = decision.entry
+        action = decision.action
+        assert entry is not None
+        if action == "queue":
+            sub.origins[i] = "new"
+            return Item(entry.key, payment.payload(), entry.fingerprint, entry.etag)
+        if action == "queued":
+            sub.origins[i] = "joined"
+            if entry.updated_at + REQUEUE_JOINED_AFTER <= self._ledger.clock():
+                return Item(entry.key, payment.payload(), entry.fingerprint, entry.etag)
+            return None
+        if action == "reconcile":
+            sub.origins[i], sub.since[i] = "reconcile", entry.updated_at
+            return Item(entry.key, payment.payload(), entry.fingerprint)
+        if action == "done":
+            sub.origins[i] = "known"
+        elif action == "in-flight":
+            sub.origins[i] = "in-flight"
+        else:
+            sub.origins[i], sub.notes[i] = "conflict", decision.reason
+        return None
+
+    # -- outcomes -------------------------------------------------------------------------------------
+
+    def wait(
+        self, sub: Submission, deadline: float | None, progress: Progress | None = None
+    ) -> list[Outcome]:
+        """Outcomes as the posters record them, until all are settled or `deadline` (monotonic) passes;
+        those still waiting then are `accepted`."""
+        outcomes: list[Outcome | None] = [None] * len(sub.keys)
+        pause = 0.05
+        while True:
+            pending = self._look(sub, outcomes, progress)
+            if not pending:
+                return [o for o in outcomes if o is not None]
+            if deadline is not None and time.monotonic() + pause >= deadline:
+                return [o if o is not None else accepted(sub.batch) for o in outcomes]
+            time.sleep(pause)
+            pause = min(pause * 1.5, 1.0)
+
+    def status(self, sub: Submission) -> list[Outcome]:
+        """One look: every payment's outcome now (`accepted` for those still waiting)."""
+        outcomes: list[Outcome | None] = [None] * len(sub.keys)
+        self._look(sub, outcomes, None)
+        return [o if o is not None else accepted(sub.batch) for o in outcomes]
+
+    def _look(self, sub: Submission, outcomes: list[Outcome | None], progress: Progress | None) -> int:
+        """Fill in the outcomes settled since the last look; how many are still pending."""
+        todo = [i for i, o in enumerate(outcomes) if o is None and sub.origins[i] != "repeat"]
+        entries = self._entries(sub, todo)
+        for i in todo:
+            outcome = settled(sub, i, entries.get(sub.keys[i], MISSING))
+            if outcome is not None:
+                outcomes[i] = outcome
+                if progress is not None:
+                    progress(i, outcome)
+        for i, j in sub.repeats.items():
+            if outcomes[i] is None and outcomes[j] is not None:
+                outcomes[i] = repeated(outcomes[j])
+                if progress is not None:
+                    progress(i, outcomes[i])
+        return sum(1 for o in outcomes if o is None)
+
+    def _entries(self, sub: Submission, todo: list[int]) -> dict[str, Entry | None]:
+        """The ledger entries of these payments: a query by batch when there are many, else point reads."""
+        wanted = [sub.keys[i] for i in todo if sub.origins[i] not in ("in-flight", "conflict", "refused")]
+        found: dict[str, Entry | None] = {}
+        if len(wanted) > 10:
+            for entry in self.store.in_batch(sub.scope, sub.batch):
+                found[entry.key] = entry
+        for key in wanted:
+            if key not in found:
+                found[key] = self.store.get(sub.scope, key)
+        return found
+
+
+MISSING: Entry | None = None
+
+
+def accepted(batch: str) -> Outcome:
+    return Outcome(
+        "accepted",
+        note=f"accepted and queued; it will be posted: follow GET /api/batches/{batch}",
+        attempted=False,
+    )
+
+
+def repeated(first: Outcome) -> Outcome:
+    if first.kind == "created":
+        return Outcome(
+            "skipped", created=first.created, note="the same payment appears earlier in this request"
+        )
+    return first
+
+
+def settled(sub: Submission, i: int, entry: Entry | None) -> Outcome | None:
+    """Payment i's outcome from its ledger entry; None while a poster has still to settle it."""
+    origin = sub.origins[i]
+    if origin == "in-flight":
+        return Outcome("in-flight", note="this payment is being posted by another request right now")
+    if origin == "conflict":
+        return Outcome("conflict", note=sub.notes.get(i, ""))
+    if origin == "refused":
+        unavailable = TargetUnavailable(sub.notes.get(i, "not accepted"), retry_after=30)
+        return Outcome("unavailable", error=unavailable, attempted=False)
+    if entry is None:
+        gone = TargetUnavailable(
+            "not posted: its ledger entry was removed (resolved by a person); send it again", retry_after=5
+        )
+        return Outcome("unavailable", error=gone, attempted=False)
+    if entry.state in ("queued", "claimed"):
+        return None
+    if origin == "reconcile" and entry.updated_at <= sub.since[i]:
+        return None  # not looked at since it was accepted
+    if origin == "known":
+        return replay(entry, Decision("done", entry))
+    if entry.state == "posted":
+        body = codec.loads(entry.response_body) if entry.response_body else {"id": entry.target_id}
+        if origin == "reconcile":
+            return Outcome("skipped", created=body, note="found at the target and adopted")
+        return Outcome("created", created=body, client_request_id=entry.client_request_id)
+    if entry.state == "rejected":
+        error = PermanentRejection(
+            entry.error_message or "", status=entry.response_status or 400, code=entry.error_code or ""
+        )
+        return Outcome("rejected", error=error, client_request_id=entry.client_request_id)
+    reason = entry.error_message or "no definite answer from the target"
+    return Outcome(
+        "ambiguous",
+        error=AmbiguousOutcome(reason, client_request_id=entry.client_request_id),
+        client_request_id=entry.client_request_id,
+        note=reason,
+    )
