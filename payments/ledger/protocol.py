@@ -290,7 +290,8 @@ class Ledger:
             if existing.state == "queued":
                 return Decision("queued", existing)
             if existing.state == "claimed" and not existing.is_stale(now):
-                return Decision("in-flight", existing)
+                # A poster is sending it (it came through the queue: it has a payload): wait for it.
+                return Decision("queued" if existing.payload else "in-flight", existing)
             return Decision("reconcile", existing)
         raise LedgerUnavailable(f"could not accept {key}: the entry kept changing")
 

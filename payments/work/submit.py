@@ -193,7 +193,7 @@ class QueuedPipeline(Pipeline):
             return Item(entry.key, payment.payload(), entry.fingerprint, entry.etag)
         if action == "queued":
             sub.origins[i] = "joined"
-            if entry.updated_at + REQUEUE_JOINED_AFTER <= self._ledger.clock():
+            if entry.state == "queued" and entry.updated_at + REQUEUE_JOINED_AFTER <= self._ledger.clock():
                 return Item(entry.key, payment.payload(), entry.fingerprint, entry.etag)
             return None
         if action == "reconcile":

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 import azure.functions as func
@@ -48,3 +49,99 @@ def test_a_small_call_is_answered_201_once_the_queue_function_posted_it(queued, 
     assert resp.headers["client-request-id"] == posts(sandbox)[0].headers["client-request-id"]
     [entry] = entries(queued)
     assert entry.state == "posted" and entry.target_id == stored["id"]
+
+
+def test_respond_async_is_answered_202_and_its_status_ends_as_the_synchronous_answer_would(queued, sandbox):
+    batch = [pay(documentNumber="RA-1"), pay(number="20000", amount="-7.00", documentNumber="RA-2")]
+    resp, body = call(batch, headers={"Prefer": "respond-async"})
+    assert resp.status_code == 202, body
+    location = resp.headers["Location"]
+    assert location == f"/api/batches/{body['id']}" and body["statusUrl"] == location
+    assert resp.headers["Preference-Applied"] == "respond-async"
+    assert int(resp.headers["Retry-After"]) >= 1
+    assert body["summary"] == {"total": 2, "accepted": 2}
+    assert sandbox.payments() == []  # nothing sent by the webhook itself
+
+    running, report = status_of(location)
+    assert running.status_code == 200 and report["status"] == "running"
+    assert [r["outcome"] for r in report["results"]] == ["accepted", "accepted"]
+    assert "Retry-After" in running.headers
+
+    with queue_host(queued) as host:
+        host.drain()
+    done, report = status_of(location)
+    assert done.status_code == 200 and report["status"] == "completed"
+    assert "Retry-After" not in done.headers
+    stored = {p["documentNumber"]: p for p in sandbox.payments()}
+    assert report["summary"] == {"total": 2, "created": 2}
+    for result, number in zip(report["results"], ("RA-1", "RA-2"), strict=True):
+        assert result["status"] == 201 and result["outcome"] == "created"
+        assert result["payment"]["id"] == stored[number]["id"]
+        assert result["clientRequestId"]
+    assert len(posts(sandbox)) == 2  # one request each (no $batch configured)
+
+
+def test_an_unknown_batch_id_is_a_404_problem(queued, sandbox):
+    resp, body = status_of("/api/batches/0123456789abcdef0123456789abcdef")
+    assert resp.status_code == 404 and body["type"].endswith("batch-not-found")
+    resp, body = status_of("/api/batches/..%2Fsecret")
+    assert resp.status_code == 404
+
+
+def test_a_large_batch_is_answered_202_at_once_and_every_payment_lands_once(
+    azure_env, azurite, sandbox
+):
+    env = configure_storage(
+        azure_env, azurite, **queue_settings(PAYMENTS_BATCH_SIZE="100", PAYMENTS_MAX_BODY_BYTES="4194304")
+    )
+    batch = [pay(number="10000", amount=f"-{i + 1}.25", documentNumber=f"BIG-{i}") for i in range(5000)]
+    resp, body = call(batch)
+    assert resp.status_code == 202, body
+    assert body["summary"] == {"total": 5000, "accepted": 5000}
+    with queue_host(env, concurrency=2) as host:
+        host.drain(timeout=120)
+    _, report = status_of(resp.headers["Location"])
+    assert report["status"] == "completed" and report["summary"] == {"total": 5000, "created": 5000}
+    stored = sandbox.payments()
+    assert sorted(p["documentNumber"] for p in stored) == sorted(f"BIG-{i}" for i in range(5000))
+    assert all(p["amount"] == Decimal(f"-{int(p['documentNumber'][4:]) + 1}.25") for p in stored)
+    assert len(posts(sandbox)) == 50  # fifty $batch requests of 100
+
+
+def test_a_429_puts_the_payments_back_on_the_queue_with_its_delay_instead_of_retrying_in_place(
+    azure_env, azurite, sandbox
+):
+    env = configure_storage(azure_env, azurite, **queue_settings(PAYMENTS_ANSWER_WITHIN_SECONDS="0.3"))
+    sandbox.inject("429", times=1, retry_after="2")
+    with queue_host(env) as host:
+        started = time.monotonic()
+        resp, body = call(pay(documentNumber="THR-1"))
+        assert resp.status_code == 202, body  # not posted within the answer budget
+        while not sandbox.payments():
+            assert time.monotonic() - started < 20
+            time.sleep(0.05)
+        landed = time.monotonic() - started
+        host.drain()
+    assert landed >= 2.0  # the Retry-After was kept, as a delay on the queue
+    assert host.invocations == 2  # delivered, put back, delivered again: no retry inside one invocation
+    assert [r.method for r in posts(sandbox)] == ["POST", "POST"]
+    _, report = status_of(resp.headers["Location"])
+    assert report["results"][0]["outcome"] == "created"
+    assert report["results"][0]["payment"]["id"] == sandbox.payments()[0]["id"]
+
+
+def test_a_repeat_of_a_queued_payment_joins_it_and_is_posted_once(queued, sandbox):
+    first, body = call(pay(documentNumber="JOIN-1"), headers={"Prefer": "respond-async"})
+    assert first.status_code == 202
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(call, pay(documentNumber="JOIN-1"))  # the same payment, still queued
+        time.sleep(0.5)
+        assert not waiting.done()
+        with queue_host(queued):
+            again, created = waiting.result(timeout=30)
+    assert again.status_code == 201, created
+    [stored] = sandbox.payments()
+    assert created["id"] == stored["id"]
+    assert len(posts(sandbox)) == 1
+    _, report = status_of(first.headers["Location"])
+    assert report["results"][0]["payment"]["id"] == stored["id"]
