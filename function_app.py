@@ -88,4 +88,12 @@ def inbox_redrive(timer: func.TimerRequest) -> None:
     runtime.redrive_inbox()
 
 
+# Nothing stranded on the queue side either: accepted payments whose message was lost or poisoned, and
+# claims whose poster died, go back on the work queue from the ledger (which holds their payloads).
+@app.function_name("work_redrive")
+@app.timer_trigger(arg_name="timer", schedule="0 */5 * * * *", run_on_startup=False, use_monitor=True)
+def work_redrive(timer: func.TimerRequest) -> None:
+    runtime.redrive_work()
+
+
 runtime.freeze_startup_objects()  # last: everything above stays for the worker's life

@@ -73,6 +73,20 @@ param sharedConcurrency int = 5
 @description('Container of the small blobs whose leases carry the limits shared by every instance')
 param flowContainer string = 'payments-flow'
 
+@description('Queue the webhook and the file drop hand accepted payments to; the post_work function is the only code that sends to the target')
+param workQueue string = 'payments-work'
+
+@description('Container of the records behind GET /api/batches/{id}')
+param batchesContainer string = 'payments-batches'
+
+@description('Seconds a webhook call waits for its payments to be posted before answering 202 Accepted with a status URL')
+@minValue(0)
+@maxValue(200)
+param answerWithinSeconds int = 20
+
+@description('A webhook batch of more payments than this is answered 202 Accepted at once')
+param asyncAbove int = 100
+
 // Standard_LRS by default because it is the one redundancy every Flex Consumption region offers:
 // ZRS, GZRS and RA-GZRS exist only in regions with availability zones, GRS/RA-GRS only where the
 // region has a geo pair, and Flex Consumption also runs in regions lacking one or the other
@@ -96,16 +110,15 @@ param storageSku string = 'Standard_LRS'
 // queued, 429 only beyond 100 connections or 95 queued). Flex Consumption applies
 // maximumInstanceCount to the on-demand instances of each scale group separately (all HTTP functions
 // are one group, all Event Grid blob functions another, every other function its own).
+// Only the post_work queue function sends payments to the target (the webhook and the file drop
+// accept and queue them), and each of its instances runs at most host.json's queues.batchSize (5,
+// newBatchThreshold 0) messages at once, so
+//   requests in flight to the target <= maximumInstanceCount x 5        (defaults: 1 x 5 = 5)
+// and, whatever the instance count, PAYMENTS_SHARED_CONCURRENCY (sharedConcurrency, 5) blob leases
+// bound them across every instance together, with one insert per journal. Raising
+// maximumInstanceCount adds webhook and file-drop capacity and poster instances, never requests
+// beyond sharedConcurrency.
 //   maximumInstanceCount x httpPerInstanceConcurrency = the most webhook calls running at once.
-// Every request to the target also passes the in-process limit PAYMENTS_MAX_CONCURRENCY
-// (maxConcurrency), which all invocations on an instance share (one Python worker process per
-// instance), so from one scale group
-//   requests in flight to the target <= maximumInstanceCount x maxConcurrency
-// however many invocations run. Defaults: 1 x 5 = 5 webhook calls at once, and at most 1 x 5 = 5
-// requests in flight from the HTTP group. Every other group that posts (the Event Grid blob group,
-// a timer or queue function on its own instances) adds up to maximumInstanceCount x maxConcurrency
-// more, so until posting is levelled through one queue the app as a whole can exceed 5 when groups
-// post at the same time; Business Central queues the excess rather than refusing it.
 // tests/infra/test_infra.py holds these bounds.
 @minValue(1)
 @maxValue(1000)
@@ -171,6 +184,10 @@ var relaySettings = {
   PAYMENTS_TARGET_RATE_WINDOW_SECONDS: '300'
   PAYMENTS_SHARED_CONCURRENCY: string(sharedConcurrency)
   PAYMENTS_FLOW_CONTAINER: flowContainer
+  PAYMENTS_WORK_QUEUE: workQueue // host.json's queues section sets how many messages an instance takes
+  PAYMENTS_BATCHES_CONTAINER: batchesContainer
+  PAYMENTS_ANSWER_WITHIN_SECONDS: string(answerWithinSeconds)
+  PAYMENTS_ASYNC_ABOVE: string(asyncAbove)
   PAYMENTS_DEADLETTER_CONTAINER: deadLetterContainer // Event Grid dead-letters undeliverable inbox events here
   PAYMENTS_REDRIVE_AFTER_SECONDS: '900' // the inbox_redrive timer processes older files no worker took
   PAYMENTS_BATCH_SIZE: string(batchSize)
@@ -209,6 +226,8 @@ module storage 'modules/storage.bicep' = {
     deploymentContainer: deploymentContainer
     deadLetterContainer: deadLetterContainer
     flowContainer: flowContainer
+    batchesContainer: batchesContainer
+    workQueue: workQueue
     ledgerTable: ledgerTable
   }
 }

@@ -321,6 +321,33 @@ def cmd_inbox(args: argparse.Namespace, out: TextIO) -> int:
     return 0 if all(r is not None and r.status != "failed" for _, r in results) else 1
 
 
+def cmd_queue(args: argparse.Namespace, out: TextIO) -> int:
+    """The work queue: its depth, its poison queue's, and the payments no poster has (stranded); or queue
+    the stranded ones again, as the work_redrive timer does."""
+    from datetime import timedelta
+
+    from .runtime import pipeline, redrive_work
+    from .work import QueuedPipeline
+
+    queued = pipeline()
+    if not isinstance(queued, QueuedPipeline):
+        print("the work queue is off (PAYMENTS_WORK_QUEUE is not set): entry points post directly", file=out)
+        return 2
+    if args.action == "redrive":
+        print(f"{redrive_work()} stranded payments queued again", file=out)
+        return 0
+    work, poison = queued.queue.depth()
+    after = timedelta(seconds=queued.client.settings.redrive_after_seconds)
+    stranded = list(queued._ledger.stranded(after))
+    print(f"work queue {queued.queue.queue.queue_name}: {work} messages", file=out)
+    print(f"poison queue {queued.queue.poison.queue_name}: {poison} messages", file=out)
+    for entry in stranded:
+        why = "accepted, no message seen" if entry.state == "queued" else "claim ran out (its poster died)"
+        print(f"{printable(entry.key)}  {entry.scope.partition}  batch {entry.batch}: {why}", file=out)
+    print(f"{len(stranded)} stranded payments", file=out)
+    return 1 if poison or stranded else 0
+
+
 def cmd_sandbox(args: argparse.Namespace, out: TextIO) -> int:
     argv = ["--port", str(args.port), "--latency", str(args.latency)]
     return int(_development_sandbox().main(argv))
@@ -366,6 +393,12 @@ def parser() -> argparse.ArgumentParser:
     )
     ib.add_argument("action", choices=["list", "redrive"])
     ib.set_defaults(run=cmd_inbox)
+    qu = sub.add_parser(
+        "queue",
+        help="the work queue: status (depth, poison depth, stranded payments) or redrive (queue them again)",
+    )
+    qu.add_argument("action", choices=["status", "redrive"])
+    qu.set_defaults(run=cmd_queue)
     sb = sub.add_parser("sandbox", help="run the development sandbox of the target API in the foreground")
     sb.add_argument("--port", type=int, default=8400)
     sb.add_argument("--latency", type=float, default=0.0, help="seconds of delay per request")

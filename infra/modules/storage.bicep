@@ -25,6 +25,12 @@ param deadLetterContainer string
 @description('Container of the small blobs whose leases carry the limits shared by every instance')
 param flowContainer string
 
+@description('Container of the records behind GET /api/batches/{id}')
+param batchesContainer string
+
+@description('Queue the webhook and the file drop hand accepted payments to (the poster reads it)')
+param workQueue string
+
 @description('Table of the idempotency ledger')
 param ledgerTable string
 
@@ -106,7 +112,7 @@ resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01'
 }
 
 resource containers 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = [
-  for container in [inboxContainer, reportsContainer, archiveContainer, deploymentContainer, flowContainer]: {
+  for container in [inboxContainer, reportsContainer, archiveContainer, deploymentContainer, flowContainer, batchesContainer]: {
     parent: blobService
     name: container
     properties: {
@@ -129,6 +135,15 @@ resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-0
   parent: storage
   name: 'default'
 }
+
+// The work queue and the queue the Functions host moves a message to after maxDequeueCount failed
+// deliveries (host.json); created here so an operator can watch both from the first deployment.
+resource queues 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = [
+  for queue in [workQueue, '${workQueue}-poison']: {
+    parent: queueService
+    name: queue
+  }
+]
 
 resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-01' = {
   parent: storage
@@ -178,3 +193,4 @@ output queueEndpoint string = storage.properties.primaryEndpoints.queue
 output tableEndpoint string = storage.properties.primaryEndpoints.table
 output topicName string = topic.name
 output deadLetterContainer string = deadLetter.name
+output workQueue string = queues[0].name

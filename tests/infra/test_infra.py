@@ -760,7 +760,15 @@ def test_scale_defaults_keep_each_scale_group_within_business_centrals_limit():
     assert (
         "maximumInstanceCount x httpPerInstanceConcurrency = the most webhook calls running at once" in text
     )
-    assert "requests in flight to the target <= maximumInstanceCount x maxConcurrency" in text
+    assert "requests in flight to the target <= maximumInstanceCount x 5" in text
+    # Only the queue function sends to the target: an instance runs at most batchSize messages at once
+    # (newBatchThreshold 0: no new batch before the last one finished), and the shared limit holds across
+    # instances whatever their number.
+    queues = json.loads((ROOT / "host.json").read_text())["extensions"]["queues"]
+    assert queues["newBatchThreshold"] == 0
+    assert instances * queues["batchSize"] <= BUSINESS_CENTRAL_REQUESTS_AT_ONCE
+    assert 0 < main["sharedConcurrency"]["default"] <= BUSINESS_CENTRAL_REQUESTS_AT_ONCE
+    assert main["workQueue"]["default"], "the template turns the work queue on"
 
 
 # -- The post-deploy hook ------------------------------------------------------------------------------

@@ -52,7 +52,7 @@ def test_the_package_runs_without_the_development_code(tmp_path):
 
     indexed = run("-c", "import function_app, sys; print(sorted(f.get_function_name() for f in function_app.app.get_functions())); print('sandbox' in sys.modules)")
     assert indexed.returncode == 0, indexed.stderr
-    assert indexed.stdout.split("\n")[:2] == ["['customer_payments', 'inbox_redrive', 'ledger_purge', 'payment_file_drop']", "False"]
+    assert indexed.stdout.split("\n")[:2] == ["['batch_status', 'customer_payments', 'inbox_redrive', 'ledger_purge', 'payment_file_drop', 'post_work', 'work_redrive']", "False"]
     posted = run("-m", "payments", "post", "whatever.csv", "--sandbox")
     assert posted.returncode == 2
     assert "the development sandbox is not here" in posted.stderr and "never deployed" in posted.stderr

@@ -5,6 +5,7 @@ functions called as the Python worker calls them (devtools.queue_host plays the 
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -13,10 +14,11 @@ from decimal import Decimal
 import azure.functions as func
 import pytest
 
+from payments.cli import main as cli
 from payments.ledger import TableLedgerStore
 from sandbox import SANDBOX_COMPANY_ID as C
 from sandbox import SANDBOX_JOURNAL_ID as J
-from tests.support.filedrop import configure_storage
+from tests.support.filedrop import configure_storage, deliver, report_of, upload
 from tests.support.host import FUNCTIONS
 from tests.support.webhook import call, pay, posts
 from tests.support.work import queue_host, queue_settings
@@ -145,3 +147,54 @@ def test_a_repeat_of_a_queued_payment_joins_it_and_is_posted_once(queued, sandbo
     assert len(posts(sandbox)) == 1
     _, report = status_of(first.headers["Location"])
     assert report["results"][0]["payment"]["id"] == stored["id"]
+
+
+def backdate(env, key: str, seconds: float) -> None:
+    """Storage as it would be `seconds` later for one entry: its last change moved back (test setup)."""
+    from datetime import timedelta
+
+    [entity] = [e for e in env.table.list_entities() if e["RowKey"] == key]
+    entity["UpdatedAt"] = entity["UpdatedAt"] - timedelta(seconds=seconds)
+    env.table.update_entity(entity)
+
+
+def test_an_accepted_payment_whose_message_was_lost_is_queued_again_by_the_timer(queued, sandbox):
+    resp, body = call(pay(documentNumber="LOST-1"), headers={"Prefer": "respond-async"})
+    assert resp.status_code == 202
+    host = queue_host(queued)
+    host.queue.clear_messages()  # the message is gone (expired after 7 days, or deleted by hand)
+    [entry] = entries(queued)
+    assert entry.state == "queued" and entry.payload is not None
+
+    out = io.StringIO()
+    assert cli(["queue", "status"], out) == 0  # not stranded yet: younger than the re-drive threshold
+    assert "0 stranded payments" in out.getvalue()
+    backdate(queued, entry.key, 901)
+    out = io.StringIO()
+    assert cli(["queue", "status"], out) == 1
+    assert f"{entry.key}  {C}_{J}  batch {body['id']}: accepted, no message seen" in out.getvalue()
+
+    FUNCTIONS["work_redrive"].get_user_function()(None)
+    with host:
+        host.drain()
+    [stored] = sandbox.payments()
+    assert stored["documentNumber"] == "LOST-1"
+    _, report = status_of(resp.headers["Location"])
+    assert report["status"] == "completed" and report["results"][0]["payment"]["id"] == stored["id"]
+    out = io.StringIO()
+    assert cli(["queue", "status"], out) == 0 and "0 stranded payments" in out.getvalue()
+
+
+def test_a_file_drop_through_the_queue_reports_what_the_queue_function_posted(azure_env, azurite, sandbox):
+    env = configure_storage(azure_env, azurite, **queue_settings(PAYMENTS_BATCH_SIZE="100"))
+    rows = "\n".join(f"10000,-{i}.10,FQ-{i}" for i in range(1, 251))
+    upload(env, f"{C}/{J}/queued.csv", "customerNumber,amount,documentNumber\n" + rows + "\n")
+    with queue_host(env):
+        deliver(env, f"{C}/{J}/queued.csv")
+    report = report_of(env, f"{C}/{J}/queued.csv")
+    assert report["totals"] == {"records": 250, "created": 250}
+    stored = sandbox.payments()
+    assert len(stored) == 250 and len({p["documentNumber"] for p in stored}) == 250
+    by_number = {p["documentNumber"]: p["id"] for p in stored}
+    assert sorted(r["id"] for r in report["records"]) == sorted(by_number.values())
+    assert len(posts(sandbox)) == 3  # 100 + 100 + 50, each a $batch sent by the queue function
