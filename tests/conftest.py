@@ -84,4 +84,6 @@ def pytest_terminal_summary(terminalreporter):
     terminalreporter.section("exactly-once scenarios")
     terminalreporter.write_line(f"{'scenario':<{width}}  " + "  ".join(f"{c:>9}" for c in columns[1:]))
     for r in rows:
-        terminalreporter.write_line(f"{r['scenario']:<{width}}  " + "  ".join(f"{r[c]!s:>9}" for c in columns[1:]))
+        terminalreporter.write_line(
+            f"{r['scenario']:<{width}}  " + "  ".join(f"{r[c]!s:>9}" for c in columns[1:])
+        )

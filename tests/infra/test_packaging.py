@@ -13,7 +13,16 @@ from pathlib import Path
 import pathspec
 
 ROOT = Path(__file__).resolve().parents[2]
-DEVELOPMENT_ONLY = ("sandbox/", "tests/", "bench/", "devtools/", "samples/", "infra/", "node_modules/", ".venv/")
+DEVELOPMENT_ONLY = (
+    "sandbox/",
+    "tests/",
+    "bench/",
+    "devtools/",
+    "samples/",
+    "infra/",
+    "node_modules/",
+    ".venv/",
+)
 
 
 def packaged() -> list[str]:
@@ -33,7 +42,9 @@ def test_the_package_holds_the_app_and_nothing_development_only():
     files = packaged()
     assert {"function_app.py", "host.json", "requirements.txt", "payments/__init__.py"} <= set(files)
     assert "payments/target/client.py" in files and "payments/ledger/protocol.py" in files
-    leaked = [f for f in files if f.startswith(DEVELOPMENT_ONLY) or "/__pycache__/" in f or f.endswith(".pyc")]
+    leaked = [
+        f for f in files if f.startswith(DEVELOPMENT_ONLY) or "/__pycache__/" in f or f.endswith(".pyc")
+    ]
     assert leaked == []
     assert not any(f.startswith("sandbox") or "/sandbox" in f for f in files)
     assert "local.settings.json" not in files  # a developer's settings never ship
@@ -48,11 +59,19 @@ def test_the_package_runs_without_the_development_code(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH" and not k.startswith("PAYMENTS_")}
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        return subprocess.run(
+            [sys.executable, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+        )
 
-    indexed = run("-c", "import function_app, sys; print(sorted(f.get_function_name() for f in function_app.app.get_functions())); print('sandbox' in sys.modules)")
+    indexed = run(
+        "-c",
+        "import function_app, sys; print(sorted(f.get_function_name() for f in function_app.app.get_functions())); print('sandbox' in sys.modules)",
+    )
     assert indexed.returncode == 0, indexed.stderr
-    assert indexed.stdout.split("\n")[:2] == ["['batch_status', 'customer_payments', 'inbox_redrive', 'ledger_purge', 'payment_file_drop', 'post_work', 'work_redrive']", "False"]
+    assert indexed.stdout.split("\n")[:2] == [
+        "['batch_status', 'customer_payments', 'inbox_redrive', 'ledger_purge', 'payment_file_drop', 'post_work', 'work_redrive']",
+        "False",
+    ]
     posted = run("-m", "payments", "post", "whatever.csv", "--sandbox")
     assert posted.returncode == 2
     assert "the development sandbox is not here" in posted.stderr and "never deployed" in posted.stderr

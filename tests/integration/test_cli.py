@@ -149,7 +149,9 @@ def test_local_settings_example_matches_the_sandbox_and_holds_no_secret():
     values = json.loads((ROOT / "local.settings.example.json").read_text())["Values"]
     assert values["IDENTITY_HEADER"] == SANDBOX_TOKEN_HEADER
     assert values["PAYMENTS_API_BASE_URL"].startswith("http://127.0.0.1:")
-    assert values["PAYMENTS_INBOX_CONTAINER"] == "payments-inbox"  # the trigger path %PAYMENTS_INBOX_CONTAINER% needs it
+    assert (
+        values["PAYMENTS_INBOX_CONTAINER"] == "payments-inbox"
+    )  # the trigger path %PAYMENTS_INBOX_CONTAINER% needs it
     assert not any(word in key.upper() for key in values for word in ("SECRET", "PASSWORD", "KEY"))
 
 

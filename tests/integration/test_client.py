@@ -152,7 +152,9 @@ def test_connection_dropped_before_the_target_acted_is_retried(azure_env, sandbo
 
 def test_permanent_rejection_carries_odata_code_and_message(azure_env, sandbox):
     with pytest.raises(PermanentRejection) as info:
-        make_client().create_payment(C, J, {"customerNumber": "10000", "amount": 1, "documentNumber": "D" * 21})
+        make_client().create_payment(
+            C, J, {"customerNumber": "10000", "amount": 1, "documentNumber": "D" * 21}
+        )
     assert info.value.status == 400
     assert info.value.code == "Application_StringExceededLength"
     assert "20" in info.value.message
@@ -216,7 +218,11 @@ class ScriptedTarget:
                         break
                     head, _, rest = data.partition(b"\r\n\r\n")
                     length = next(
-                        (int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")),
+                        (
+                            int(line.split(b":")[1])
+                            for line in head.split(b"\r\n")
+                            if line.lower().startswith(b"content-length:")
+                        ),
                         0,
                     )
                     while len(rest) < length:
@@ -235,7 +241,8 @@ class ScriptedTarget:
 def _answer(status: str, body: bytes, *, length: int | None = None) -> bytes:
     size = len(body) if length is None else length
     return (
-        f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {size}\r\n\r\n".encode() + body
+        f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {size}\r\n\r\n".encode()
+        + body
     )
 
 

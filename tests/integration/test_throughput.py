@@ -22,7 +22,13 @@ from tests.support.relay import make_client, make_pipeline
 
 def payments(n: int, tag: str = "T"):
     return [
-        check({"customerNumber": ("10000", "20000")[i % 2], "documentNumber": f"{tag}-{i}", "amount": f"-{i + 1}.{i % 100:02d}"}).payment
+        check(
+            {
+                "customerNumber": ("10000", "20000")[i % 2],
+                "documentNumber": f"{tag}-{i}",
+                "amount": f"-{i + 1}.{i % 100:02d}",
+            }
+        ).payment
         for i in range(n)
     ]
 
@@ -34,7 +40,9 @@ def payments(n: int, tag: str = "T"):
         ("graph", f"/financials/companies/{C}/customerPaymentJournals/{J}/customerPayments"),
     ],
 )
-def test_batch_posting_sends_each_payment_once_in_the_targets_batch_form(azure_env, sandbox, target, item_url):
+def test_batch_posting_sends_each_payment_once_in_the_targets_batch_form(
+    azure_env, sandbox, target, item_url
+):
     size = 100 if target == "businesscentral" else 20
     azure_env(target, PAYMENTS_BATCH_SIZE=str(size))
     items = payments(2 * size + 5)
@@ -132,7 +140,9 @@ def test_a_batch_keeps_one_connection_alive_and_reads_each_answer_whole(azure_en
     # Every answer was read to its end, so the one connection went back to the pool each time: one
     # connection for the five batches, one for the token (azure-identity has its own).
     assert sandbox.connections_accepted - before == 2
-    assert sorted(str(o.created["amount"]) for o in outcomes) == sorted(str(p.amount) for p in payments(50, "KEEP"))
+    assert sorted(str(o.created["amount"]) for o in outcomes) == sorted(
+        str(p.amount) for p in payments(50, "KEEP")
+    )
 
 
 def test_a_line_number_taken_by_a_concurrent_insert_is_retried_not_rejected(azure_env, sandbox):
@@ -157,8 +167,12 @@ def test_a_line_number_taken_by_a_concurrent_insert_is_retried_not_rejected(azur
 def test_a_line_number_the_caller_chose_that_exists_is_a_rejection(azure_env, sandbox):
     azure_env("businesscentral")
     relay = make_pipeline()
-    first = check({"customerNumber": "10000", "amount": "-1.00", "lineNumber": 10000, "documentNumber": "L-1"}).payment
-    again = check({"customerNumber": "10000", "amount": "-2.00", "lineNumber": 10000, "documentNumber": "L-2"}).payment
+    first = check(
+        {"customerNumber": "10000", "amount": "-1.00", "lineNumber": 10000, "documentNumber": "L-1"}
+    ).payment
+    again = check(
+        {"customerNumber": "10000", "amount": "-2.00", "lineNumber": 10000, "documentNumber": "L-2"}
+    ).payment
     assert [o.kind for o in relay.post_all(C, J, [first])] == ["created"]
     [outcome] = relay.post_all(C, J, [again])
     assert outcome.kind == "rejected" and outcome.error.code == "Internal_EntityWithSameKeyExists"
@@ -198,7 +212,9 @@ def test_a_payment_whose_claim_runs_out_while_its_journal_is_busy_is_not_sent(az
     assert len(sandbox.payments()) == 2
 
 
-def test_a_batch_cut_off_by_the_operation_timeout_is_ambiguous_then_each_payment_lands_once(azure_env, sandbox):
+def test_a_batch_cut_off_by_the_operation_timeout_is_ambiguous_then_each_payment_lands_once(
+    azure_env, sandbox
+):
     """Business Central answers 408 at its operation timeout and cancels the session: the operations
     done by then stay, the rest never happen. The relay cannot tell which, so every payment in the
     batch is ambiguous; a resend adopts the ones that exist, leaves the others alone while the first

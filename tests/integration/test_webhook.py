@@ -88,7 +88,9 @@ def test_an_invoice_payment_without_a_customer_is_created_and_journal_display_na
     azure_env, sandbox
 ):
     azure_env("businesscentral")
-    resp, created = call({"appliesToInvoiceNumber": "103001", "amount": "-250.00", "journalDisplayName": "OTHER"})
+    resp, created = call(
+        {"appliesToInvoiceNumber": "103001", "amount": "-250.00", "journalDisplayName": "OTHER"}
+    )
     assert resp.status_code == 201
     assert resp.headers["Payments-Ignored-Properties"] == "journalDisplayName"
     assert posts(sandbox)[0].body == b'{"amount":-250.00,"appliesToInvoiceNumber":"103001"}'
@@ -103,7 +105,11 @@ def test_batch_all_created(azure_env, sandbox):
     assert [r["status"] for r in body["results"]] == [201, 201, 201]
     # Posted concurrently: every payment gets its own line, in whatever order they arrived.
     assert sorted(r["payment"]["lineNumber"] for r in body["results"]) == [10000, 20000, 30000]
-    assert [r["payment"]["amount"] for r in body["results"]] == [Decimal("-1.01"), Decimal("-2.02"), Decimal("-3.03")]
+    assert [r["payment"]["amount"] for r in body["results"]] == [
+        Decimal("-1.01"),
+        Decimal("-2.02"),
+        Decimal("-3.03"),
+    ]
     assert sorted(str(p["amount"]) for p in sandbox.payments()) == ["-1.01", "-2.02", "-3.03"]
 
 
@@ -155,7 +161,10 @@ def test_single_invalid_payment_lists_every_problem(azure_env, sandbox):
     resp, problem = call({"amount": 0, "postingDate": "2026-13-01"})
     assert resp.status_code == 422
     assert problem["errors"] == [
-        {"pointer": "", "detail": "customerId or customerNumber is required to identify the customer, unless the invoice it pays is given (appliesToInvoiceId or appliesToInvoiceNumber): Business Central then takes the customer from the invoice"},
+        {
+            "pointer": "",
+            "detail": "customerId or customerNumber is required to identify the customer, unless the invoice it pays is given (appliesToInvoiceId or appliesToInvoiceNumber): Business Central then takes the customer from the invoice",
+        },
         {"pointer": "/postingDate", "detail": "'2026-13-01' is not a calendar date"},
         {"pointer": "/amount", "detail": "must not be zero"},
     ]
@@ -360,6 +369,8 @@ def test_a_positive_amount_is_refused_by_default_with_what_to_send(azure_env, sa
     assert resp.status_code == 422 and "Payments-Amounts-Negated" not in resp.headers
     [error] = problem["errors"]
     assert error["pointer"] == "/amount"
-    assert error["detail"].startswith("is positive, but Business Central records a customer payment as a credit")
+    assert error["detail"].startswith(
+        "is positive, but Business Central records a customer payment as a credit"
+    )
     assert "send -12.50" in error["detail"]
     assert posts(sandbox) == []

@@ -251,9 +251,7 @@ def test_answers_carry_odata_context_and_etag(bc, sandbox):
         f"{sandbox.url}/v2.0/sandbox-tenant/sandbox/api/v2.0/$metadata#{journal}/customerPayments/$entity"
     )
     assert created["@odata.etag"].startswith('W/"') and created["@odata.etag"].endswith('"')
-    listed = requests.get(
-        f"{sandbox.bc_base_url}/{journal}/customerPayments", headers=AUTH, timeout=5
-    ).json()
+    listed = requests.get(f"{sandbox.bc_base_url}/{journal}/customerPayments", headers=AUTH, timeout=5).json()
     assert listed["@odata.context"] == created["@odata.context"].removesuffix("/$entity")
     assert [row["@odata.etag"] for row in listed["value"]] == [created["@odata.etag"]]
     assert "@odata.context" not in listed["value"][0]

@@ -133,7 +133,13 @@ def test_same_request_twice_concurrently(env, sandbox, headers):
     assert len(posts(sandbox)) == 1
     assert_agrees(env, sandbox)
     label = "Idempotency-Key" if headers else "no key"
-    record(f"webhook: same request twice at once ({label}; one 409), then resent", sandbox, sent=3, created=1, skipped=1)
+    record(
+        f"webhook: same request twice at once ({label}; one 409), then resent",
+        sandbox,
+        sent=3,
+        created=1,
+        skipped=1,
+    )
 
 
 def test_throttling_and_unavailability_bursts(env, sandbox, azure_env):
@@ -148,7 +154,13 @@ def test_throttling_and_unavailability_bursts(env, sandbox, azure_env):
     assert call(pay(documentNumber="B-1"))[0].status_code == 200
     assert len(sandbox.payments()) == 2
     assert_agrees(env, sandbox)
-    record("webhook: 429/503 bursts; a 503 answer resent; a created one resent", sandbox, sent=4, created=2, skipped=1)
+    record(
+        "webhook: 429/503 bursts; a 503 answer resent; a created one resent",
+        sandbox,
+        sent=4,
+        created=2,
+        skipped=1,
+    )
 
 
 def test_connection_dropped_after_commit_with_a_natural_key_is_reconciled(env, sandbox):
@@ -163,7 +175,14 @@ def test_connection_dropped_after_commit_with_a_natural_key_is_reconciled(env, s
     assert len(posts(sandbox)) == 1  # looked up with GET, never posted again
     assert any(r.method == "GET" and "documentNumber%20eq%20%27AMB-1%27" in r.path for r in sandbox.requests)
     assert_agrees(env, sandbox)
-    record("webhook: dropped after commit (502), documentNumber given, resent", sandbox, sent=2, created=0, skipped=1, ambiguous=1)
+    record(
+        "webhook: dropped after commit (502), documentNumber given, resent",
+        sandbox,
+        sent=2,
+        created=0,
+        skipped=1,
+        ambiguous=1,
+    )
 
 
 def test_ambiguous_then_journal_posted_then_resent_leaves_one_payment_in_the_books(env, sandbox):
@@ -193,7 +212,14 @@ def test_connection_dropped_after_commit_without_a_natural_key_stays_ambiguous(e
     assert "no documentNumber or externalDocumentNumber" in problem["detail"]
     assert len(posts(sandbox)) == 1 and len(sandbox.payments()) == 1
     assert_agrees(env, sandbox, ambiguous=1)
-    record("webhook: dropped after commit, no natural key, resent", sandbox, sent=2, created=0, skipped=0, ambiguous=2)
+    record(
+        "webhook: dropped after commit, no natural key, resent",
+        sandbox,
+        sent=2,
+        created=0,
+        skipped=0,
+        ambiguous=2,
+    )
 
     # A person checks the journal and records what they found; the next send is answered from the ledger.
     from payments.cli import main
@@ -317,7 +343,9 @@ def test_two_workers_on_the_same_blob_at_once(env, sandbox):
     deliver(env, name)  # the host's retry of the busy delivery: nothing left to do
     assert len(sandbox.payments()) == 60
     assert_agrees(env, sandbox)
-    record("file: one 60-record blob delivered to two workers at once", sandbox, sent=120, created=60, skipped=0)
+    record(
+        "file: one 60-record blob delivered to two workers at once", sandbox, sent=120, created=60, skipped=0
+    )
 
 
 def test_two_files_with_the_same_payments_processed_at_once(env, sandbox):
@@ -363,7 +391,16 @@ def _stale_claim(env, payload: dict) -> None:
     payment = check(payload).payment.payload()
     scope = Scope(C, J)
     past = datetime.now(UTC) - timedelta(minutes=10)
-    entry = Entry(scope, derived_key(scope, payment), "claimed", fingerprint(payment), past, past, past, natural=natural_key(payment))
+    entry = Entry(
+        scope,
+        derived_key(scope, payment),
+        "claimed",
+        fingerprint(payment),
+        past,
+        past,
+        past,
+        natural=natural_key(payment),
+    )
     assert TableLedgerStore(env.table).insert(entry) is not None
 
 
@@ -384,7 +421,13 @@ def test_stale_claim_whose_payment_reached_the_target_is_adopted(env, sandbox):
     assert resp.status_code == 200 and body["id"] == sandbox.payments()[0]["id"]
     assert len(posts(sandbox)) == before
     assert_agrees(env, sandbox)
-    record("webhook: resent after a worker died holding the claim (payment had landed)", sandbox, sent=2, created=1, skipped=1)
+    record(
+        "webhook: resent after a worker died holding the claim (payment had landed)",
+        sandbox,
+        sent=2,
+        created=1,
+        skipped=1,
+    )
 
 
 def test_stale_claim_is_not_posted_again_while_its_request_may_still_run(env, sandbox, azure_env):
@@ -407,7 +450,13 @@ def test_stale_claim_whose_payment_never_left_is_posted(env, sandbox):
     assert resp.status_code == 201
     assert len(posts(sandbox)) == 1
     assert_agrees(env, sandbox)
-    record("webhook: resent after a worker died holding the claim (payment had not landed)", sandbox, sent=2, created=1, skipped=0)
+    record(
+        "webhook: resent after a worker died holding the claim (payment had not landed)",
+        sandbox,
+        sent=2,
+        created=1,
+        skipped=0,
+    )
 
 
 def test_same_file_dropped_twice_with_batching(env, sandbox, azure_env):
@@ -417,7 +466,9 @@ def test_same_file_dropped_twice_with_batching(env, sandbox, azure_env):
     assert b["totals"] == {"records": 50, "skipped": 50}
     assert sandbox.batch_count == 3  # 20 + 20 + 10, and nothing sent the second time
     assert_agrees(env, sandbox)
-    record("file: the same 50-record file dropped twice, $batch of 20", sandbox, sent=100, created=50, skipped=50)
+    record(
+        "file: the same 50-record file dropped twice, $batch of 20", sandbox, sent=100, created=50, skipped=50
+    )
 
 
 def test_table_store_writes_a_group_all_or_nothing(env):
@@ -439,7 +490,10 @@ def test_table_store_writes_a_group_all_or_nothing(env):
     posted = first
     for e in posted:
         e.state = "posted"
-    stale = [posted[0], Entry(scope, "k2", "posted", "f", now, now, now, etag='W/"datetime\'2000-01-01T00%3A00%3A00Z\'"')]
+    stale = [
+        posted[0],
+        Entry(scope, "k2", "posted", "f", now, now, now, etag="W/\"datetime'2000-01-01T00%3A00%3A00Z'\""),
+    ]
     assert store.replace_many(stale) is None  # one etag is stale: nothing written
     assert store.get(scope, "k1").state == "claimed"
     written = store.replace_many(posted)

@@ -70,9 +70,7 @@ def test_each_format_is_posted_reported_and_archived(drop, sandbox, file, conten
 
 
 def test_csv_with_bom_and_semicolons_from_a_european_export(drop, sandbox):
-    content = (
-        '\ufeffCustomerNumber;PostingDate;Amount;Description\r\n30000;2026-11-21;-1234.56;"Rent; November"\r\n'
-    )
+    content = '\ufeffCustomerNumber;PostingDate;Amount;Description\r\n30000;2026-11-21;-1234.56;"Rent; November"\r\n'
     name = upload(drop, f"{C}/{J}/export.csv", content.encode("utf-8"))
     deliver(drop, name)
     [payment] = sandbox.payments()
@@ -236,4 +234,6 @@ def test_a_file_of_money_received_is_posted_as_credits_and_its_report_says_so(dr
     assert amounts(sandbox) == ["-20.20", "-10.10"]
     report = report_of(drop, name)
     assert report["totals"] == {"records": 2, "created": 2}
-    assert report["amounts"].startswith("written as money received (PAYMENTS_AMOUNT_SIGN=positive) and sent negated")
+    assert report["amounts"].startswith(
+        "written as money received (PAYMENTS_AMOUNT_SIGN=positive) and sent negated"
+    )

@@ -23,10 +23,17 @@ def test_hostile_file_gets_its_exact_report(drop, sandbox, case: FileCase) -> No
         assert sandbox.requests == []
     else:
         got = sorted(
-            ((r["location"], r["outcome"], " ".join(e["detail"] for e in r.get("errors", []))) for r in report["records"]),
-            key=lambda row: int(row[0].split()[1]),  # "line 3", "item 0 (/0)": the report lists invalid ones first
+            (
+                (r["location"], r["outcome"], " ".join(e["detail"] for e in r.get("errors", [])))
+                for r in report["records"]
+            ),
+            key=lambda row: int(
+                row[0].split()[1]
+            ),  # "line 3", "item 0 (/0)": the report lists invalid ones first
         )
-        assert [(loc, outcome) for loc, outcome, _ in got] == [(loc, outcome) for loc, outcome, _ in case.records]
+        assert [(loc, outcome) for loc, outcome, _ in got] == [
+            (loc, outcome) for loc, outcome, _ in case.records
+        ]
         for (_, _, said), (_, _, phrase) in zip(got, case.records, strict=True):
             assert phrase in said, said
         assert len(sandbox.payments()) == sum(1 for _, outcome, _ in case.records if outcome == "created")

@@ -28,17 +28,24 @@ def worker(lease: timedelta = timedelta(minutes=5)) -> Pipeline:
 
 
 def payments(n: int, tag: str):
-    return [check({"customerNumber": "10000", "documentNumber": f"{tag}-{i}", "amount": f"-{i + 1}.00"}).payment for i in range(n)]
+    return [
+        check({"customerNumber": "10000", "documentNumber": f"{tag}-{i}", "amount": f"-{i + 1}.00"}).payment
+        for i in range(n)
+    ]
 
 
 def test_two_workers_together_stay_within_the_identitys_shared_slots(drop, sandbox, azure_env):
-    azure_env("businesscentral", **drop.settings, PAYMENTS_MAX_CONCURRENCY="5", PAYMENTS_SHARED_CONCURRENCY="3")
+    azure_env(
+        "businesscentral", **drop.settings, PAYMENTS_MAX_CONCURRENCY="5", PAYMENTS_SHARED_CONCURRENCY="3"
+    )
     sandbox.limits = Limits(concurrent=3, queue=0)  # beyond 3 at once: 429
     sandbox.latency = 0.05
     journals = [J] + [sandbox.add_journal(name=f"SHARE{n}") for n in range(5)]
     one, two = worker(), worker()
     with peak_in_flight(sandbox) as peak:
-        results = side_by_side([(one if k % 2 else two, j, payments(6, f"S{k}")) for k, j in enumerate(journals)])
+        results = side_by_side(
+            [(one if k % 2 else two, j, payments(6, f"S{k}")) for k, j in enumerate(journals)]
+        )
     assert [o.kind for r in results for o in r] == ["created"] * 36
     assert sandbox.throttled_count == 0
     assert peak[0] <= 3
@@ -99,6 +106,9 @@ def test_without_its_storage_a_worker_sends_nothing_and_says_so(azure_env, sandb
     client = TargetClient(settings, target_credential(settings), shared=SharedFlow(container, 5))
     answer, body, raw = answer_through(Pipeline(client, Ledger(MemoryLedgerStore())))
     assert answer.status == 503 and answer.headers["Retry-After"] == "30"
-    assert "the relay's storage (which keeps the limits shared by its instances) is unavailable" in body["detail"]
+    assert (
+        "the relay's storage (which keeps the limits shared by its instances) is unavailable"
+        in body["detail"]
+    )
     assert "Error" not in raw and "127.0.0.1" not in raw
     assert [r for r in sandbox.requests if r.method == "POST"] == []

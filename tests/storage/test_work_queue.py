@@ -32,7 +32,11 @@ def queued(azure_env, azurite, sandbox):
 def status_of(batch_url: str):
     batch_id = batch_url.rsplit("/", 1)[-1]
     req = func.HttpRequest(
-        method="GET", url=f"http://127.0.0.1{batch_url}", headers={}, body=b"", route_params={"batchId": batch_id}
+        method="GET",
+        url=f"http://127.0.0.1{batch_url}",
+        headers={},
+        body=b"",
+        route_params={"batchId": batch_id},
     )
     resp = FUNCTIONS["batch_status"].get_user_function()(req)
     return resp, json.loads(resp.get_body().decode(), parse_float=Decimal)
@@ -90,9 +94,7 @@ def test_an_unknown_batch_id_is_a_404_problem(queued, sandbox):
     assert resp.status_code == 404
 
 
-def test_a_large_batch_is_answered_202_at_once_and_every_payment_lands_once(
-    azure_env, azurite, sandbox
-):
+def test_a_large_batch_is_answered_202_at_once_and_every_payment_lands_once(azure_env, azurite, sandbox):
     env = configure_storage(
         azure_env, azurite, **queue_settings(PAYMENTS_BATCH_SIZE="100", PAYMENTS_MAX_BODY_BYTES="4194304")
     )
@@ -133,7 +135,7 @@ def test_a_429_puts_the_payments_back_on_the_queue_with_its_delay_instead_of_ret
 
 
 def test_a_repeat_of_a_queued_payment_joins_it_and_is_posted_once(queued, sandbox):
-    first, body = call(pay(documentNumber="JOIN-1"), headers={"Prefer": "respond-async"})
+    first, _ = call(pay(documentNumber="JOIN-1"), headers={"Prefer": "respond-async"})
     assert first.status_code == 202
     with ThreadPoolExecutor(1) as pool:
         waiting = pool.submit(call, pay(documentNumber="JOIN-1"))  # the same payment, still queued

@@ -88,5 +88,8 @@ def test_the_rate_window_paces_requests_and_refuses_a_wait_beyond_its_budget():
     short.acquire()
     with pytest.raises(Throttled) as refused:
         short.acquire()
-    assert refused.value.retry_after == 301 and "rate window is full (1 requests in 300 s)" in refused.value.message
+    assert (
+        refused.value.retry_after == 301
+        and "rate window is full (1 requests in 300 s)" in refused.value.message
+    )
     assert fake.sleeps == [6.5]  # refused at once, not after waiting

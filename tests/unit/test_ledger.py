@@ -84,7 +84,10 @@ def test_resolved_as_not_posted_is_posted_on_the_next_send():
 
 def test_odata_filter_for_reconciliation():
     natural = {"documentNumber": "o'neil-1", "customerNumber": "10000", "amount": "-10.10"}
-    assert odata_filter(natural) == "documentNumber eq 'O''NEIL-1' and customerNumber eq '10000' and amount eq -10.10"
+    assert (
+        odata_filter(natural)
+        == "documentNumber eq 'O''NEIL-1' and customerNumber eq '10000' and amount eq -10.10"
+    )
 
 
 def test_not_found_counts_as_absent_only_once_the_first_request_cannot_still_run():
@@ -92,7 +95,9 @@ def test_not_found_counts_as_absent_only_once_the_first_request_cannot_still_run
     payment not found after an ambiguous outcome may still be on its way. Resending does not move the
     moment it becomes safe: only a claim that may send sets it."""
     clock = FakeClock()
-    ledger = Ledger(MemoryLedgerStore(), lease=timedelta(minutes=1), settle=timedelta(minutes=10), clock=clock)
+    ledger = Ledger(
+        MemoryLedgerStore(), lease=timedelta(minutes=1), settle=timedelta(minutes=10), clock=clock
+    )
     p = payment(documentNumber="D-9")
     key = derived_key(SCOPE, p.payload())
     entry = ledger.claim(SCOPE, key, p, nothing_found).entry  # may send until 12:01
@@ -106,7 +111,9 @@ def test_not_found_counts_as_absent_only_once_the_first_request_cannot_still_run
     clock.advance(timedelta(minutes=11, seconds=1) - timedelta(seconds=clock.elapsed))
     decision = ledger.claim(SCOPE, key, p, nothing_found, find_posted=nothing_found)
     assert decision.action == "post"
-    assert decision.entry.sent_by == FakeClock.START + timedelta(minutes=12, seconds=1)  # this claim's lease end
+    assert decision.entry.sent_by == FakeClock.START + timedelta(
+        minutes=12, seconds=1
+    )  # this claim's lease end
 
 
 def left_ambiguous(**natural: str):

@@ -98,7 +98,10 @@ def test_float_is_refused_outright():
 def test_missing_amount_and_customer():
     errs = errors_of({"description": "x"})
     assert errs["/amount"] == "is required"
-    assert errs[""] == "customerId or customerNumber is required to identify the customer, unless the invoice it pays is given (appliesToInvoiceId or appliesToInvoiceNumber): Business Central then takes the customer from the invoice"
+    assert (
+        errs[""]
+        == "customerId or customerNumber is required to identify the customer, unless the invoice it pays is given (appliesToInvoiceId or appliesToInvoiceNumber): Business Central then takes the customer from the invoice"
+    )
 
 
 def test_a_payment_of_an_invoice_needs_no_customer():
@@ -106,7 +109,10 @@ def test_a_payment_of_an_invoice_needs_no_customer():
     by_number = check({"appliesToInvoiceNumber": "103001", "amount": "-10"})
     by_id = check({"appliesToInvoiceId": "A1000001-0000-4000-8000-000000103001", "amount": "-10"})
     assert by_number.ok and by_id.ok
-    assert by_id.payment.payload() == {"amount": Decimal("-10"), "appliesToInvoiceId": "a1000001-0000-4000-8000-000000103001"}
+    assert by_id.payment.payload() == {
+        "amount": Decimal("-10"),
+        "appliesToInvoiceId": "a1000001-0000-4000-8000-000000103001",
+    }
 
 
 def test_types_and_lengths_follow_the_edm_contract():
@@ -138,7 +144,9 @@ def test_types_and_lengths_follow_the_edm_contract():
 
 
 def test_strings_at_their_limits_are_accepted():
-    assert check({**CUSTOMER, "amount": "-1", "externalDocumentNumber": "E" * 35, "description": "d" * 100}).ok
+    assert check(
+        {**CUSTOMER, "amount": "-1", "externalDocumentNumber": "E" * 35, "description": "d" * 100}
+    ).ok
 
 
 def test_line_number_must_be_a_json_integer_except_in_csv_text():
@@ -148,7 +156,8 @@ def test_line_number_must_be_a_json_integer_except_in_csv_text():
         in errors_of({**CUSTOMER, "amount": "-1", "lineNumber": Decimal("10.0")})["/lineNumber"]
     )
     assert (
-        check({**CUSTOMER, "amount": "-1", "lineNumber": "10"}, Rules(from_text=True)).payment.lineNumber == 10
+        check({**CUSTOMER, "amount": "-1", "lineNumber": "10"}, Rules(from_text=True)).payment.lineNumber
+        == 10
     )
 
 
@@ -235,7 +244,9 @@ def test_codec_refuses_a_float_wherever_it_hides_and_writes_decimals_digit_for_d
             codec.dumpb(value)
     with pytest.raises(ValueError, match="non-finite"):
         codec.dumpb({"amount": Decimal("Infinity")})
-    text = codec.dumps({"b": [Decimal("12345678901234567890.10"), Decimal("1E+2"), Decimal("-0.00")], "a": "é\n"})
+    text = codec.dumps(
+        {"b": [Decimal("12345678901234567890.10"), Decimal("1E+2"), Decimal("-0.00")], "a": "é\n"}
+    )
     assert text == '{"b":[12345678901234567890.10,100,-0.00],"a":"é\\n"}'
     assert codec.dumps({"b": 1, "a": 2}, sort_keys=True) == '{"a":2,"b":1}'
 
@@ -243,6 +254,9 @@ def test_codec_refuses_a_float_wherever_it_hides_and_writes_decimals_digit_for_d
 def test_codec_writes_integers_of_any_size():
     # A caller may send an amount of 10**30 as a JSON integer; the spool and reports echo it back.
     value = {"amount": 123456789012345678901234567890, "n": [-(2**64), 2**64 - 1, True]}
-    assert codec.dumps(value) == '{"amount":123456789012345678901234567890,"n":[-18446744073709551616,18446744073709551615,true]}'
+    assert (
+        codec.dumps(value)
+        == '{"amount":123456789012345678901234567890,"n":[-18446744073709551616,18446744073709551615,true]}'
+    )
     assert codec.loads(codec.dumps(value)) == value
     assert codec.dumps({1: "a", "b": {2: 3}}) == '{"1":"a","b":{"2":3}}'

@@ -70,7 +70,10 @@ def test_non_utf8_csv_is_a_file_error():
 
 def test_a_text_too_long_for_any_property_is_the_records_error_and_is_not_kept():
     long = b"x" * 70_000
-    for raw in (b'{"customerNumber": "1", "description": "' + long + b'"}', b'[{"description": "' + long + b'"}]'):
+    for raw in (
+        b'{"customerNumber": "1", "description": "' + long + b'"}',
+        b'[{"description": "' + long + b'"}]',
+    ):
         [record] = records(raw, "x.json")
         assert record.data is None
         assert record.error == "holds a text of 70,000 characters; no payment property takes more than 250"

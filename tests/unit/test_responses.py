@@ -76,7 +76,9 @@ def test_a_batch_item_refused_on_a_line_number_the_target_chose_is_sent_again():
 
     def judge(i, status, code, message, retry, rid):  # as the client judges an item
         auto = "lineNumber" not in payloads[i]
-        return classify(status, code, message, parse_retry_after(retry), rid, idempotent=False, auto_numbered=auto)
+        return classify(
+            status, code, message, parse_retry_after(retry), rid, idempotent=False, auto_numbered=auto
+        )
 
     results: dict = {}
     again = batch.read_answers(answer, "rid", [0, 1], results, judge)
