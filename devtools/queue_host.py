@@ -63,14 +63,24 @@ class QueueHost:
         message = messages[0]
         with self._lock:
             self.busy += 1
+        # As the host does, keep the message invisible while the function runs (renewed at half time).
+        done = threading.Event()
+        renewer = threading.Thread(target=self._keep_invisible, args=(message, done), daemon=True)
+        renewer.start()
+        body = message.content if isinstance(message.content, bytes) else message.content.encode()
+        failed = False
         try:
-            body = message.content if isinstance(message.content, bytes) else message.content.encode()
             self.function(func.QueueMessage(id=message.id, body=body, pop_receipt=message.pop_receipt))
         except Exception:
-            with self._lock:
-                self.failures += 1
+            failed = True
             log.exception("queue function failed (delivery %d)", message.dequeue_count)
-            if message.dequeue_count >= self.max_dequeue:
+        finally:
+            done.set()
+            renewer.join()
+        try:
+            if not failed:
+                self._delete(message)
+            elif message.dequeue_count >= self.max_dequeue:
                 self.poison.send_message(body.decode())
                 self._delete(message)
             else:
@@ -82,13 +92,22 @@ class QueueHost:
                     )
                 except ResourceNotFoundError:
                     pass
-        else:
-            self._delete(message)
         finally:
             with self._lock:
                 self.invocations += 1
+                self.failures += failed
                 self.busy -= 1
         return True
+
+    def _keep_invisible(self, message, done: threading.Event) -> None:
+        while not done.wait(self.visibility / 2):
+            try:
+                updated = self.queue.update_message(
+                    message, pop_receipt=message.pop_receipt, visibility_timeout=int(self.visibility)
+                )
+                message.pop_receipt = updated.pop_receipt
+            except Exception:  # gone or taken over: the ledger keeps a second delivery harmless
+                return
 
     def _delete(self, message) -> None:
         try:

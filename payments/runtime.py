@@ -32,7 +32,6 @@ _lock = threading.RLock()
 _pipeline: Pipeline | None = None
 _file_drop: FileDrop | None = None
 _poster: Poster | None = None
-_batches: BatchStore | None = None
 
 
 def freeze_startup_objects() -> None:
@@ -62,7 +61,9 @@ def pipeline() -> Pipeline:
                             "AzureWebJobsStorage__tableServiceUri (identity-based) or, locally, "
                             "AzureWebJobsStorage"
                         )
-                    _pipeline = QueuedPipeline(client, ledger, make_work_queue(settings))
+                    _pipeline = QueuedPipeline(
+                        client, ledger, make_work_queue(settings), make_batches(settings)
+                    )
                 else:
                     _pipeline = Pipeline(client, ledger)
     return _pipeline
@@ -90,21 +91,24 @@ def poster() -> Poster:
                     raise SettingsError("the work queue is off: set PAYMENTS_WORK_QUEUE to the queue's name")
                 settings = queued.client.settings.model_copy(update={"max_attempts": 1})
                 client = TargetClient(settings, target_credential(settings), shared=queued.client.shared)
-                _poster = Poster(client, queued._ledger, queued.queue)
+                _poster = Poster(client, queued._ledger, queued.queue, queued)
     return _poster
 
 
-def batch_store() -> BatchStore:
-    global _batches
-    if _batches is None:
-        with _lock:
-            if _batches is None:
-                from .storage import blob_service
-                from .work import BatchStore
+def make_batches(settings: Settings) -> BatchStore:
+    from .storage import blob_service
+    from .work import BatchStore
 
-                settings = pipeline().client.settings
-                _batches = BatchStore(blob_service(settings).get_container_client(settings.batches_container))
-    return _batches
+    return BatchStore(blob_service(settings).get_container_client(settings.batches_container))
+
+
+def batch_store() -> BatchStore:
+    from .work import QueuedPipeline
+
+    queued = pipeline()
+    if not isinstance(queued, QueuedPipeline):
+        raise SettingsError("the work queue is off: set PAYMENTS_WORK_QUEUE to the queue's name")
+    return queued.batches
 
 
 def make_shared_flow(settings: Settings) -> SharedFlow | None:
@@ -174,13 +178,13 @@ def redrive_work() -> int:
     """Queue again what was accepted and no poster has (the timer): accepted payments whose message was
     lost or poisoned, and claims whose poster died. How many payments."""
     from .work import QueuedPipeline
-    from .work.redrive import redrive
+    from .work.redrive import redrive, redrive_intakes
 
     queued = pipeline()
     if not isinstance(queued, QueuedPipeline):
         return 0
-    settings = queued.client.settings
-    return redrive(queued._ledger, queued.queue, timedelta(seconds=settings.redrive_after_seconds))
+    after = timedelta(seconds=queued.client.settings.redrive_after_seconds)
+    return redrive_intakes(queued.batches, queued.queue, after) + redrive(queued._ledger, queued.queue, after)
 
 
 def check_settings() -> bool:
@@ -196,7 +200,7 @@ def check_settings() -> bool:
 
 def reset() -> None:
     """Forget the process state (tests change settings between cases)."""
-    global _pipeline, _file_drop, _poster, _batches
+    global _pipeline, _file_drop, _poster
     with _lock:
         if _pipeline is not None:
             _pipeline.client.close()
@@ -205,4 +209,3 @@ def reset() -> None:
         _pipeline = None
         _file_drop = None
         _poster = None
-        _batches = None

@@ -25,7 +25,8 @@ from .errors import (
 from .ledger import Scope, explicit_key
 from .model import Checked, CustomerPayment, as_dicts, check
 from .posting import Outcome, Pipeline
-from .work import BatchStore, QueuedPipeline, Submission
+from .work import BatchStore, QueuedPipeline, QueueUnavailable, Submission
+from .work.submit import accepted
 
 log = logging.getLogger("payments.webhook")
 
@@ -393,36 +394,49 @@ def _through_queue(
     prefer: set[str],
 ) -> list[Outcome] | Answer:
     """Accept and queue the payments; their outcomes when the posters settle them within the answer
-    budget, else `202 Accepted` pointing at the batch's status."""
+    budget, else `202 Accepted` pointing at the batch's status. A large batch, or one sent with
+    `Prefer: respond-async`, is kept as it is and answered at once; a poster takes it in."""
     settings = pipeline.client.settings
-    sub = pipeline.submit(company, journal, payments, keys=keys)
-    sub.extra = {"explicit": key is not None, "ignored": {str(i): v for i, v in ignored.items()}}
+    extra = {"explicit": key is not None, "ignored": {str(i): v for i, v in ignored.items()}}
     asked = "respond-async" in prefer
-    if not asked and len(payments) <= settings.async_above:
-        outcomes = pipeline.wait(sub, time.monotonic() + settings.answer_within_seconds)
-        if all(o.kind != "accepted" for o in outcomes):
-            return outcomes
-    return _accepted(pipeline, sub, asked)
+    if asked or len(payments) > settings.async_above:
+        try:
+            sub = pipeline.defer(company, journal, payments, keys=keys, extra=extra)
+        except (LedgerUnavailable, QueueUnavailable) as exc:
+            log.error("batch not accepted: %s", exc)
+            answer = problem(
+                503,
+                "relay-storage-unavailable",
+                "The relay cannot accept payments right now",
+                "its storage is unavailable; nothing was accepted or posted; send the same request again "
+                "later",
+            )
+            answer.headers["Retry-After"] = "30"
+            return answer
+        return _accepted(sub, [accepted(sub.batch)] * len(payments), asked, located=True)
+    sub = pipeline.submit(company, journal, payments, keys=keys)
+    sub.extra = extra
+    outcomes = pipeline.wait(sub, time.monotonic() + settings.answer_within_seconds)
+    if all(o.kind != "accepted" for o in outcomes):
+        return outcomes
+    try:
+        pipeline.batches.put(sub)
+        located = True
+    except LedgerUnavailable as exc:
+        log.error("batch %s accepted, but its status cannot be kept: %s", sub.batch, exc)
+        located = False
+    return _accepted(sub, outcomes, asked, located=located)
 
 
-def _accepted(pipeline: QueuedPipeline, sub: Submission, asked: bool) -> Answer:
+def _accepted(sub: Submission, outcomes: list[Outcome], asked: bool, *, located: bool) -> Answer:
     location = f"{STATUS_ROUTE}/{sub.batch}"
-    outcomes = pipeline.status(sub)
-    body: dict[str, Any] = {
-        "id": sub.batch,
-        "status": "running",
-        "summary": _summary(outcomes),
-        "statusUrl": location,
-    }
+    body: dict[str, Any] = {"id": sub.batch, "status": "running", "summary": _summary(outcomes)}
     headers = {"Retry-After": str(_poll_after(outcomes))}
     if asked:
         headers["Preference-Applied"] = "respond-async"
-    try:
-        _batches().put(sub)
-        headers["Location"] = location
-    except LedgerUnavailable as exc:
-        log.error("batch %s accepted, but its status cannot be kept: %s", sub.batch, exc)
-        del body["statusUrl"]
+    if located:
+        body["statusUrl"] = headers["Location"] = location
+    else:
         body["detail"] = (
             "accepted and queued; its status cannot be followed (the relay's storage is unavailable): "
             "sending the same payments again is safe and answers their outcome"
@@ -480,7 +494,7 @@ def handle_status(
         queued = pipeline()
         if not isinstance(queued, QueuedPipeline):
             return problem(404, "batch-not-found", "No such batch", "this relay answers every call at once")
-        sub = (batches or _batches)().get(batch_id or "")
+        sub = (batches or (lambda: queued.batches))().get(batch_id or "")
         if sub is None:
             return problem(404, "batch-not-found", "No such batch", f"no batch has the id {batch_id!r}")
         outcomes = queued.status(sub)
@@ -510,9 +524,3 @@ def handle_status(
         return problem(
             500, "internal-error", "Unexpected error", "The relay failed unexpectedly; see its logs."
         )
-
-
-def _batches() -> BatchStore:
-    from .runtime import batch_store
-
-    return batch_store()

@@ -15,9 +15,7 @@ SANDBOX_TOKEN_HEADER = "sandbox-identity-header-not-a-secret"  # noqa: S105 - a 
 SANDBOX_CLIENT_ID = "7f3e2d1c-0b9a-4876-a5d4-c3b2a1f0e9d8"  # reported when the caller names no client_id
 
 
-def serve_token_request(
-    h: Handler, query: dict[str, list[str]], issue_token: Callable[[str], str]
-) -> None:
+def serve_token_request(h: Handler, query: dict[str, list[str]], issue_token: Callable[[str], str]) -> None:
     """Answer one token request the way App Service does; `issue_token` makes (and records) a token
     for the identity named by its client id."""
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -59,6 +61,11 @@ class Sandbox(Books):
         self.queue_timeouts = 0  # 503s: queued longer than limits.queue_timeout
         self.timeouts = 0  # 408s and 504s: processing cut off by the operation or request timeout
         self.line_collisions = 0  # inserts that overlapped another in one journal and lost the number
+        # Instruments for load tests (not behaviour): the most payments requests processed at once, and
+        # the most writing requests (POST, or a $batch naming the journal) processed at once per journal.
+        self.peak_in_flight = 0
+        self.peak_journal_writers = 0
+        self._journal_writers: Counter[str] = Counter()
         self.requests: list[RecordedRequest] = []  # real HTTP requests only: a batch appears once
         self.inner_requests: list[RecordedRequest] = []  # the inner requests of batches, in order
         self.connections_accepted = 0  # TCP connections taken, ever (keep-alive shows as few)
@@ -187,6 +194,8 @@ class Sandbox(Books):
             self.issued_tokens.clear()
             self._faults.clear()
             self.throttled_count = self.queue_timeouts = self.timeouts = self.line_collisions = 0
+            self.peak_in_flight = self.peak_journal_writers = 0
+            self._journal_writers.clear()
             self.batch_count = 0
             self._admissions = {}
             self._faults.release_held()
@@ -288,8 +297,13 @@ class Sandbox(Books):
                     self.queue_timeouts += 1
             self._error(h, graph, err)
             return
+        writes = _journals_written(recorded)
         with self._lock:
             self._in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
+            for journal in writes:
+                self._journal_writers[journal] += 1
+                self.peak_journal_writers = max(self.peak_journal_writers, self._journal_writers[journal])
         # An operation takes `latency`, the sandbox's own work included (as with a real service): the
         # answer is held until then, so `concurrent / latency` requests per second is reachable.
         h.started = started
@@ -301,6 +315,8 @@ class Sandbox(Books):
             admission.leave()
             with self._lock:
                 self._in_flight -= 1
+                for journal in writes:
+                    self._journal_writers[journal] -= 1
 
     def _within_deadline(self, h: Handler, finish: float) -> None:
         """Raise the operation or request timeout (answered when it falls) if work ending at `finish`
@@ -450,3 +466,14 @@ class Sandbox(Books):
         if h.headers.get("client-request-id"):
             headers["client-request-id"] = h.headers["client-request-id"]
         return headers
+
+
+_JOURNAL_IN_URL = re.compile(rb"customerPaymentJournals(?:\(|/)([0-9a-fA-F-]{36})")
+
+
+def _journals_written(recorded: RecordedRequest) -> set[str]:
+    """The journals a POST writes to: named in its path, or in the inner requests of a `$batch`."""
+    if recorded.method != "POST":
+        return set()
+    found = _JOURNAL_IN_URL.findall(recorded.path.encode() + b" " + recorded.body)
+    return {j.decode().lower() for j in found}

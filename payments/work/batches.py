@@ -1,15 +1,24 @@
-"""Where a batch answered `202 Accepted` is remembered: one small blob per batch, named by its id."""
+"""Where a batch answered `202 Accepted` is remembered: one small blob per batch, named by its id.
+
+A deferred batch (taken into the ledger later by a poster) is kept under `pending/` with its payloads
+until its intake replaces it with the final record, so the re-drive can find one whose intake message
+was lost."""
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from .. import codec
 from ..errors import LedgerUnavailable
-from .submit import Submission
+
+if TYPE_CHECKING:
+    from .submit import Submission
 
 _ID = re.compile(r"[0-9a-f]{32}")
+PENDING = "pending/"
 
 
 class BatchStore:
@@ -28,24 +37,44 @@ class BatchStore:
             self._ready = True
 
     def put(self, sub: Submission) -> None:
-        from azure.core.exceptions import AzureError
+        """Keep a batch: pending (with its payloads) until its intake, then its final record."""
+        from azure.core.exceptions import AzureError, ResourceNotFoundError
 
+        pending = sub.payloads is not None
         try:
             self._ensure()
-            self.container.upload_blob(f"{sub.batch}.json", codec.dumpb(sub.record()), overwrite=True)
+            name = f"{PENDING}{sub.batch}.json" if pending else f"{sub.batch}.json"
+            self.container.upload_blob(name, codec.dumpb(sub.record()), overwrite=True)
+            if not pending:
+                try:
+                    self.container.delete_blob(f"{PENDING}{sub.batch}.json")
+                except ResourceNotFoundError:
+                    pass
         except AzureError as exc:
             raise LedgerUnavailable(f"batch store unavailable: {type(exc).__name__}") from None
 
     def get(self, batch: str) -> Submission | None:
-        """The batch, or None when no batch has this id."""
+        """The batch (its final record, else its pending one), or None when no batch has this id."""
         from azure.core.exceptions import AzureError, ResourceNotFoundError
+
+        from .submit import Submission
 
         if not _ID.fullmatch(batch):
             return None
-        try:
-            data = self.container.download_blob(f"{batch}.json").readall()
-        except ResourceNotFoundError:
-            return None
-        except AzureError as exc:
-            raise LedgerUnavailable(f"batch store unavailable: {type(exc).__name__}") from None
-        return Submission.from_record(codec.loads(data))
+        for name in (f"{batch}.json", f"{PENDING}{batch}.json"):
+            try:
+                data = self.container.download_blob(name).readall()
+            except ResourceNotFoundError:
+                continue
+            except AzureError as exc:
+                raise LedgerUnavailable(f"batch store unavailable: {type(exc).__name__}") from None
+            return Submission.from_record(codec.loads(data))
+        return None
+
+    def stranded(self, older_than: timedelta) -> Iterator[str]:
+        """Ids of deferred batches still waiting for their intake after `older_than`."""
+        self._ensure()
+        limit = datetime.now(UTC) - older_than
+        for blob in self.container.list_blobs(name_starts_with=PENDING):
+            if blob.last_modified <= limit:
+                yield blob.name.removeprefix(PENDING).removesuffix(".json")

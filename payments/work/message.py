@@ -69,6 +69,22 @@ class Work:
             yield Work(self.company, self.journal, self.batch, chunk, self.attempt)
 
 
+def intake_message(batch: str) -> str:
+    return codec.dumps({"v": VERSION, "intake": batch})
+
+
+def intake_of(text: str | bytes) -> str | None:
+    """The batch an intake message names (a deferred batch to take into the ledger), else None."""
+    head = text[:200] if isinstance(text, str) else text[:200].decode("utf-8", "replace")
+    if '"intake"' not in head:
+        return None
+    try:
+        batch = codec.loads(text).get("intake")
+    except (ValueError, AttributeError):
+        return None
+    return batch if isinstance(batch, str) else None
+
+
 def decode(text: str | bytes) -> Work:
     try:
         data = codec.loads(text)

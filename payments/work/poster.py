@@ -22,24 +22,13 @@ from ..ledger import Entry, Ledger, Scope, natural_key
 from ..posting.outcome import Outcome, answered
 from ..posting.settle import Settler, ledger_change, send_by
 from ..target import TargetClient
-from .message import BadMessage, Item, Work, decode
+from .message import BadMessage, Item, Work, decode, intake_of
 from .queue import WorkQueue
+from .submit import Carried, QueuedPipeline
 
 log = logging.getLogger("payments.work")
 
 MAX_BACKOFF_SECONDS = 300.0
-
-
-class Carried:
-    """A payment as it travels in a message: the ledger protocol only needs its payload."""
-
-    __slots__ = ("_payload",)
-
-    def __init__(self, payload: dict[str, Any]):
-        self._payload = payload
-
-    def payload(self) -> dict[str, Any]:
-        return self._payload
 
 
 @dataclass(slots=True)
@@ -53,7 +42,10 @@ class Handled:
 
 
 class Poster:
-    def __init__(self, client: TargetClient, ledger: Ledger, queue: WorkQueue):
+    def __init__(
+        self, client: TargetClient, ledger: Ledger, queue: WorkQueue, pipeline: QueuedPipeline | None = None
+    ):
+        self.pipeline = pipeline  # takes in deferred batches
         self.client = client
         self.ledger = ledger
         self.queue = queue
@@ -63,6 +55,11 @@ class Poster:
         """Post one message's payments. Raises only when the ledger cannot be reached before anything
         was sent (the host then delivers the message again, and after five failures to the poison queue)."""
         handled = Handled()
+        intake = intake_of(text)
+        if intake is not None:
+            if self.pipeline is not None and self.pipeline.intake(intake) is not None:
+                handled.kinds["intake"] += 1
+            return handled
         try:
             work = decode(text)
         except BadMessage as exc:

@@ -10,7 +10,7 @@ import logging
 from typing import Any
 
 from ..errors import RelayError
-from .message import Work
+from .message import Work, intake_message
 
 log = logging.getLogger("payments.work")
 
@@ -55,6 +55,16 @@ class WorkQueue:
         except AzureError as exc:
             raise QueueUnavailable(f"work queue unavailable: {type(exc).__name__}: {exc}") from None
         return count
+
+    def send_intake(self, batch: str) -> None:
+        """Queue the intake of a deferred batch (kept in the batch store)."""
+        from azure.core.exceptions import AzureError
+
+        try:
+            self._ensure()
+            self.queue.send_message(intake_message(batch))
+        except AzureError as exc:
+            raise QueueUnavailable(f"work queue unavailable: {type(exc).__name__}: {exc}") from None
 
     def depth(self) -> tuple[int, int]:
         """Approximate message counts: (work, poison)."""

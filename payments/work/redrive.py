@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from .. import codec
 from ..ledger import Entry, Ledger, Scope
+from .batches import BatchStore
 from .message import Item, Work
 from .queue import WorkQueue
 
@@ -33,4 +34,14 @@ def redrive(ledger: Ledger, queue: WorkQueue, older_than: timedelta) -> int:
         queue.send(Work(scope.company_id, scope.journal_id, batch, items))
         count += len(items)
         log.warning("re-drove %d stranded payments of batch %s to the work queue", len(items), batch)
+    return count
+
+
+def redrive_intakes(batches: BatchStore, queue: WorkQueue, older_than: timedelta) -> int:
+    """Queue again the intake of deferred batches still waiting for it (their message was lost)."""
+    count = 0
+    for batch in batches.stranded(older_than):
+        queue.send_intake(batch)
+        log.warning("re-drove the intake of deferred batch %s", batch)
+        count += 1
     return count

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .. import codec
 from ..errors import AmbiguousOutcome, LedgerUnavailable, PermanentRejection, TargetUnavailable
@@ -27,12 +27,18 @@ from ..target import TargetClient
 from .message import Item, Work
 from .queue import QueueUnavailable, WorkQueue
 
+if TYPE_CHECKING:
+    from .batches import BatchStore
+
 log = logging.getLogger("payments.work")
 
 # How a payment of a batch came to be in it: accepted now; known before (posted or rejected: replayed);
 # joined (accepted earlier, still waiting); reconcile (may exist at the target: a poster looks first);
 # in-flight or conflict (answered at once, as the direct path does); repeat (same key earlier in the batch).
-Origin = Literal["new", "known", "joined", "reconcile", "in-flight", "conflict", "repeat", "refused"]
+# pending: kept with its batch, not yet taken into the ledger (deferred intake).
+Origin = Literal[
+    "new", "known", "joined", "reconcile", "in-flight", "conflict", "repeat", "refused", "pending"
+]
 
 ACCEPT_CHUNK = 100  # one ledger transaction: at most 100 entities of one partition
 REQUEUE_JOINED_AFTER = timedelta(seconds=60)  # a waiting payment sent again: its message may be lost
@@ -51,6 +57,7 @@ class Submission:
     since: dict[int, datetime] = field(default_factory=dict)  # reconcile: the entry as it was then
     repeats: dict[int, int] = field(default_factory=dict)  # index -> index of the first occurrence
     extra: dict[str, Any] = field(default_factory=dict)  # the entry point's own (e.g. ignored properties)
+    payloads: list[dict[str, Any]] | None = None  # kept until intake (deferred batches only)
 
     @property
     def scope(self) -> Scope:
@@ -67,6 +74,7 @@ class Submission:
             "since": {str(i): t.isoformat() for i, t in self.since.items()},
             "repeats": {str(i): j for i, j in self.repeats.items()},
             "extra": self.extra,
+            **({"payloads": self.payloads} if self.payloads is not None else {}),
         }
 
     @classmethod
@@ -81,15 +89,17 @@ class Submission:
             since={int(i): datetime.fromisoformat(t) for i, t in data.get("since", {}).items()},
             repeats={int(i): int(j) for i, j in data.get("repeats", {}).items()},
             extra=data.get("extra", {}),
+            payloads=data.get("payloads"),
         )
 
 
 class QueuedPipeline(Pipeline):
     """Accept, enqueue, and read outcomes back; never sends to the target itself."""
 
-    def __init__(self, client: TargetClient, ledger: Ledger, queue: WorkQueue):
+    def __init__(self, client: TargetClient, ledger: Ledger, queue: WorkQueue, batches: BatchStore):
         super().__init__(client, ledger)
         self.queue = queue
+        self.batches = batches
         self.store = ledger.store
 
     @property
@@ -127,6 +137,7 @@ class QueuedPipeline(Pipeline):
         payments: Sequence[CustomerPayment],
         *,
         keys: Sequence[str | None] | None = None,
+        batch: str | None = None,
     ) -> Submission:
         """Record every payment as accepted (or say why not) and put the accepted ones on the queue."""
         ledger = self._ledger
@@ -134,7 +145,9 @@ class QueuedPipeline(Pipeline):
         explicit = list(keys) if keys is not None else [None] * len(payments)
         digests = [digest(scope, p.payload()) for p in payments]
         all_keys = [k or d.key for k, d in zip(explicit, digests, strict=True)]
-        sub = Submission(uuid.uuid4().hex, company_id, journal_id, all_keys, ["refused"] * len(payments))
+        sub = Submission(
+            batch or new_batch_id(), company_id, journal_id, all_keys, ["refused"] * len(payments)
+        )
         first: dict[str, int] = {}
         order: list[int] = []
         for i, key in enumerate(all_keys):
@@ -193,7 +206,10 @@ class QueuedPipeline(Pipeline):
             return Item(entry.key, payment.payload(), entry.fingerprint, entry.etag)
         if action == "queued":
             sub.origins[i] = "joined"
-            if entry.state == "queued" and entry.updated_at + REQUEUE_JOINED_AFTER <= self._ledger.clock():
+            # Queued by this very batch (its intake delivered again), or long enough ago that its
+            # message may be lost: queue it (again); a second message is harmless.
+            stale = entry.updated_at + REQUEUE_JOINED_AFTER <= self._ledger.clock()
+            if entry.state == "queued" and (entry.batch == sub.batch or stale):
                 return Item(entry.key, payment.payload(), entry.fingerprint, entry.etag)
             return None
         if action == "reconcile":
@@ -206,6 +222,46 @@ class QueuedPipeline(Pipeline):
         else:
             sub.origins[i], sub.notes[i] = "conflict", decision.reason
         return None
+
+    # -- deferred intake: a large or asynchronous batch is answered before its ledger writes -------
+
+    def defer(
+        self,
+        company_id: str,
+        journal_id: str,
+        payments: Sequence[CustomerPayment],
+        *,
+        keys: Sequence[str | None] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> Submission:
+        """Keep the batch (one blob) and queue its intake: answered at once, accepted by a poster.
+        Once the blob is written and the message sent, nothing is lost if this worker dies."""
+        explicit = list(keys) if keys is not None else [None] * len(payments)
+        sub = Submission(
+            new_batch_id(),
+            company_id,
+            journal_id,
+            [k or "" for k in explicit],
+            ["pending"] * len(payments),
+            extra=dict(extra or {}),
+        )
+        sub.payloads = [p.payload() for p in payments]
+        self.batches.put(sub)
+        self.queue.send_intake(sub.batch)
+        return sub
+
+    def intake(self, batch: str) -> Submission | None:
+        """A poster's part of `defer`: accept the kept batch into the ledger and queue its payments.
+        None when there is nothing (left) to take in."""
+        kept = self.batches.get(batch)
+        if kept is None or kept.payloads is None:
+            return None
+        payments = [Carried(p) for p in kept.payloads]
+        keys = [k or None for k in kept.keys]
+        sub = self.submit(kept.company, kept.journal, payments, keys=keys, batch=batch)  # type: ignore[arg-type]
+        sub.extra = kept.extra
+        self.batches.put(sub)
+        return sub
 
     # -- outcomes -------------------------------------------------------------------------------------
 
@@ -250,7 +306,8 @@ class QueuedPipeline(Pipeline):
 
     def _entries(self, sub: Submission, todo: list[int]) -> dict[str, Entry | None]:
         """The ledger entries of these payments: a query by batch when there are many, else point reads."""
-        wanted = [sub.keys[i] for i in todo if sub.origins[i] not in ("in-flight", "conflict", "refused")]
+        static = ("in-flight", "conflict", "refused", "pending")
+        wanted = [sub.keys[i] for i in todo if sub.origins[i] not in static]
         found: dict[str, Entry | None] = {}
         if len(wanted) > 10:
             for entry in self.store.in_batch(sub.scope, sub.batch):
@@ -262,6 +319,22 @@ class QueuedPipeline(Pipeline):
 
 
 MISSING: Entry | None = None
+
+
+def new_batch_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Carried:
+    """A payment as it was kept or carried (already in the target's form): the ledger needs its payload."""
+
+    __slots__ = ("_payload",)
+
+    def __init__(self, payload: dict[str, Any]):
+        self._payload = payload
+
+    def payload(self) -> dict[str, Any]:
+        return self._payload
 
 
 def accepted(batch: str) -> Outcome:
@@ -283,6 +356,8 @@ def repeated(first: Outcome) -> Outcome:
 def settled(sub: Submission, i: int, entry: Entry | None) -> Outcome | None:
     """Payment i's outcome from its ledger entry; None while a poster has still to settle it."""
     origin = sub.origins[i]
+    if origin == "pending":
+        return None
     if origin == "in-flight":
         return Outcome("in-flight", note="this payment is being posted by another request right now")
     if origin == "conflict":

@@ -160,18 +160,19 @@ def backdate(env, key: str, seconds: float) -> None:
     env.table.update_entity(entity)
 
 
-def test_an_accepted_payment_whose_message_was_lost_is_queued_again_by_the_timer(queued, sandbox):
-    resp, body = call(pay(documentNumber="LOST-1"), headers={"Prefer": "respond-async"})
+def test_an_accepted_payment_whose_message_was_lost_is_queued_again_by_the_timer(azure_env, azurite, sandbox):
+    env = configure_storage(azure_env, azurite, **queue_settings(PAYMENTS_ANSWER_WITHIN_SECONDS="0.2"))
+    resp, body = call(pay(documentNumber="LOST-1"))  # accepted, not posted within the budget: 202
     assert resp.status_code == 202
-    host = queue_host(queued)
+    host = queue_host(env)
     host.queue.clear_messages()  # the message is gone (expired after 7 days, or deleted by hand)
-    [entry] = entries(queued)
+    [entry] = entries(env)
     assert entry.state == "queued" and entry.payload is not None
 
     out = io.StringIO()
     assert cli(["queue", "status"], out) == 0  # not stranded yet: younger than the re-drive threshold
     assert "0 stranded payments" in out.getvalue()
-    backdate(queued, entry.key, 901)
+    backdate(env, entry.key, 901)
     out = io.StringIO()
     assert cli(["queue", "status"], out) == 1
     assert f"{entry.key}  {C}_{J}  batch {body['id']}: accepted, no message seen" in out.getvalue()
@@ -185,6 +186,30 @@ def test_an_accepted_payment_whose_message_was_lost_is_queued_again_by_the_timer
     assert report["status"] == "completed" and report["results"][0]["payment"]["id"] == stored["id"]
     out = io.StringIO()
     assert cli(["queue", "status"], out) == 0 and "0 stranded payments" in out.getvalue()
+
+
+def test_a_deferred_batch_whose_intake_message_was_lost_is_taken_in_by_the_redrive(queued, sandbox):
+    from datetime import timedelta
+
+    from payments import runtime
+    from payments.work.redrive import redrive_intakes
+
+    resp, body = call(
+        [pay(documentNumber="DEF-1"), pay(documentNumber="DEF-2")], headers={"Prefer": "respond-async"}
+    )
+    assert resp.status_code == 202 and body["summary"] == {"total": 2, "accepted": 2}
+    host = queue_host(queued)
+    host.queue.clear_messages()
+    assert entries(queued) == []  # nothing in the ledger yet: the batch waits, kept, for its intake
+    queued_pipeline = runtime.pipeline()
+    # The timer's threshold (PAYMENTS_REDRIVE_AFTER_SECONDS, at least 60 s) is the only difference.
+    assert redrive_intakes(queued_pipeline.batches, queued_pipeline.queue, timedelta(0)) == 1
+    with host:
+        host.drain()
+    assert sorted(p["documentNumber"] for p in sandbox.payments()) == ["DEF-1", "DEF-2"]
+    _, report = status_of(resp.headers["Location"])
+    assert report["status"] == "completed" and report["summary"] == {"total": 2, "created": 2}
+    assert redrive_intakes(queued_pipeline.batches, queued_pipeline.queue, timedelta(0)) == 0
 
 
 def test_a_file_drop_through_the_queue_reports_what_the_queue_function_posted(azure_env, azurite, sandbox):
