@@ -205,3 +205,28 @@ def test_request_timeout_counts_from_arrival_and_answers_504(sb):
     assert first.status_code == 201
     assert late.status_code == 504  # queued ~0.3 s, its first operation would end at ~0.6 s
     assert [p["documentNumber"] for p in sb.payments()] == ["A"]
+
+
+def test_its_load_instruments_count_requests_at_once_and_writers_per_journal(sb):
+    """Not a Business Central behaviour: the peaks the scale benchmark reads (bench/scale.py)."""
+    sb.latency = 0.3
+    other = sb.add_journal("5f0e6a3c-0000-4000-8000-00000000a002", name="CASH2")
+    inner = f"companies({SANDBOX_COMPANY_ID})/customerPaymentJournals({other})/customerPayments"
+    body = {"customerNumber": "10000", "amount": -1, "documentNumber": "OTHER-1"}
+    headers = {"Authorization": "Bearer one", "Content-Type": "application/json"}
+    into_other = lambda: requests.post(f"{sb.bc_base_url}/{inner}", data=json.dumps(body), headers=headers, timeout=10)  # noqa: E731
+    threads = [threading.Thread(target=send, args=(sb, "PEAK-1")), threading.Thread(target=into_other)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert (sb.peak_in_flight, sb.peak_journal_writers) == (2, 1)  # two journals, one writer each
+    threads = [threading.Thread(target=send, args=(sb, f"PEAK-{n}")) for n in (2, 3)]
+    threads.append(threading.Thread(target=send_batch, args=(sb, ["PEAK-4"])))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert (sb.peak_in_flight, sb.peak_journal_writers) == (3, 3)  # a $batch naming the journal counts
+    sb.reset()
+    assert (sb.peak_in_flight, sb.peak_journal_writers) == (0, 0)
