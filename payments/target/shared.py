@@ -59,11 +59,17 @@ class _Renewer:
                     self._thread = None
                     return
             for lease in held:
+                with self._lock:
+                    if lease not in self._held:
+                        continue  # given back since
                 try:
                     lease.renew()
-                except HttpResponseError as exc:  # lost (it ran out while this process stalled)
-                    log.error("shared flow lease lost: %s", exc.error_code)
-                    self.discard(lease)
+                except Exception as exc:  # this thread must outlive any one failure
+                    with self._lock:
+                        still_held = lease in self._held
+                        self._held.discard(lease)
+                    if still_held:  # lost (it ran out while this process stalled), not just given back
+                        log.error("shared flow lease lost: %s", getattr(exc, "error_code", None) or exc)
 
 
 class SharedFlow:
