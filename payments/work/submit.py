@@ -41,7 +41,10 @@ Origin = Literal[
 ]
 
 ACCEPT_CHUNK = 100  # one ledger transaction: at most 100 entities of one partition
-REQUEUE_JOINED_AFTER = timedelta(seconds=60)  # a waiting payment sent again: its message may be lost
+REQUEUE_JOINED_AFTER = timedelta(seconds=60)
+# host.json's functionTimeout is one hour: a file drop reports what is still queued after 40 minutes
+# as `accepted` (it will be posted) rather than be cut off without a report.
+LONGEST_WAIT_SECONDS = 40 * 60.0  # a waiting payment sent again: its message may be lost
 
 
 @dataclass(slots=True)
@@ -126,6 +129,8 @@ class QueuedPipeline(Pipeline):
         halt: Halt | None = None,  # the posters stop and resume on their own: nothing to carry
     ) -> list[Outcome]:
         submission = self.submit(company_id, journal_id, payments, keys=keys)
+        if deadline is None:  # a file drop: wait, but end well within the host's function timeout
+            deadline = time.monotonic() + LONGEST_WAIT_SECONDS
         return self.wait(submission, deadline, progress)
 
     # -- accepting ----------------------------------------------------------------------------------
