@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 
 import azure.functions as func
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.queue import BinaryBase64DecodePolicy, QueueClient, TextBase64EncodePolicy
 
 log = logging.getLogger("devtools.queue_host")
@@ -112,13 +112,18 @@ class QueueHost:
     def _delete(self, message) -> None:
         try:
             self.queue.delete_message(message)
-        except ResourceNotFoundError:
+        except (ResourceNotFoundError, HttpResponseError):
             pass  # its visibility ran out and another delivery took it: the ledger makes that harmless
 
     def _loop(self) -> None:
         pause = 0.02
         while not self._stop.is_set():
-            if self.step():
+            try:
+                took = self.step()
+            except Exception:  # the listener outlives a storage error, as the host's does
+                log.exception("queue listener: receiving failed")
+                took = False
+            if took:
                 pause = 0.02
             else:
                 self._stop.wait(pause)
