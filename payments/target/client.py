@@ -11,10 +11,11 @@ never re-posted.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,6 +74,7 @@ class TargetClient:
         # workers may prepare and record payments while others' requests are out.
         self.in_flight = InFlightLimit(settings.max_concurrency)
         self.journals = JournalLocks()
+        self._turn = threading.local()  # the journal whose turn this thread holds (journal_turn)
         limit, window = settings.target_rate_requests, settings.target_rate_window_seconds
         self.rate: RateWindow | SharedRate = (
             shared.rate(limit, window, settings.retry_max_seconds)
@@ -165,6 +167,25 @@ class TargetClient:
         found = codec.loads(response.content, unique_keys=False)
         return list(found.get("value", [])) if isinstance(found, dict) else []
 
+    @contextmanager
+    def journal_turn(self, company_id: str, journal_id: str, until: float | None) -> Iterator[bool]:
+        """Hold a journal's turn (this worker's, and every instance's with shared limits) for several
+        inserts in a row, instead of taking and giving it back for each: yields False, holding nothing,
+        when it could not be had before `until` (monotonic)."""
+        key = (company_id, journal_id)
+        held = self.journals.acquire(key, until)
+        if held is None:
+            yield False
+            return
+        try:
+            shared = self.shared.journal(*key, until=until) if self.shared is not None else nullcontext(True)
+            with shared as ours:
+                self._turn.journal = key if ours else None
+                yield bool(ours)
+        finally:
+            self._turn.journal = None
+            held.release()
+
     # -- one request, under the retry policy ------------------------------------------------------
 
     def _send(
@@ -197,8 +218,8 @@ class TargetClient:
         self, method: str, url: str, body: bytes | None, request_id: str, request: Request
     ) -> requests.Response:
         """One attempt; an insert holds its journal's turn for the whole of it."""
-        if request.journal is None:
-            return self._exchange(method, url, body, request_id, request)
+        if request.journal is None or getattr(self._turn, "journal", None) == request.journal:
+            return self._exchange(method, url, body, request_id, request)  # no turn needed, or held
         busy = TargetUnavailable(
             "not sent: the journal was busy with other inserts until this payment's claim ran out",
             retry_after=30,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import random
 from collections import Counter
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -70,26 +71,35 @@ class Poster:
         back: list[Item] = []
         retry_after: float = 0
         size = max(self.client.settings.batch_size, 1)
-        for start in range(0, len(claimed), size):
-            group = claimed[start : start + size]
-            if back:  # the target is busy or down: the rest waits with the others, unsent
-                back.extend(self._requeue(entry, item) for item, entry in group)
-                continue
-            outcomes = self._send(work, [item for item, _ in group], [entry for _, entry in group])
-            marks: list[tuple[Entry, dict[str, Any]]] = []
-            for (item, entry), outcome in zip(group, outcomes, strict=True):
-                handled.kinds[outcome.kind] += 1
-                change = ledger_change(outcome)
-                if change is None:  # certainly not created: back on the queue
-                    back.append(self._requeue(entry, item))
-                    retry_after = max(retry_after, getattr(outcome.error, "retry_after", 0) or 0)
+        until = send_by(self.ledger, [entry for _, entry in claimed])
+        # One turn at the journal for the whole message (this worker's and, with shared limits, every
+        # instance's), rather than taking and giving it back for each insert.
+        turn = self.client.journal_turn(work.company, work.journal, until) if claimed else nullcontext(True)
+        with turn as ours:
+            if not ours:  # the journal stayed busy until the claims end: they all wait on the queue
+                back.extend(self._requeue(entry, item) for item, entry in claimed)
+                retry_after = 5.0
+                claimed = []
+            for start in range(0, len(claimed), size):
+                group = claimed[start : start + size]
+                if back:  # the target is busy or down: the rest waits with the others, unsent
+                    back.extend(self._requeue(entry, item) for item, entry in group)
                     continue
-                if outcome.client_request_id and change["state"] != "ambiguous":
-                    change["client_request_id"] = outcome.client_request_id  # for the status answer
-                marks.append((entry, change))
-                if outcome.kind == "ambiguous":
-                    self._recheck_later(entry, item, later)
-            self._commit(marks)
+                outcomes = self._send(work, [item for item, _ in group], [entry for _, entry in group])
+                marks: list[tuple[Entry, dict[str, Any]]] = []
+                for (item, entry), outcome in zip(group, outcomes, strict=True):
+                    handled.kinds[outcome.kind] += 1
+                    change = ledger_change(outcome)
+                    if change is None:  # certainly not created: back on the queue
+                        back.append(self._requeue(entry, item))
+                        retry_after = max(retry_after, getattr(outcome.error, "retry_after", 0) or 0)
+                        continue
+                    if outcome.client_request_id and change["state"] != "ambiguous":
+                        change["client_request_id"] = outcome.client_request_id  # for the status answer
+                    marks.append((entry, change))
+                    if outcome.kind == "ambiguous":
+                        self._recheck_later(entry, item, later)
+                self._commit(marks)
         if back:
             delay = max(retry_after, min(MAX_BACKOFF_SECONDS, 2.0**work.attempt)) + random.uniform(0, 1)  # noqa: S311 (jitter)
             again = Work(work.company, work.journal, work.batch, back, work.attempt + 1)
