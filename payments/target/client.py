@@ -180,11 +180,21 @@ class TargetClient:
         try:
             shared = self.shared.journal(*key, until=until) if self.shared is not None else nullcontext(True)
             with shared as ours:
-                self._turn.journal = key if ours else None
-                yield bool(ours)
+                if not ours:
+                    yield False
+                    return
+                # One of the shared slots too, for the whole turn: an insert into this journal is the
+                # only request the turn makes at a time, and taking a slot per insert cost two storage
+                # round trips each.
+                with self.shared.slot() if self.shared is not None else nullcontext():
+                    self._turn.journal = key
+                    yield True
         finally:
             self._turn.journal = None
             held.release()
+
+    def _holds_turn(self) -> bool:
+        return getattr(self._turn, "journal", None) is not None
 
     # -- one request, under the retry policy ------------------------------------------------------
 
@@ -261,10 +271,10 @@ class TargetClient:
                 headers["Content-Type"] = "application/json"
             if request.prefer is not None:
                 headers["Prefer"] = request.prefer
+            # A shared slot per request, unless this thread's journal turn holds one already.
+            slot = self.shared.slot if self.shared is not None and not self._holds_turn() else nullcontext
             try:
-                response = self._transport.exchange(
-                    method, url, body, headers, self.shared.slot if self.shared else nullcontext
-                )
+                response = self._transport.exchange(method, url, body, headers, slot)
             except requests.RequestException as exc:
                 if sent_nothing(exc) or idempotent:
                     raise Retryable(
