@@ -29,19 +29,17 @@ def customer_payments(req: func.HttpRequest) -> func.HttpResponse:
         journal_id=req.route_params.get("journalId"),
         pipeline=runtime.pipeline,
     )
-    return func.HttpResponse(
-        body=answer.content(),
-        status_code=answer.status,
-        headers=answer.headers,
-        mimetype=answer.media_type,
-        charset="utf-8",
-    )
+    return http_response(answer)
 
 
 @app.function_name("batch_status")
 @app.route(route="batches/{batchId}", methods=[func.HttpMethod.GET], auth_level=func.AuthLevel.FUNCTION)
 def batch_status(req: func.HttpRequest) -> func.HttpResponse:
     answer = webhook.handle_status(batch_id=req.route_params.get("batchId"), pipeline=runtime.pipeline)
+    return http_response(answer)
+
+
+def http_response(answer: webhook.Answer) -> func.HttpResponse:
     return func.HttpResponse(
         body=answer.content(),
         status_code=answer.status,

@@ -149,22 +149,34 @@ def handle_post(
     pipeline: Callable[[], Pipeline],
 ) -> Answer:
     """Answer one webhook call; never raises, never leaks a traceback."""
-    try:
-        answer = _handle(body, {k.lower(): v for k, v in headers.items()}, company_id, journal_id, pipeline)
+
+    def answer() -> Answer:
+        given = _handle(body, {k.lower(): v for k, v in headers.items()}, company_id, journal_id, pipeline)
         if pipeline().rules.amount_sign == "positive":
-            answer.headers[NEGATED_HEADER] = "true"
-        answer.content()  # written here, so a failure to write it is answered too
+            given.headers[NEGATED_HEADER] = "true"
+        return given
+
+    detail = "The relay failed unexpectedly before posting anything further; see its logs."
+    return _safely(answer, "handling a webhook call", detail)
+
+
+def _safely(make: Callable[[], Answer], doing: str, detail: str) -> Answer:
+    """`make()`'s answer, written out here (so a failure to write it is answered too); a wrong setting
+    or anything unexpected becomes a problem answer, never a traceback."""
+    try:
+        answer = make()
+        answer.content()
         return answer
     except SettingsError as exc:
         log.error("relay misconfigured: %s", exc)
         return problem(500, "relay-misconfigured", "The relay is misconfigured", str(exc))
     except Exception:
-        log.exception("unexpected failure handling a webhook call")
+        log.exception("unexpected failure %s", doing)
         return problem(
             500,
             "internal-error",
             "Unexpected error",
-            "The relay failed unexpectedly before posting anything further; see its logs.",
+            detail,
         )
 
 
@@ -490,22 +502,21 @@ def handle_status(
     *, batch_id: str | None, pipeline: Callable[[], Pipeline], batches: Callable[[], BatchStore] | None = None
 ) -> Answer:
     """GET /api/batches/{id}: each payment's outcome as the synchronous answer would give it; never raises."""
+    detail = "The relay failed unexpectedly; see its logs."
+    return _safely(lambda: _status(batch_id, pipeline, batches), "answering a batch status", detail)
+
+
+def _status(
+    batch_id: str | None, pipeline: Callable[[], Pipeline], batches: Callable[[], BatchStore] | None
+) -> Answer:
+    queued = pipeline()
+    if not isinstance(queued, QueuedPipeline):
+        return problem(404, "batch-not-found", "No such batch", "this relay answers every call at once")
     try:
-        queued = pipeline()
-        if not isinstance(queued, QueuedPipeline):
-            return problem(404, "batch-not-found", "No such batch", "this relay answers every call at once")
         sub = (batches or (lambda: queued.batches))().get(batch_id or "")
         if sub is None:
             return problem(404, "batch-not-found", "No such batch", f"no batch has the id {batch_id!r}")
         outcomes = queued.status(sub)
-        ignored = {int(i): v for i, v in sub.extra.get("ignored", {}).items()}
-        results, _, _, summary = _results(outcomes, ignored, bool(sub.extra.get("explicit")))
-        running = any(o.kind == "accepted" for o in outcomes)
-        body = {"id": sub.batch, "status": "running" if running else "completed", "summary": summary}
-        body["results"] = results
-        answer = Answer(200, body, {"Retry-After": str(_poll_after(outcomes))} if running else {})
-        answer.content()
-        return answer
     except LedgerUnavailable as exc:
         log.error("batch status unavailable: %s", exc)
         answer = problem(
@@ -516,11 +527,9 @@ def handle_status(
         )
         answer.headers["Retry-After"] = "30"
         return answer
-    except SettingsError as exc:
-        log.error("relay misconfigured: %s", exc)
-        return problem(500, "relay-misconfigured", "The relay is misconfigured", str(exc))
-    except Exception:
-        log.exception("unexpected failure answering a batch status")
-        return problem(
-            500, "internal-error", "Unexpected error", "The relay failed unexpectedly; see its logs."
-        )
+    ignored = {int(i): v for i, v in sub.extra.get("ignored", {}).items()}
+    results, _, _, summary = _results(outcomes, ignored, bool(sub.extra.get("explicit")))
+    running = any(o.kind == "accepted" for o in outcomes)
+    body = {"id": sub.batch, "status": "running" if running else "completed", "summary": summary}
+    body["results"] = results
+    return Answer(200, body, {"Retry-After": str(_poll_after(outcomes))} if running else {})
