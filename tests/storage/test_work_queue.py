@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
 from decimal import Decimal
 
 import azure.functions as func
@@ -27,6 +29,13 @@ from tests.support.work import queue_host, queue_settings
 @pytest.fixture
 def queued(azure_env, azurite, sandbox):
     return configure_storage(azure_env, azurite, **queue_settings())
+
+
+def wait_until(condition, timeout: float) -> None:
+    end = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < end, "condition not reached in time"
+        threading.Event().wait(0.05)
 
 
 def status_of(batch_url: str):
@@ -121,9 +130,7 @@ def test_a_429_puts_the_payments_back_on_the_queue_with_its_delay_instead_of_ret
         started = time.monotonic()
         resp, body = call(pay(documentNumber="THR-1"))
         assert resp.status_code == 202, body  # not posted within the answer budget
-        while not sandbox.payments():
-            assert time.monotonic() - started < 20
-            time.sleep(0.05)
+        wait_until(lambda: bool(sandbox.payments()), timeout=20)
         landed = time.monotonic() - started
         host.drain()
     assert landed >= 2.0  # the Retry-After was kept, as a delay on the queue
@@ -139,8 +146,8 @@ def test_a_repeat_of_a_queued_payment_joins_it_and_is_posted_once(queued, sandbo
     assert first.status_code == 202
     with ThreadPoolExecutor(1) as pool:
         waiting = pool.submit(call, pay(documentNumber="JOIN-1"))  # the same payment, still queued
-        time.sleep(0.5)
-        assert not waiting.done()
+        with pytest.raises(FuturesTimeout):
+            waiting.result(timeout=0.5)  # still waiting for the queued payment's outcome
         with queue_host(queued):
             again, created = waiting.result(timeout=30)
     assert again.status_code == 201, created
