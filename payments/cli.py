@@ -338,7 +338,7 @@ def cmd_queue(args: argparse.Namespace, out: TextIO) -> int:
         return 0
     work, poison = queued.queue.depth()
     after = timedelta(seconds=queued.client.settings.redrive_after_seconds)
-    stranded = list(queued._ledger.stranded(after))
+    stranded = list(queued.required_ledger.stranded(after))
     print(f"work queue {queued.queue.queue.queue_name}: {work} messages", file=out)
     print(f"poison queue {queued.queue.poison.queue_name}: {poison} messages", file=out)
     for entry in stranded:

@@ -91,7 +91,7 @@ def poster() -> Poster:
                     raise SettingsError("the work queue is off: set PAYMENTS_WORK_QUEUE to the queue's name")
                 settings = queued.client.settings.model_copy(update={"max_attempts": 1})
                 client = TargetClient(settings, target_credential(settings), shared=queued.client.shared)
-                _poster = Poster(client, queued._ledger, queued.queue, queued)
+                _poster = Poster(client, queued.required_ledger, queued.queue, queued)
     return _poster
 
 
@@ -100,15 +100,6 @@ def make_batches(settings: Settings) -> BatchStore:
     from .work import BatchStore
 
     return BatchStore(blob_service(settings).get_container_client(settings.batches_container))
-
-
-def batch_store() -> BatchStore:
-    from .work import QueuedPipeline
-
-    queued = pipeline()
-    if not isinstance(queued, QueuedPipeline):
-        raise SettingsError("the work queue is off: set PAYMENTS_WORK_QUEUE to the queue's name")
-    return queued.batches
 
 
 def make_shared_flow(settings: Settings) -> SharedFlow | None:
@@ -184,7 +175,9 @@ def redrive_work() -> int:
     if not isinstance(queued, QueuedPipeline):
         return 0
     after = timedelta(seconds=queued.client.settings.redrive_after_seconds)
-    return redrive_intakes(queued.batches, queued.queue, after) + redrive(queued._ledger, queued.queue, after)
+    return redrive_intakes(queued.batches, queued.queue, after) + redrive(
+        queued.required_ledger, queued.queue, after
+    )
 
 
 def check_settings() -> bool:

@@ -25,7 +25,7 @@ from .errors import (
 from .ledger import Scope, explicit_key
 from .model import Checked, CustomerPayment, as_dicts, check
 from .posting import Outcome, Pipeline
-from .work import BatchStore, QueuedPipeline, QueueUnavailable, Submission
+from .work import QueuedPipeline, QueueUnavailable, Submission
 from .work.submit import accepted
 
 log = logging.getLogger("payments.webhook")
@@ -498,22 +498,18 @@ def _results(
     return results, statuses, retry_after, _summary(outcomes)
 
 
-def handle_status(
-    *, batch_id: str | None, pipeline: Callable[[], Pipeline], batches: Callable[[], BatchStore] | None = None
-) -> Answer:
+def handle_status(*, batch_id: str | None, pipeline: Callable[[], Pipeline]) -> Answer:
     """GET /api/batches/{id}: each payment's outcome as the synchronous answer would give it; never raises."""
     detail = "The relay failed unexpectedly; see its logs."
-    return _safely(lambda: _status(batch_id, pipeline, batches), "answering a batch status", detail)
+    return _safely(lambda: _status(batch_id, pipeline), "answering a batch status", detail)
 
 
-def _status(
-    batch_id: str | None, pipeline: Callable[[], Pipeline], batches: Callable[[], BatchStore] | None
-) -> Answer:
+def _status(batch_id: str | None, pipeline: Callable[[], Pipeline]) -> Answer:
     queued = pipeline()
     if not isinstance(queued, QueuedPipeline):
         return problem(404, "batch-not-found", "No such batch", "this relay answers every call at once")
     try:
-        sub = (batches or (lambda: queued.batches))().get(batch_id or "")
+        sub = queued.batches.get(batch_id or "")
         if sub is None:
             return problem(404, "batch-not-found", "No such batch", f"no batch has the id {batch_id!r}")
         outcomes = queued.status(sub)

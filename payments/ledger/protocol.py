@@ -234,20 +234,11 @@ class Ledger:
         batch: str,
         now: datetime,
     ) -> Entry:
-        """A new entry for a payment accepted for the work queue: nothing sent (no `sent_by`)."""
-        payload = payment.payload()
-        return Entry(
-            scope=scope,
-            key=key,
-            state="queued",
-            fingerprint=payment_fingerprint or fingerprint(payload),
-            claimed_until=now,
-            created_at=now,
-            updated_at=now,
-            natural=natural_key(payload),
-            payload=codec.dumps(payload),
-            batch=batch,
-        )
+        """A new entry for a payment accepted for the work queue: nothing sent (no `sent_by`), and its
+        payload kept so it can be queued again from the ledger alone."""
+        fresh = self._fresh(scope, key, payment, payment_fingerprint, now)
+        payload = codec.dumps(payment.payload())
+        return evolve(fresh, state="queued", claimed_until=now, sent_by=None, payload=payload, batch=batch)
 
     def accept(
         self,

@@ -116,6 +116,13 @@ class Poster:
         for when, items in later.items():
             self.queue.send(Work(work.company, work.journal, work.batch, items), delay=when)
             handled.rechecks += len(items)
+        log.info(
+            "batch %s: %s; %d back on the queue, %d to look at again",
+            work.batch,
+            dict(handled.kinds),
+            handled.requeued,
+            handled.rechecks,
+        )
         return handled
 
     # -- claiming ------------------------------------------------------------------------------

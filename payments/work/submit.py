@@ -106,7 +106,8 @@ class QueuedPipeline(Pipeline):
         self.store = ledger.store
 
     @property
-    def _ledger(self) -> Ledger:
+    def required_ledger(self) -> Ledger:
+        """The ledger, which the work queue cannot do without (the runtime builds none without it)."""
         assert self.ledger is not None
         return self.ledger
 
@@ -145,7 +146,7 @@ class QueuedPipeline(Pipeline):
         batch: str | None = None,
     ) -> Submission:
         """Record every payment as accepted (or say why not) and put the accepted ones on the queue."""
-        ledger = self._ledger
+        ledger = self.required_ledger
         scope = Scope(company_id, journal_id)
         explicit = list(keys) if keys is not None else [None] * len(payments)
         digests = [digest(scope, p.payload()) for p in payments]
@@ -213,7 +214,7 @@ class QueuedPipeline(Pipeline):
             sub.origins[i] = "joined"
             # Queued by this very batch (its intake delivered again), or long enough ago that its
             # message may be lost: queue it (again); a second message is harmless.
-            stale = entry.updated_at + REQUEUE_JOINED_AFTER <= self._ledger.clock()
+            stale = entry.updated_at + REQUEUE_JOINED_AFTER <= self.required_ledger.clock()
             if entry.state == "queued" and (entry.batch == sub.batch or stale):
                 return Item(entry.key, payment.payload(), entry.fingerprint, entry.etag)
             return None
