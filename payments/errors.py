@@ -30,6 +30,21 @@ class InputError(RelayError, ValueError):
     """A payment file as a whole cannot be read (encoding, syntax of a single JSON document, CSV header)."""
 
 
+# -- callers -------------------------------------------------------------------------------------
+
+
+class CallerRefused(RelayError):
+    """A webhook call whose credential does not let it in: nothing was read or posted. `status` is 401
+    (no credential we accept), 403 (a known caller without the role) or 503 (it cannot be checked now)."""
+
+    def __init__(self, status: int, slug: str, title: str, detail: str):
+        super().__init__(detail)
+        self.status = status
+        self.slug = slug
+        self.title = title
+        self.detail = detail
+
+
 # -- our own storage -----------------------------------------------------------------------------
 
 

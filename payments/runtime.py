@@ -24,6 +24,7 @@ from .target.shared import SharedFlow
 
 if TYPE_CHECKING:
     from .filedrop import FileDrop
+    from .inbound import Gate
     from .work import BatchStore, Poster, WorkQueue
 
 log = logging.getLogger("payments.runtime")
@@ -32,6 +33,7 @@ _lock = threading.RLock()
 _pipeline: Pipeline | None = None
 _file_drop: FileDrop | None = None
 _poster: Poster | None = None
+_gate: Gate | None = None
 
 
 def freeze_startup_objects() -> None:
@@ -67,6 +69,23 @@ def pipeline() -> Pipeline:
                 else:
                     _pipeline = Pipeline(client, ledger)
     return _pipeline
+
+
+def gate() -> Gate:
+    """The process's gate for HTTP callers; its signed deliveries are kept in the storage account (so
+    every instance refuses a replay), or in memory without one (local development)."""
+    global _gate
+    if _gate is None:
+        with _lock:
+            if _gate is None:
+                from .inbound import Deliveries, Gate, MemoryDeliveries, TableDeliveries
+                from .storage import table_client
+
+                settings = load_settings()
+                table = table_client(settings, settings.webhook_table)
+                deliveries: Deliveries = MemoryDeliveries() if table is None else TableDeliveries(table)
+                _gate = Gate(settings, deliveries)
+    return _gate
 
 
 def make_work_queue(settings: Settings) -> WorkQueue:
@@ -150,6 +169,9 @@ def purge_ledger() -> int:
         return 0
     removed = ledger.purge()
     log.info("ledger purge removed %d entries past retention", removed)
+    if gate().settings.senders:
+        forgotten = gate().purge()
+        log.info("ledger purge forgot %d signed deliveries past the tolerance", forgotten)
     return removed
 
 
@@ -193,8 +215,9 @@ def check_settings() -> bool:
 
 def reset() -> None:
     """Forget the process state (tests change settings between cases)."""
-    global _pipeline, _file_drop, _poster
+    global _pipeline, _file_drop, _poster, _gate
     with _lock:
+        _gate = None
         if _pipeline is not None:
             _pipeline.client.close()
         if _poster is not None:

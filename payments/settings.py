@@ -6,14 +6,17 @@ of names from this class, so a setting added here without a template change is c
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
+import os
 import re
 import uuid
 from functools import cached_property
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import SettingsError
@@ -24,6 +27,7 @@ BUSINESS_CENTRAL_SCOPE = "https://api.businesscentral.dynamics.com/.default"
 
 Target = Literal["graph", "businesscentral"]
 _CONTAINER = re.compile(r"[a-z0-9](?:[a-z0-9-]{1,61})[a-z0-9]")
+_SENDER = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?")
 
 
 def is_loopback_url(url: str) -> bool:
@@ -111,6 +115,52 @@ class Settings(BaseSettings):
         ge=0,
         description="A webhook batch of more payments than this is answered 202 Accepted at once",
     )
+    inbound_auth: Literal["entra", "none"] = Field(
+        "entra",
+        description="entra: every HTTP call needs a Microsoft Entra ID token of the tenant, for an allowed "
+        "audience, with the role (signed webhooks use their own routes); none: no caller check, for local "
+        "development only (refused on Azure, where WEBSITE_SITE_NAME is set)",
+    )
+    auth_tenant_id: str | None = Field(None, description="Tenant whose applications may call the relay")
+    auth_audiences: str = Field(
+        "",
+        description="Comma-separated audiences a caller's token must name: the relay's app registration, "
+        "api://<client id> and <client id>",
+    )
+    auth_client_applications: str = Field(
+        "",
+        description="Comma-separated client ids of the applications that may call; empty: any application "
+        "of the tenant that holds the role",
+    )
+    auth_role: str = Field(
+        "Payments.Submit", min_length=1, description="App role a caller must hold (roles claim)"
+    )
+    auth_verify_token: bool = Field(
+        True,
+        description="Verify the bearer token (signature against the tenant's keys, audience, issuer, expiry) "
+        "in the relay too: App Service Authentication cannot be relied on alone on Flex Consumption; false "
+        "trusts X-MS-CLIENT-PRINCIPAL from the platform",
+    )
+    auth_authority: str = Field(
+        "https://login.microsoftonline.com",
+        description="Entra ID authority host: the tenant's signing keys and token issuer live under it",
+    )
+    webhook_senders: str = Field(
+        "",
+        description="Comma-separated names of the Standard Webhooks senders; each one's secrets (whsec_..., "
+        "space-separated, several while rotating) in PAYMENTS_WEBHOOK_SECRET_<NAME>, a Key Vault reference",
+    )
+    webhook_tolerance_seconds: int = Field(
+        300, ge=1, le=3600, description="How far a signed webhook's timestamp may be from now"
+    )
+    webhook_table: str = Field(
+        "paymentswebhooks",
+        pattern=r"^[A-Za-z][A-Za-z0-9]{2,62}$",
+        description="Table of the signed deliveries seen, so that a replayed one is refused",
+    )
+    site_name: str | None = Field(
+        None, validation_alias="WEBSITE_SITE_NAME", description="Set by Azure: the app runs in Azure"
+    )
     inbox_container: str = Field("payments-inbox", description="Container the file-drop trigger watches")
     reports_container: str = Field("payments-reports", description="Container for file-drop reports")
     archive_container: str = Field(
@@ -176,6 +226,8 @@ class Settings(BaseSettings):
         description="Client id of the user-assigned identity used for storage",
     )
 
+    _sender_secrets: dict[str, list[bytes]] = PrivateAttr(default_factory=dict)
+
     @field_validator("storage_connection_string")
     @classmethod
     def _check_connection_string(cls, value: str | None) -> str | None:
@@ -206,6 +258,27 @@ class Settings(BaseSettings):
             raise ValueError("must not carry a query string or fragment")
         return value.rstrip("/")
 
+    @field_validator("auth_authority")
+    @classmethod
+    def _check_authority(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if not parts.hostname or parts.path.strip("/") or parts.query or parts.fragment:
+            raise ValueError("must be an authority host such as https://login.microsoftonline.com")
+        if parts.scheme != "https" and not (parts.scheme == "http" and is_loopback_url(value)):
+            raise ValueError("must use https:// (plain http is allowed only on loopback, for tests)")
+        return value.rstrip("/")
+
+    @field_validator("webhook_senders")
+    @classmethod
+    def _check_senders(cls, value: str) -> str:
+        for name in _names(value):
+            if not _SENDER.fullmatch(name):
+                raise ValueError(
+                    f"sender {name!r}: a sender name is 1-32 lower-case letters, digits and hyphens (it is "
+                    "part of the sender's URL)"
+                )
+        return value
+
     @field_validator("api_scope")
     @classmethod
     def _check_scope(cls, value: str | None) -> str | None:
@@ -215,7 +288,9 @@ class Settings(BaseSettings):
             raise ValueError("must be a resource scope ending in /.default")
         return value
 
-    @field_validator("azure_client_id", "default_company_id", "default_journal_id", "storage_client_id")
+    @field_validator(
+        "azure_client_id", "default_company_id", "default_journal_id", "storage_client_id", "auth_tenant_id"
+    )
     @classmethod
     def _check_guid(cls, value: str | None) -> str | None:
         if value in (None, ""):
@@ -258,9 +333,50 @@ class Settings(BaseSettings):
             )
         if len({self.inbox_container, self.reports_container, self.archive_container}) < 3:
             raise ValueError("the inbox, reports and archive containers must be three different containers")
+        if self.inbound_auth == "none" and self.site_name:
+            raise ValueError(
+                "PAYMENTS_INBOUND_AUTH=none lets anyone post payments: it is for local development only and "
+                "refused on Azure; set PAYMENTS_INBOUND_AUTH=entra with PAYMENTS_AUTH_TENANT_ID and "
+                "PAYMENTS_AUTH_AUDIENCES"
+            )
+        self._sender_secrets = {name: _sender_secrets(name) for name in self.senders}
         if self.backoff_base_seconds > self.backoff_max_seconds:
             raise ValueError("PAYMENTS_BACKOFF_BASE_SECONDS must not exceed PAYMENTS_BACKOFF_MAX_SECONDS")
         return self
+
+    @cached_property
+    def audiences(self) -> list[str]:
+        return _names(self.auth_audiences, lower=False)
+
+    @cached_property
+    def client_applications(self) -> set[str]:
+        return set(_names(self.auth_client_applications))
+
+    @cached_property
+    def senders(self) -> list[str]:
+        return _names(self.webhook_senders)
+
+    def sender_secrets(self, sender: str) -> list[bytes] | None:
+        """The secrets a sender signs with (None: no such sender)."""
+        return self._sender_secrets.get(sender)
+
+    def entra_problem(self) -> str | None:
+        """Why Entra ID callers cannot be checked with these settings (None: they can). Not a start-up
+        error: the file drop and the queue keep working while the webhook answers that it is misconfigured."""
+        missing = [
+            name
+            for name, value in (
+                ("PAYMENTS_AUTH_TENANT_ID", self.auth_tenant_id),
+                ("PAYMENTS_AUTH_AUDIENCES", self.audiences),
+            )
+            if not value
+        ]
+        if self.inbound_auth == "entra" and missing:
+            return (
+                f"PAYMENTS_INBOUND_AUTH=entra needs {' and '.join(missing)}: the tenant whose applications "
+                "may call, and the relay's app registration (api://<client id>,<client id>)"
+            )
+        return None
 
     @cached_property
     def base_url(self) -> str:
@@ -271,6 +387,46 @@ class Settings(BaseSettings):
         if self.api_scope:
             return self.api_scope
         return GRAPH_SCOPE if self.target == "graph" else BUSINESS_CENTRAL_SCOPE
+
+
+def _names(value: str, *, lower: bool = True) -> list[str]:
+    """The items of a comma-separated setting, trimmed, empty ones dropped."""
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    return [v.lower() for v in items] if lower else items
+
+
+def secret_env(sender: str) -> str:
+    """The app setting holding a sender's secrets: a Key Vault reference in Azure."""
+    return "PAYMENTS_WEBHOOK_SECRET_" + sender.upper().replace("-", "_")
+
+
+def _sender_secrets(sender: str) -> list[bytes]:
+    """A sender's Standard Webhooks secrets (`whsec_` + base64, at least 24 bytes each; several,
+    space-separated, while one is rotated). Errors name the setting, never its value."""
+    env = secret_env(sender)
+    raw = os.environ.get(env, "").split()
+    if not raw:
+        raise ValueError(
+            f"webhook sender {sender!r} has no secret: set {env} to a Key Vault reference, "
+            "@Microsoft.KeyVault(VaultName=...;SecretName=...), whose value is whsec_<base64>"
+        )
+    secrets = []
+    if raw[0].startswith("@Microsoft.KeyVault("):
+        raise ValueError(
+            f"{env}: the Key Vault reference did not resolve; grant the relay's identity Key Vault Secrets "
+            "User on the vault (keyVaultReferenceIdentity names it) and check the secret's name"
+        )
+    for position, text in enumerate(raw, 1):
+        try:
+            secret = base64.b64decode(text.removeprefix("whsec_"), validate=True)
+        except (binascii.Error, ValueError):
+            secret = b""
+        if len(secret) < 24:
+            raise ValueError(
+                f"{env}: secret {position} is not whsec_ followed by base64 of at least 24 bytes"
+            )
+        secrets.append(secret)
+    return secrets
 
 
 def env_names() -> dict[str, str]:

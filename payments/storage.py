@@ -32,14 +32,17 @@ TRANSFER_SIZES = {
 
 def ledger_table(settings: Settings) -> TableClient | None:
     """The ledger's table in the function's own storage account, or None when none is configured."""
+    return table_client(settings, settings.ledger_table)
+
+
+def table_client(settings: Settings, name: str) -> TableClient | None:
+    """A table in the function's own storage account, or None when none is configured."""
     from azure.data.tables import TableClient
 
     if settings.storage_connection_string:
-        return TableClient.from_connection_string(settings.storage_connection_string, settings.ledger_table)
+        return TableClient.from_connection_string(settings.storage_connection_string, name)
     if settings.storage_table_uri:
-        return TableClient(
-            settings.storage_table_uri, settings.ledger_table, credential=storage_credential(settings)
-        )
+        return TableClient(settings.storage_table_uri, name, credential=storage_credential(settings))
     return None
 
 

@@ -16,13 +16,15 @@ from typing import Any
 from . import codec
 from .errors import (
     AmbiguousOutcome,
+    CallerRefused,
     LedgerUnavailable,
     NotAuthorized,
     PermanentRejection,
     SettingsError,
     TargetUnavailable,
 )
-from .ledger import Scope, explicit_key
+from .inbound import Caller, Gate
+from .ledger import CALLER, Scope, explicit_key
 from .model import Checked, CustomerPayment, as_dicts, check
 from .posting import Outcome, Pipeline
 from .work import QueuedPipeline, QueueUnavailable, Submission
@@ -39,6 +41,7 @@ NEGATED_HEADER = "Payments-Amounts-Negated"
 # The Functions host answers an HTTP trigger within 230 s; stop starting new posts well before.
 HTTP_TIME_BUDGET_SECONDS = 180.0
 STATUS_ROUTE = "/api/batches"  # GET {STATUS_ROUTE}/{id}: a batch answered 202 Accepted
+SIGNED_ROUTE = "/api/webhooks"  # a Standard Webhooks sender's routes: {SIGNED_ROUTE}/{sender}/...
 
 
 @dataclass(slots=True)
@@ -147,17 +150,43 @@ def handle_post(
     company_id: str | None,
     journal_id: str | None,
     pipeline: Callable[[], Pipeline],
+    gate: Callable[[], Gate],
+    sender: str | None = None,
 ) -> Answer:
-    """Answer one webhook call; never raises, never leaks a traceback."""
+    """Answer one webhook call; never raises, never leaks a traceback. `sender`: the call came on a
+    Standard Webhooks sender's route and must be signed with its secret."""
 
     def answer() -> Answer:
-        given = _handle(body, {k.lower(): v for k, v in headers.items()}, company_id, journal_id, pipeline)
+        lowered = {k.lower(): v for k, v in headers.items()}
+        try:
+            caller = gate().admit(lowered, body, sender=sender)
+        except CallerRefused as exc:
+            return refused(exc, signed=sender is not None)
+        entered = CALLER.set(caller.id)  # every ledger entry this call creates records its caller
+        try:
+            given = _handle(body, lowered, company_id, journal_id, pipeline, caller)
+        finally:
+            CALLER.reset(entered)
+        log.info("webhook call from %s answered %d", caller.id, given.status)
         if pipeline().rules.amount_sign == "positive":
             given.headers[NEGATED_HEADER] = "true"
         return given
 
     detail = "The relay failed unexpectedly before posting anything further; see its logs."
     return _safely(answer, "handling a webhook call", detail)
+
+
+def refused(exc: CallerRefused, *, signed: bool) -> Answer:
+    """The answer to a caller the gate refused (RFC 9110: a 401 says how to authenticate)."""
+    log.warning("caller refused (%d %s): %s", exc.status, exc.slug, exc.detail)
+    answer = problem(exc.status, exc.slug, exc.title, exc.detail)
+    if exc.status == 401:
+        answer.headers["WWW-Authenticate"] = (
+            'webhook-signature realm="payments-relay"' if signed else 'Bearer realm="payments-relay"'
+        )
+    elif exc.status == 503:
+        answer.headers["Retry-After"] = "30"
+    return answer
 
 
 def _safely(make: Callable[[], Answer], doing: str, detail: str) -> Answer:
@@ -186,6 +215,7 @@ def _handle(
     company_id: str | None,
     journal_id: str | None,
     make_pipeline: Callable[[], Pipeline],
+    caller: Caller,
 ) -> Answer:
     pipeline = make_pipeline()
     settings = pipeline.client.settings
@@ -241,6 +271,9 @@ def _handle(
             "Invalid Idempotency-Key",
             "Idempotency-Key must be a string of 1 to 255 printable ASCII characters, quoted or bare",
         )
+    if key is None and caller.delivery is not None:
+        # A signed delivery's webhook-id is its idempotency key (Standard Webhooks: a retry keeps it).
+        key = f"webhook-id:{caller.id}:{caller.delivery}"
     prefer = _preferences(headers.get("prefer", ""))
     batch = _batch_items(data)
     if batch is None:
@@ -440,8 +473,16 @@ def _through_queue(
     return _accepted(sub, outcomes, asked, located=located)
 
 
+def status_url(sub: Submission) -> str:
+    """Where the batch's sender follows it: a signed sender on its own routes (signing the GET)."""
+    owner = sub.owner or ""
+    if owner.startswith("webhook:"):
+        return f"{SIGNED_ROUTE}/{owner.removeprefix('webhook:')}/batches/{sub.batch}"
+    return f"{STATUS_ROUTE}/{sub.batch}"
+
+
 def _accepted(sub: Submission, outcomes: list[Outcome], asked: bool, *, located: bool) -> Answer:
-    location = f"{STATUS_ROUTE}/{sub.batch}"
+    location = status_url(sub)
     body: dict[str, Any] = {"id": sub.batch, "status": "running", "summary": _summary(outcomes)}
     headers = {"Retry-After": str(_poll_after(outcomes))}
     if asked:
@@ -498,19 +539,35 @@ def _results(
     return results, statuses, retry_after, _summary(outcomes)
 
 
-def handle_status(*, batch_id: str | None, pipeline: Callable[[], Pipeline]) -> Answer:
-    """GET /api/batches/{id}: each payment's outcome as the synchronous answer would give it; never raises."""
+def handle_status(
+    *,
+    batch_id: str | None,
+    headers: Mapping[str, str],
+    pipeline: Callable[[], Pipeline],
+    gate: Callable[[], Gate],
+    sender: str | None = None,
+) -> Answer:
+    """GET /api/batches/{id}: each payment's outcome as the synchronous answer would give it, to the
+    caller who sent the batch only; never raises."""
+
+    def answer() -> Answer:
+        try:
+            caller = gate().admit({k.lower(): v for k, v in headers.items()}, b"", sender=sender, once=False)
+        except CallerRefused as exc:
+            return refused(exc, signed=sender is not None)
+        return _status(batch_id, pipeline, caller)
+
     detail = "The relay failed unexpectedly; see its logs."
-    return _safely(lambda: _status(batch_id, pipeline), "answering a batch status", detail)
+    return _safely(answer, "answering a batch status", detail)
 
 
-def _status(batch_id: str | None, pipeline: Callable[[], Pipeline]) -> Answer:
+def _status(batch_id: str | None, pipeline: Callable[[], Pipeline], caller: Caller) -> Answer:
     queued = pipeline()
     if not isinstance(queued, QueuedPipeline):
         return problem(404, "batch-not-found", "No such batch", "this relay answers every call at once")
     try:
         sub = queued.batches.get(batch_id or "")
-        if sub is None:
+        if sub is None or not caller.owns(sub.owner):  # another caller's batch is not there for this one
             return problem(404, "batch-not-found", "No such batch", f"no batch has the id {batch_id!r}")
         outcomes = queued.status(sub)
     except LedgerUnavailable as exc:

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import operator
+from contextvars import ContextVar
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 # queued: accepted for the work queue, nothing sent yet (any poster may take it and send it).
 State = Literal["queued", "claimed", "posted", "rejected", "ambiguous"]
+
+
+# Who sent the payments being recorded (`app:<client id>`, `webhook:<sender>`), for the duration of an
+# entry point's call: every entry created meanwhile keeps it. The posting threads run in a copy of the
+# call's context, so they see it too.
+CALLER: ContextVar[str | None] = ContextVar("payments_caller", default=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +56,7 @@ class Entry:
     # whose queue message was lost is sent from the ledger alone; and the batch that accepted it.
     payload: str | None = None
     batch: str | None = None
+    caller: str | None = None  # who sent it (CALLER when the entry was created)
     etag: str | None = None
 
     def is_stale(self, now: datetime) -> bool:

@@ -29,7 +29,7 @@ from typing import Any, Literal
 from .. import codec
 from ..errors import LedgerUnavailable
 from ..model import CustomerPayment
-from .entry import Entry, Scope, evolve
+from .entry import CALLER, Entry, Scope, evolve
 from .keys import fingerprint, natural_key
 from .store import LedgerStore
 
@@ -94,6 +94,7 @@ class Ledger:
             updated_at=now,
             natural=natural_key(payload),
             sent_by=now + self.lease,
+            caller=CALLER.get(),
         )
 
     def claim(

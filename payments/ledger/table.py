@@ -51,6 +51,7 @@ class TableLedgerStore:
             "SentBy": entry.sent_by,
             "Payload": entry.payload,
             "Batch": entry.batch,
+            "Caller": entry.caller,
         }
         entity.update({k: v for k, v in optional.items() if v is not None})
         return entity
@@ -77,6 +78,7 @@ class TableLedgerStore:
             sent_by=entity.get("SentBy"),
             payload=entity.get("Payload"),
             batch=entity.get("Batch"),
+            caller=entity.get("Caller"),
             etag=entity.metadata.get("etag"),
         )
 

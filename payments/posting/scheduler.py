@@ -3,6 +3,7 @@ occurrence, and a halt once the target is down, so payments not yet started are 
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 from collections.abc import Callable
@@ -88,7 +89,8 @@ def schedule(
             run(group)
         else:
             ahead.acquire()
-            futures.append(pool.submit(run_then_free, group))
+            # In a copy of the caller's context: what it set (the ledger's CALLER) holds in the workers.
+            futures.append(pool.submit(contextvars.copy_context().run, run_then_free, group))
 
     def drain() -> None:
         for future in futures:

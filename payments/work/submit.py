@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .. import codec
 from ..errors import AmbiguousOutcome, LedgerUnavailable, PermanentRejection, TargetUnavailable
-from ..ledger import Decision, Entry, Ledger, Scope, digest
+from ..ledger import CALLER, Decision, Entry, Ledger, Scope, digest
 from ..model import CustomerPayment
 from ..posting import Halt, Outcome, Pipeline
 from ..posting.scheduler import Progress
@@ -61,6 +61,7 @@ class Submission:
     repeats: dict[int, int] = field(default_factory=dict)  # index -> index of the first occurrence
     extra: dict[str, Any] = field(default_factory=dict)  # the entry point's own (e.g. ignored properties)
     payloads: list[dict[str, Any]] | None = None  # kept until intake (deferred batches only)
+    owner: str | None = field(default_factory=CALLER.get)  # the caller who sent it: only it sees the batch
 
     @property
     def scope(self) -> Scope:
@@ -77,6 +78,7 @@ class Submission:
             "since": {str(i): t.isoformat() for i, t in self.since.items()},
             "repeats": {str(i): j for i, j in self.repeats.items()},
             "extra": self.extra,
+            "owner": self.owner,
             **({"payloads": self.payloads} if self.payloads is not None else {}),
         }
 
@@ -93,6 +95,7 @@ class Submission:
             repeats={int(i): int(j) for i, j in data.get("repeats", {}).items()},
             extra=data.get("extra", {}),
             payloads=data.get("payloads"),
+            owner=data.get("owner"),
         )
 
 
@@ -264,7 +267,11 @@ class QueuedPipeline(Pipeline):
             return None
         payments = [Carried(p) for p in kept.payloads]
         keys = [k or None for k in kept.keys]
-        sub = self.submit(kept.company, kept.journal, payments, keys=keys, batch=batch)  # type: ignore[arg-type]
+        taken_as = CALLER.set(kept.owner)  # the ledger entries record who sent the batch
+        try:
+            sub = self.submit(kept.company, kept.journal, payments, keys=keys, batch=batch)  # type: ignore[arg-type]
+        finally:
+            CALLER.reset(taken_as)
         sub.extra = kept.extra
         self.batches.put(sub)
         return sub
