@@ -15,28 +15,64 @@ app = func.FunctionApp()
 runtime.check_settings()
 
 
+# Every route is anonymous to the host: the relay admits callers itself (payments.inbound), Entra ID
+# applications on these routes, Standard Webhooks senders on theirs. Function keys are not used.
+PAYMENTS_ROUTE = "companies/{companyId}/customerPaymentJournals/{journalId}/customerPayments"
+SIGNED = "webhooks/{sender}/"
+
+
 @app.function_name("customer_payments")
-@app.route(
-    route="companies/{companyId}/customerPaymentJournals/{journalId}/customerPayments",
-    methods=[func.HttpMethod.POST],
-    auth_level=func.AuthLevel.FUNCTION,
-)
+@app.route(route=PAYMENTS_ROUTE, methods=[func.HttpMethod.POST], auth_level=func.AuthLevel.ANONYMOUS)
 def customer_payments(req: func.HttpRequest) -> func.HttpResponse:
-    answer = webhook.handle_post(
+    return http_response(post(req))
+
+
+@app.function_name("signed_customer_payments")
+@app.route(route=SIGNED + PAYMENTS_ROUTE, methods=[func.HttpMethod.POST], auth_level=func.AuthLevel.ANONYMOUS)
+def signed_customer_payments(req: func.HttpRequest) -> func.HttpResponse:
+    return http_response(post(req, sender=req.route_params.get("sender")))
+
+
+@app.function_name("batch_status")
+@app.route(route="batches/{batchId}", methods=[func.HttpMethod.GET], auth_level=func.AuthLevel.ANONYMOUS)
+def batch_status(req: func.HttpRequest) -> func.HttpResponse:
+    return http_response(status(req))
+
+
+@app.function_name("signed_batch_status")
+@app.route(
+    route=SIGNED + "batches/{batchId}", methods=[func.HttpMethod.GET], auth_level=func.AuthLevel.ANONYMOUS
+)
+def signed_batch_status(req: func.HttpRequest) -> func.HttpResponse:
+    return http_response(status(req, sender=req.route_params.get("sender")))
+
+
+@app.function_name("openapi")
+@app.route(route="openapi.json", methods=[func.HttpMethod.GET], auth_level=func.AuthLevel.ANONYMOUS)
+def openapi(req: func.HttpRequest) -> func.HttpResponse:
+    return http_response(webhook.handle_openapi(headers=dict(req.headers), gate=runtime.gate))
+
+
+def post(req: func.HttpRequest, sender: str | None = None) -> webhook.Answer:
+    return webhook.handle_post(
         body=req.get_body(),
         headers=dict(req.headers),
         company_id=req.route_params.get("companyId"),
         journal_id=req.route_params.get("journalId"),
         pipeline=runtime.pipeline,
+        gate=runtime.gate,
+        sender=sender,
     )
-    return http_response(answer)
 
 
-@app.function_name("batch_status")
-@app.route(route="batches/{batchId}", methods=[func.HttpMethod.GET], auth_level=func.AuthLevel.FUNCTION)
-def batch_status(req: func.HttpRequest) -> func.HttpResponse:
-    answer = webhook.handle_status(batch_id=req.route_params.get("batchId"), pipeline=runtime.pipeline)
-    return http_response(answer)
+def status(req: func.HttpRequest, sender: str | None = None) -> webhook.Answer:
+    return webhook.handle_status(
+        batch_id=req.route_params.get("batchId"),
+        headers=dict(req.headers),
+        pipeline=runtime.pipeline,
+        gate=runtime.gate,
+        sender=sender,
+    )
 
 
 def http_response(answer: webhook.Answer) -> func.HttpResponse:

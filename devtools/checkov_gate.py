@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-EXCLUDED = ["graph-permission.bicep"]
+EXCLUDED = ["graph-permission.bicep", "api-registration.bicep"]
 
 
 def main(checkov: str) -> int:

@@ -87,6 +87,32 @@ param answerWithinSeconds int = 20
 @description('A webhook batch of more payments than this is answered 202 Accepted at once')
 param asyncAbove int = 100
 
+@description('Client id of the relay\'s app registration, the audience callers get Entra ID tokens for (infra/api-registration.bicep creates it; README, "Authenticating callers")')
+param apiClientId string
+
+@description('Further audiences a caller\'s token may name, e.g. the registration\'s identifier URI (api://<tenant id>/payments-relay)')
+param apiAudiences array = []
+
+@description('Tenant whose applications may call the relay')
+param authTenantId string = tenant().tenantId
+
+@description('Client ids of the applications allowed to call; empty: any application of the tenant holding the app role')
+param allowedClientApplications array = []
+
+@description('App role a caller must hold')
+param callerRole string = 'Payments.Submit'
+
+@description('Names of the Standard Webhooks senders (lower-case letters, digits, hyphens); each signs with the Key Vault secret webhook-<name>')
+param webhookSenders array = []
+
+@minValue(1)
+@maxValue(3600)
+@description('Seconds a signed webhook\'s timestamp may be from the relay\'s clock')
+param webhookToleranceSeconds int = 300
+
+@description('Table of the signed webhook deliveries seen (replays are refused)')
+param webhookTable string = 'paymentswebhooks'
+
 // Standard_LRS by default because it is the one redundancy every Flex Consumption region offers:
 // ZRS, GZRS and RA-GZRS exist only in regions with availability zones, GRS/RA-GRS only where the
 // region has a geo pair, and Flex Consumption also runs in regions lacking one or the other
@@ -160,6 +186,7 @@ var baseName = envHyphens == envLower && length(envLower) <= 40 ? 'pay-${envLowe
 var storageName = empty(storageAccountName) ? 'pay${take(envAlnum, 8)}${token}' : storageAccountName
 var appName = empty(functionAppName) ? 'pay-${take(envHyphens, 14)}-${token}' : functionAppName
 var identityName = '${baseName}-id'
+var keyVaultName = 'kv${take(envAlnum, 8)}${token}' // 3-24 letters, digits, hyphens; starts with a letter
 var deploymentContainer = 'app-package'
 var allTags = union(tags, { 'azd-env-name': environmentName, product: 'payments-relay' })
 
@@ -202,6 +229,18 @@ var relaySettings = {
   PAYMENTS_LEDGER_TABLE: ledgerTable
   PAYMENTS_LEDGER_LEASE_SECONDS: '300'
   PAYMENTS_LEDGER_RETENTION_DAYS: string(ledgerRetentionDays)
+  // Callers: Entra ID applications (checked by App Service Authentication and again by the relay, which
+  // verifies the token itself), and Standard Webhooks senders on /api/webhooks/<sender>/...
+  PAYMENTS_INBOUND_AUTH: 'entra'
+  PAYMENTS_AUTH_TENANT_ID: authTenantId
+  PAYMENTS_AUTH_AUDIENCES: join(concat([apiClientId, 'api://${apiClientId}'], apiAudiences), ',')
+  PAYMENTS_AUTH_CLIENT_APPLICATIONS: join(allowedClientApplications, ',')
+  PAYMENTS_AUTH_ROLE: callerRole
+  PAYMENTS_AUTH_VERIFY_TOKEN: 'true'
+  PAYMENTS_AUTH_AUTHORITY: environment().authentication.loginEndpoint
+  PAYMENTS_WEBHOOK_SENDERS: join(webhookSenders, ',')
+  PAYMENTS_WEBHOOK_TOLERANCE_SECONDS: string(webhookToleranceSeconds)
+  PAYMENTS_WEBHOOK_TABLE: webhookTable
 }
 
 module identity 'modules/identity.bicep' = {
@@ -229,6 +268,17 @@ module storage 'modules/storage.bicep' = {
     batchesContainer: batchesContainer
     workQueue: workQueue
     ledgerTable: ledgerTable
+    webhookTable: webhookTable
+  }
+}
+
+module keyVault 'modules/keyvault.bicep' = {
+  name: 'keyvault'
+  params: {
+    name: keyVaultName
+    location: location
+    tags: allTags
+    principalId: identity.outputs.principalId
   }
 }
 
@@ -252,7 +302,7 @@ module roles 'modules/roles.bicep' = {
 
 module functionApp 'modules/functionapp.bicep' = {
   name: 'functionapp'
-  dependsOn: [roles]
+  dependsOn: [roles, keyVault]
   params: {
     name: appName
     location: location
@@ -265,6 +315,11 @@ module functionApp 'modules/functionapp.bicep' = {
     deploymentContainer: deploymentContainer
     appInsightsConnectionString: monitoring.outputs.connectionString
     relaySettings: relaySettings
+    authTenantId: authTenantId
+    apiClientId: apiClientId
+    allowedClientApplications: allowedClientApplications
+    webhookSenders: webhookSenders
+    keyVaultName: keyVault.outputs.name
     maximumInstanceCount: maximumInstanceCount
     httpPerInstanceConcurrency: httpPerInstanceConcurrency
   }
@@ -280,3 +335,4 @@ output INBOX_CONTAINER_URL string = '${storage.outputs.blobEndpoint}${inboxConta
 output DEADLETTER_CONTAINER string = deadLetterContainer
 output RELAY_IDENTITY_CLIENT_ID string = identity.outputs.clientId
 output RELAY_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
+output WEBHOOK_KEY_VAULT_NAME string = keyVault.outputs.name

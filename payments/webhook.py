@@ -586,3 +586,19 @@ def _status(batch_id: str | None, pipeline: Callable[[], Pipeline], caller: Call
     body = {"id": sub.batch, "status": "running" if running else "completed", "summary": summary}
     body["results"] = results
     return Answer(200, body, {"Retry-After": str(_poll_after(outcomes))} if running else {})
+
+
+def handle_openapi(*, headers: Mapping[str, str], gate: Callable[[], Gate]) -> Answer:
+    """GET /api/openapi.json: the contract, to an admitted caller; never raises."""
+
+    def answer() -> Answer:
+        from . import openapi
+
+        admitted = gate()
+        try:
+            admitted.admit({k.lower(): v for k, v in headers.items()}, b"")
+        except CallerRefused as exc:
+            return refused(exc, signed=False)
+        return Answer(200, openapi.document(admitted.settings))
+
+    return _safely(answer, "serving the OpenAPI document", "The relay failed unexpectedly; see its logs.")

@@ -15,6 +15,8 @@ FAST_RETRIES = {
     # Business Central may run a request up to 10 minutes after it left; the sandbox answers or drops at
     # once, so tests settle at once unless they say otherwise.
     "PAYMENTS_TARGET_SETTLE_SECONDS": "0",
+    # Callers are admitted without checks unless a test sets Entra ID up (tests/integration/test_callers.py).
+    "PAYMENTS_INBOUND_AUTH": "none",
 }
 
 

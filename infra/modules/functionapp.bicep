@@ -33,6 +33,21 @@ param appInsightsConnectionString string
 @description('Settings of the relay itself (PAYMENTS_*)')
 param relaySettings object
 
+@description('Tenant whose applications may call the relay')
+param authTenantId string
+
+@description('Client id of the relay\'s app registration (infra/api-registration.bicep): the audience callers get tokens for')
+param apiClientId string
+
+@description('Client ids of the applications allowed to call; empty: any application of the tenant holding the app role')
+param allowedClientApplications array = []
+
+@description('Names of the Standard Webhooks senders: each one\'s secret is the Key Vault secret webhook-<name>')
+param webhookSenders array = []
+
+@description('Key Vault holding the senders\' secrets (read with the identity, through Key Vault references)')
+param keyVaultName string
+
 // See main.bicep for what these two mean together for Business Central (5 requests at once).
 @minValue(1)
 @maxValue(1000)
@@ -66,6 +81,17 @@ var appSettings = union(relaySettings, {
   MALLOC_ARENA_MAX: '2'
 })
 
+// Each sender's secrets: a Key Vault reference the platform resolves with keyVaultReferenceIdentity; the
+// app setting holds the reference, never the secret.
+var senderSettings = [for sender in webhookSenders: {
+  name: 'PAYMENTS_WEBHOOK_SECRET_${toUpper(replace(sender, '-', '_'))}'
+  value: '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=webhook-${sender})'
+}]
+var baseSettings = [for setting in items(appSettings): {
+  name: setting.key
+  value: setting.value
+}]
+
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   // checkov:skip=CKV_AZURE_225: zone redundancy is the zoneRedundant parameter; Flex Consumption offers it only in some regions, so it cannot be forced on here
   name: '${name}-plan'
@@ -83,9 +109,8 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
 }
 
 resource app 'Microsoft.Web/sites@2024-04-01' = {
-  // checkov:skip=CKV_AZURE_222: webhook senders and Event Grid reach the app over the internet; callers authenticate with function keys
-  // checkov:skip=CKV_AZURE_17: incoming client certificates would break webhook integrations; callers authenticate with function keys over TLS 1.2
-  // checkov:skip=CKV_AZURE_13: App Service Authentication would demand Entra tokens from webhook senders; the HTTP trigger uses function keys (auth level FUNCTION)
+  // checkov:skip=CKV_AZURE_222: webhook senders and Event Grid reach the app over the internet; callers authenticate with Entra ID tokens or Standard Webhooks signatures
+  // checkov:skip=CKV_AZURE_17: incoming client certificates would break webhook integrations; callers authenticate with Entra ID tokens or signatures over TLS 1.2
   // checkov:skip=CKV_AZURE_212: Flex Consumption scales out on demand from zero; a standing minimum would be always-ready instances billed around the clock
   // checkov:skip=CKV_AZURE_213: the Functions host is health-managed by the platform; the app exposes no HTTP health endpoint of its own
   // checkov:skip=CKV_AZURE_88: Flex Consumption has no Azure Files content share; the package is in blob storage, read with the identity
@@ -102,6 +127,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
   }
   properties: {
     serverFarmId: plan.id
+    keyVaultReferenceIdentity: identityId
     httpsOnly: true
     clientCertEnabled: false
     siteConfig: {
@@ -115,7 +141,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
       // per object: checkov's older Bicep parser fails beyond that.)
       minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'
-      appSettings: [for setting in items(appSettings): { name: setting.key, value: setting.value }]
+      appSettings: concat(baseSettings, senderSettings)
     }
     functionAppConfig: {
       deployment: {
@@ -159,6 +185,62 @@ resource basicPublishingScm 'Microsoft.Web/sites/basicPublishingCredentialsPolic
   name: 'scm'
   properties: {
     allow: false
+  }
+}
+
+// App Service Authentication: a call without a valid Entra ID token for the relay's registration is
+// answered 401 before it reaches the code. The relay checks again what this cannot (the app role, and
+// the token itself where this is not enforced). Excluded: the signed webhook routes (senders sign, they
+// hold no token) and the host's blob-extension endpoint Event Grid delivers to (system key). Token
+// validation only: no client secret, no token store.
+resource auth 'Microsoft.Web/sites/config@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_13: this is App Service Authentication, in the authsettingsV2 shape (platform.enabled: true); checkov reads only the legacy authsettings shape (properties.enabled)
+  // checkov:skip=CKV_AZURE_66: a check of the site that checkov also applies to its config children; Flex Consumption does not apply request tracing (see the site)
+  // checkov:skip=CKV_AZURE_63: a check of the site applied to its config child; Flex Consumption does not apply HTTP logging (see the site)
+  // checkov:skip=CKV_AZURE_222: a check of the site applied to its config child; the site answers it (webhook senders and Event Grid call over the internet)
+  // checkov:skip=CKV_AZURE_80: a check of the site applied to its config child; not a .NET app (Python 3.11)
+  // checkov:skip=CKV_AZURE_88: a check of the site applied to its config child; Flex Consumption has no Azure Files content share
+  // checkov:skip=CKV_AZURE_65: a check of the site applied to its config child; Flex Consumption does not apply detailed error pages
+  parent: app
+  name: 'authsettingsV2'
+  properties: {
+    platform: {
+      enabled: true
+    }
+    globalValidation: {
+      requireAuthentication: true
+      unauthenticatedClientAction: 'Return401'
+      excludedPaths: [
+        '/api/webhooks'
+        '/runtime/webhooks/blobs'
+      ]
+    }
+    httpSettings: {
+      requireHttps: true
+    }
+    identityProviders: {
+      azureActiveDirectory: {
+        enabled: true
+        registration: {
+          clientId: apiClientId
+          openIdIssuer: '${environment().authentication.loginEndpoint}${authTenantId}/v2.0'
+        }
+        validation: {
+          allowedAudiences: [
+            'api://${apiClientId}'
+            apiClientId
+          ]
+          defaultAuthorizationPolicy: {
+            allowedApplications: allowedClientApplications
+          }
+        }
+      }
+    }
+    login: {
+      tokenStore: {
+        enabled: false
+      }
+    }
   }
 }
 

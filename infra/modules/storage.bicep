@@ -34,6 +34,9 @@ param workQueue string
 @description('Table of the idempotency ledger')
 param ledgerTable string
 
+@description('Table of the signed webhook deliveries seen')
+param webhookTable string
+
 // main.bicep explains the default: Standard_LRS is the SKU every Flex Consumption region offers.
 @allowed([
   'Standard_LRS'
@@ -153,6 +156,12 @@ resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-0
 resource ledger 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
   parent: tableService
   name: ledgerTable
+}
+
+// The signed webhook deliveries seen, so that a replayed one is refused by every instance.
+resource webhooks 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
+  parent: tableService
+  name: webhookTable
 }
 
 // Blob events for the file-drop trigger; the subscription is added after the code is deployed

@@ -106,6 +106,7 @@ def _app_settings() -> dict:
 # Settings the deployed app must not have, each with the reason.
 NOT_DEPLOYED = {
     "storage_connection_string": "a connection string is for the local emulator only; Azure uses the identity",
+    "site_name": "WEBSITE_SITE_NAME is set by the platform itself (it tells the relay it runs on Azure)",
 }
 
 

@@ -22,7 +22,8 @@ def test_http_function_is_registered_with_route_auth_level_and_method():
     trigger = FUNCTIONS["customer_payments"].get_bindings_dict()["bindings"][0]
     assert trigger["type"] == "httpTrigger"
     assert trigger["route"] == ROUTE
-    assert trigger["authLevel"] == func.AuthLevel.FUNCTION
+    # Anonymous to the host: the relay admits callers itself (Entra ID or signatures); no function keys.
+    assert trigger["authLevel"] == func.AuthLevel.ANONYMOUS
     assert [str(m.value if hasattr(m, "value") else m) for m in trigger["methods"]] == ["POST"]
 
 

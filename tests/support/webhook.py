@@ -54,6 +54,7 @@ def unreachable_storage() -> str:
 def answer_through(pipeline, body: bytes = b'{"customerNumber": "10000", "amount": -1}'):
     """The webhook's answer (status, headers, parsed body, raw bytes) for one call through `pipeline`."""
     from payments import codec, webhook
+    from payments.inbound import Gate, MemoryDeliveries
 
     answer = webhook.handle_post(
         body=body,
@@ -61,6 +62,7 @@ def answer_through(pipeline, body: bytes = b'{"customerNumber": "10000", "amount
         company_id=SANDBOX_COMPANY_ID,
         journal_id=SANDBOX_JOURNAL_ID,
         pipeline=lambda: pipeline,
+        gate=lambda: Gate(pipeline.client.settings, MemoryDeliveries()),
     )
     raw = answer.content()
     return answer, codec.loads(raw), raw.decode()
