@@ -73,9 +73,39 @@ def azurite():
         pytest.fail(str(exc))
 
 
+_contract: dict[str, object] = {}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session, exitstatus):
+    """The contract test: every answer the suite received from an HTTP function must be one the OpenAPI
+    document the relay serves describes (status, headers, body). A violation fails the run."""
+    from payments.openapi import document
+    from payments.settings import Settings
+    from tests.support.contract import RECORDED, violations
+
+    if not RECORDED:
+        return
+    found = violations(document(Settings(inbound_auth="none")), RECORDED)
+    _contract.update(checked=len(RECORDED), violations=found)
+    if found and session.exitstatus == 0:
+        session.exitstatus = 1
+
+
 def pytest_terminal_summary(terminalreporter):
-    """Print the exactly-once scenario table when those tests ran (see storage/test_exactly_once.py)."""
+    """Print the contract check, and the exactly-once scenario table when those tests ran (see
+    storage/test_exactly_once.py)."""
     import sys
+
+    if _contract:
+        found = _contract["violations"]
+        terminalreporter.section("OpenAPI contract")
+        terminalreporter.write_line(
+            f"{_contract['checked']} answers from the HTTP functions validated against the OpenAPI document: "
+            f"{len(found)} violations"  # type: ignore[arg-type]
+        )
+        for line in found:  # type: ignore[attr-defined]
+            terminalreporter.write_line(f"  {line}", red=True)
 
     module = sys.modules.get("tests.storage.test_exactly_once")
     rows = getattr(module, "SCENARIOS", None)

@@ -6,14 +6,12 @@ functions called as the Python worker calls them (devtools.queue_host plays the 
 from __future__ import annotations
 
 import io
-import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
 from decimal import Decimal
 
-import azure.functions as func
 import pytest
 
 from payments.cli import main as cli
@@ -22,7 +20,7 @@ from sandbox import SANDBOX_COMPANY_ID as C
 from sandbox import SANDBOX_JOURNAL_ID as J
 from tests.support.filedrop import configure_storage, deliver, report_of, upload
 from tests.support.host import FUNCTIONS
-from tests.support.webhook import call, pay, posts
+from tests.support.webhook import call, get_status, pay, posts
 from tests.support.work import queue_host, queue_settings
 
 
@@ -39,16 +37,7 @@ def wait_until(condition, timeout: float) -> None:
 
 
 def status_of(batch_url: str):
-    batch_id = batch_url.rsplit("/", 1)[-1]
-    req = func.HttpRequest(
-        method="GET",
-        url=f"http://127.0.0.1{batch_url}",
-        headers={},
-        body=b"",
-        route_params={"batchId": batch_id},
-    )
-    resp = FUNCTIONS["batch_status"].get_user_function()(req)
-    return resp, json.loads(resp.get_body().decode(), parse_float=Decimal)
+    return get_status(batch_url)
 
 
 def entries(env) -> list:

@@ -9,7 +9,9 @@ import azure.functions as func
 
 from sandbox import SANDBOX_COMPANY_ID, SANDBOX_JOURNAL_ID
 
-from .host import FUNCTIONS
+from .contract import invoke
+
+PAYMENTS_PATH = "companies/{company}/customerPaymentJournals/{journal}/customerPayments"
 
 
 def call(
@@ -30,9 +32,65 @@ def call(
         body=raw,
         route_params={"companyId": company, "journalId": journal},
     )
-    resp = FUNCTIONS["customer_payments"].get_user_function()(req)
+    return _answer(invoke("customer_payments", req))
+
+
+def _answer(resp):
     text = resp.get_body().decode()
     return resp, (json.loads(text, parse_float=Decimal) if text else None)
+
+
+def signed_headers(raw: bytes, secret: str, *, msg_id: str | None = None, timestamp: int | None = None):
+    """Standard Webhooks headers for `raw`, signed by the reference implementation (PyPI standardwebhooks)."""
+    import time
+    import uuid
+    from datetime import UTC, datetime
+
+    from standardwebhooks import Webhook
+
+    msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
+    stamp = int(time.time()) if timestamp is None else timestamp
+    signature = Webhook(secret).sign(msg_id, datetime.fromtimestamp(stamp, UTC), raw.decode())
+    return {"webhook-id": msg_id, "webhook-timestamp": str(stamp), "webhook-signature": signature}
+
+
+def call_signed(
+    body,
+    *,
+    sender: str,
+    headers: dict[str, str],
+    company=SANDBOX_COMPANY_ID,
+    journal=SANDBOX_JOURNAL_ID,
+):
+    """POST to a sender's signed route with the given (signature) headers."""
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    path = PAYMENTS_PATH.format(company=company, journal=journal)
+    req = func.HttpRequest(
+        method="POST",
+        url=f"http://127.0.0.1/api/webhooks/{sender}/{path}",
+        headers={"Content-Type": "application/json", **headers},
+        body=raw,
+        route_params={"sender": sender, "companyId": company, "journalId": journal},
+    )
+    return _answer(invoke("signed_customer_payments", req))
+
+
+def get_status(location: str, headers: dict[str, str] | None = None):
+    """GET a batch's status URL (either route) as the worker would."""
+    parts = location.strip("/").split("/")  # api/batches/{id} or api/webhooks/{sender}/batches/{id}
+    signed = parts[1] == "webhooks"
+    params = {"batchId": parts[-1], **({"sender": parts[2]} if signed else {})}
+    req = func.HttpRequest(
+        method="GET", url=f"http://127.0.0.1{location}", headers=headers or {}, body=b"", route_params=params
+    )
+    return _answer(invoke("signed_batch_status" if signed else "batch_status", req))
+
+
+def get_openapi(headers: dict[str, str] | None = None):
+    req = func.HttpRequest(
+        method="GET", url="http://127.0.0.1/api/openapi.json", headers=headers or {}, body=b"", route_params={}
+    )
+    return _answer(invoke("openapi", req))
 
 
 def pay(number="10000", amount="-12.50", **extra):
