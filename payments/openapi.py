@@ -113,9 +113,15 @@ SCHEMAS: dict[str, Any] = {
     },
     "CreatedPayment": {
         "type": "object",
-        "description": "The customerPayment as the target created it (its id, lineNumber, amount...)",
-        "required": ["id"],
-        "properties": {"id": GUID},
+        "description": "The customerPayment as the target holds it (its id, lineNumber, amount...). For a "
+        "payment found already posted (its journal was posted meanwhile) only what the posted entries say: "
+        "documentNumber, amount and postedEntries",
+        "properties": {
+            "id": GUID,
+            "documentNumber": {"type": "string"},
+            "amount": {"type": ["number", "string"]},
+            "postedEntries": {"type": "array"},
+        },
     },
     "FieldError": {
         "type": "object",

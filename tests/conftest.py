@@ -106,6 +106,16 @@ def pytest_terminal_summary(terminalreporter):
         )
         for line in found:  # type: ignore[attr-defined]
             terminalreporter.write_line(f"  {line}", red=True)
+    callers = sys.modules.get("tests.storage.test_callers")
+    matrix = getattr(callers, "MATRIX", None)
+    if matrix:
+        terminalreporter.section("who may post (tests/storage/test_callers.py)")
+        width = max(len(str(r["credential"])) for r in matrix)
+        terminalreporter.write_line(f"{'credential':<{width}}  status  {'problem type':<24}  posted")
+        for r in matrix:
+            terminalreporter.write_line(
+                f"{r['credential']!s:<{width}}  {r['status']!s:>6}  {r['problem']!s:<24}  {r['posted']!s:>6}"
+            )
 
     module = sys.modules.get("tests.storage.test_exactly_once")
     rows = getattr(module, "SCENARIOS", None)

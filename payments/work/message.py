@@ -41,6 +41,7 @@ class Work:
     batch: str
     items: list[Item] = field(default_factory=list)
     attempt: int = 0  # how many times the target was too busy for these payments (for the backoff)
+    caller: str | None = None  # who sent them (the ledger entries keep it when a poster claims them)
 
     def encode(self) -> str:
         return codec.dumps(
@@ -50,6 +51,7 @@ class Work:
                 "j": self.journal,
                 "b": self.batch,
                 "n": self.attempt,
+                **({"u": self.caller} if self.caller is not None else {}),
                 "i": [[i.key, i.etag, i.fingerprint, i.payload] for i in self.items],
             }
         )
@@ -61,12 +63,12 @@ class Work:
         for item in self.items:
             cost = len(codec.dumpb(item.payload)) + len(item.key) + 120
             if chunk and (len(chunk) == MAX_ITEMS or size + cost > MAX_MESSAGE_BYTES):
-                yield Work(self.company, self.journal, self.batch, chunk, self.attempt)
+                yield Work(self.company, self.journal, self.batch, chunk, self.attempt, self.caller)
                 chunk, size = [], 200
             chunk.append(item)
             size += cost
         if chunk:
-            yield Work(self.company, self.journal, self.batch, chunk, self.attempt)
+            yield Work(self.company, self.journal, self.batch, chunk, self.attempt, self.caller)
 
 
 def intake_message(batch: str) -> str:
@@ -91,7 +93,15 @@ def decode(text: str | bytes) -> Work:
         if data.get("v") != VERSION:
             raise BadMessage(f"message version {data.get('v')!r}; this relay reads {VERSION}")
         items = [Item(key, payload, fp, etag) for key, etag, fp, payload in data["i"]]
-        work = Work(str(data["c"]), str(data["j"]), str(data["b"]), items, int(data.get("n", 0)))
+        caller = data.get("u")
+        work = Work(
+            str(data["c"]),
+            str(data["j"]),
+            str(data["b"]),
+            items,
+            int(data.get("n", 0)),
+            str(caller) if caller is not None else None,
+        )
     except BadMessage:
         raise
     except (ValueError, TypeError, KeyError, AttributeError) as exc:

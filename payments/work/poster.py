@@ -19,7 +19,7 @@ from typing import Any
 
 from .. import codec
 from ..errors import LedgerUnavailable, TargetError
-from ..ledger import Entry, Ledger, Scope, natural_key
+from ..ledger import CALLER, Entry, Ledger, Scope, natural_key
 from ..posting.outcome import Outcome, answered
 from ..posting.settle import Settler, ledger_change, send_by
 from ..target import TargetClient
@@ -67,7 +67,11 @@ class Poster:
             log.critical("dropped a message from the work queue: %s", exc)
             return handled
         scope = Scope(work.company, work.journal)
-        claimed, later = self._claim(scope, work, handled)
+        entered = CALLER.set(work.caller)  # entries claimed afresh record who sent the payments
+        try:
+            claimed, later = self._claim(scope, work, handled)
+        finally:
+            CALLER.reset(entered)
         back: list[Item] = []
         retry_after: float = 0
         size = max(self.client.settings.batch_size, 1)
@@ -102,7 +106,7 @@ class Poster:
                 self._commit(marks)
         if back:
             delay = max(retry_after, min(MAX_BACKOFF_SECONDS, 2.0**work.attempt)) + random.uniform(0, 1)  # noqa: S311 (jitter)
-            again = Work(work.company, work.journal, work.batch, back, work.attempt + 1)
+            again = Work(work.company, work.journal, work.batch, back, work.attempt + 1, work.caller)
             self.queue.send(again, delay=delay)
             handled.requeued, handled.delay = len(back), delay
             log.warning(
@@ -114,7 +118,9 @@ class Poster:
                 work.attempt + 1,
             )
         for when, items in later.items():
-            self.queue.send(Work(work.company, work.journal, work.batch, items), delay=when)
+            self.queue.send(
+                Work(work.company, work.journal, work.batch, items, caller=work.caller), delay=when
+            )
             handled.rechecks += len(items)
         log.info(
             "batch %s: %s; %d back on the queue, %d to look at again",
@@ -178,6 +184,7 @@ class Poster:
             natural=natural_key(item.payload),
             payload=codec.dumps(item.payload),
             batch=work.batch,
+            caller=work.caller,
             etag=item.etag,
         )
 

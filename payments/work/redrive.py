@@ -31,7 +31,7 @@ def redrive(ledger: Ledger, queue: WorkQueue, older_than: timedelta) -> int:
             )
             for e in entries
         ]
-        queue.send(Work(scope.company_id, scope.journal_id, batch, items))
+        queue.send(Work(scope.company_id, scope.journal_id, batch, items, caller=entries[0].caller))
         count += len(items)
         log.warning("re-drove %d stranded payments of batch %s to the work queue", len(items), batch)
     return count

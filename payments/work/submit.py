@@ -199,7 +199,7 @@ class QueuedPipeline(Pipeline):
                     )
         if items:
             try:
-                self.queue.send(Work(company_id, journal_id, sub.batch, items))
+                self.queue.send(Work(company_id, journal_id, sub.batch, items, caller=sub.owner))
             except QueueUnavailable as exc:
                 # Accepted in the ledger all the same: the re-drive timer queues them (stranded).
                 log.error("batch %s: %d payments wait for the re-drive: %s", sub.batch, len(items), exc)

@@ -4,6 +4,7 @@ OpenAPI document the relay serves (tests/conftest.py does that once the session 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import quote
 
 import azure.functions as func
 
@@ -26,7 +27,12 @@ RECORDED: list[Exchange] = []
 def invoke(function: str, req: func.HttpRequest) -> func.HttpResponse:
     """Call a registered HTTP function as the Python worker does, and record its answer."""
     resp = FUNCTIONS[function].get_user_function()(req)
-    path = "/" + req.url.split("://", 1)[-1].split("/", 1)[-1].split("?", 1)[0]
+    # The path as the route template and the route values make it (a hostile value such as "../x" stays
+    # one segment, as the host's routing keeps it).
+    route = FUNCTIONS[function].get_bindings_dict()["bindings"][0]["route"]
+    for name, value in req.route_params.items():
+        route = route.replace("{" + name + "}", quote(value, safe=""))
+    path = "/api/" + route
     RECORDED.append(
         Exchange(req.method, path, resp.status_code, dict(resp.headers), resp.get_body(), resp.mimetype or "")
     )
@@ -46,7 +52,9 @@ def violations(document: dict, exchanges: list[Exchange]) -> list[str]:
     found = []
     for ex in exchanges:
         request = MockRequest("http://127.0.0.1", ex.method.lower(), ex.path)
-        response = MockResponse(ex.body, status_code=ex.status, content_type=ex.media_type, headers=ex.headers)
+        response = MockResponse(
+            ex.body, status_code=ex.status, content_type=ex.media_type, headers=ex.headers
+        )
         try:
             api.validate_response(request, response)
         except Exception as exc:  # the validator's errors, whatever their type: each is a finding

@@ -88,7 +88,11 @@ def get_status(location: str, headers: dict[str, str] | None = None):
 
 def get_openapi(headers: dict[str, str] | None = None):
     req = func.HttpRequest(
-        method="GET", url="http://127.0.0.1/api/openapi.json", headers=headers or {}, body=b"", route_params={}
+        method="GET",
+        url="http://127.0.0.1/api/openapi.json",
+        headers=headers or {},
+        body=b"",
+        route_params={},
     )
     return _answer(invoke("openapi", req))
 
