@@ -122,6 +122,7 @@ SCHEMAS: dict[str, Any] = {
             "amount": {"type": ["number", "string"]},
             "postedEntries": {"type": "array"},
         },
+        "anyOf": [{"required": ["id"]}, {"required": ["documentNumber", "postedEntries"]}],
     },
     "FieldError": {
         "type": "object",

@@ -210,8 +210,10 @@ resource auth 'Microsoft.Web/sites/config@2024-04-01' = {
     globalValidation: {
       requireAuthentication: true
       unauthenticatedClientAction: 'Return401'
+      // Both forms: whether App Service matches these as prefixes or with wildcards is not documented.
       excludedPaths: [
         '/api/webhooks'
+        '/api/webhooks/*'
         '/runtime/webhooks/blobs'
       ]
     }

@@ -917,3 +917,71 @@ def test_dev_test_says_it_skipped_the_type_check_when_the_tool_is_absent(tmp_pat
     )
     assert run.returncode == 0
     assert len(run.stdout.splitlines()) == 1 and "bicep type check skipped" in run.stdout
+
+
+# -- callers: Entra ID in front, signed webhooks beside it, secrets in Key Vault ----------------------
+
+
+def test_app_service_authentication_requires_entra_tokens_for_the_relays_registration():
+    auth = parse("modules/functionapp.bicep")["resources"]["auth"]["config"]
+    assert auth["name"] == "authsettingsV2" and auth["parent"] == "app"
+    props = auth["properties"]
+    assert props["platform"]["enabled"] is True
+    validation = props["globalValidation"]
+    assert validation["requireAuthentication"] is True
+    assert validation["unauthenticatedClientAction"] == "Return401"
+    # Signed senders hold no token; Event Grid delivers to the blob extension with its system key.
+    assert {"/api/webhooks", "/api/webhooks/*", "/runtime/webhooks/blobs"} == set(validation["excludedPaths"])
+    aad = props["identityProviders"]["azureActiveDirectory"]
+    assert aad["registration"]["clientId"] == "apiClientId"
+    assert "clientSecretSettingName" not in aad["registration"]  # keyless: token validation only
+    assert aad["validation"]["allowedAudiences"] == ["api://${apiClientId}", "apiClientId"]
+    assert (
+        aad["validation"]["defaultAuthorizationPolicy"]["allowedApplications"] == "allowedClientApplications"
+    )
+    assert props["login"]["tokenStore"]["enabled"] is False
+
+
+def test_the_relay_checks_callers_itself_with_the_same_registration():
+    settings = _app_settings()
+    assert settings["PAYMENTS_INBOUND_AUTH"] == "entra"
+    assert settings["PAYMENTS_AUTH_VERIFY_TOKEN"] == "true"
+    audiences = settings["PAYMENTS_AUTH_AUDIENCES"]["function"]
+    assert audiences["type"] == "join"
+    params = parse("main.bicep")["parameters"]
+    assert params["callerRole"]["default"] == Settings.model_fields["auth_role"].default
+    assert (
+        params["webhookToleranceSeconds"]["default"]
+        == Settings.model_fields["webhook_tolerance_seconds"].default
+    )
+    assert params["webhookTable"]["default"] == Settings.model_fields["webhook_table"].default
+    tables = parse("modules/storage.bicep")["resources"]
+    assert tables["webhooks"]["config"]["name"] == "webhookTable"
+
+
+def test_sender_secrets_are_key_vault_references_resolved_with_the_identity():
+    app = parse("modules/functionapp.bicep")
+    senders = app["variables"]["senderSettings"]["value"]
+    assert senders["loop_type"]["detail"] == {"item_name": "sender", "array_name": "webhookSenders"}
+    assert (
+        senders["config"]["value"]
+        == "@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=webhook-${sender})"
+    )
+    assert senders["config"]["name"] == "PAYMENTS_WEBHOOK_SECRET_${toUpper(replace(sender, '-', '_'))}"
+    assert app["resources"]["app"]["config"]["properties"]["keyVaultReferenceIdentity"] == "identityId"
+    vault = parse("modules/keyvault.bicep")
+    props = vault["resources"]["vault"]["config"]["properties"]
+    assert props["enableRbacAuthorization"] is True and props["enablePurgeProtection"] is True
+    assert vault["variables"]["keyVaultSecretsUser"]["value"] == "4633458b-17de-408a-b874-0445c86b69e6"
+    text = (INFRA / "modules/keyvault.bicep").read_text()
+    assert "scope: vault" in text and "principalType: 'ServicePrincipal'" in text
+
+
+def test_the_app_registration_has_the_role_for_applications_and_no_credential():
+    api = parse("api-registration.bicep")
+    app = api["resources"]["api"]["config"]
+    [role] = app["appRoles"]
+    assert role["allowedMemberTypes"] == ["Application"] and role["value"] == "callerRole"
+    assert api["parameters"]["callerRole"]["default"] == Settings.model_fields["auth_role"].default
+    assert "passwordCredentials" not in app and "keyCredentials" not in app
+    assert api["resources"]["apiPrincipal"]["config"]["appRoleAssignmentRequired"] is True
