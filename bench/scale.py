@@ -98,6 +98,7 @@ def run(args: argparse.Namespace, azurite, kill: bool) -> dict[str, object]:
         "IDENTITY_HEADER": SANDBOX_TOKEN_HEADER,
         "PAYMENTS_TARGET": "businesscentral",
         "PAYMENTS_API_BASE_URL": box.bc_base_url,
+        "PAYMENTS_INBOUND_AUTH": "none",  # callers on loopback; tests/storage/test_callers.py covers auth
         "PAYMENTS_WORK_QUEUE": f"scale-{tag}",
         "PAYMENTS_BATCHES_CONTAINER": f"scale-batches-{tag}",
         "PAYMENTS_LEDGER_TABLE": f"scale{tag}",

@@ -276,6 +276,7 @@ def cmd_ledger(args: argparse.Namespace, out: TextIO) -> int:
                 f"{e.scope.company_id} {e.scope.journal_id} {e.key} {state:<11} "
                 f"updated {e.updated_at:%Y-%m-%d %H:%M:%S} attempts {e.attempts} "
                 f"{natural}{' target ' + e.target_id if e.target_id else ''}"
+                f"{' from ' + e.caller if e.caller else ''}"
                 f"{' — ' + e.error_message if e.error_message else ''}",
                 file=out,
             )
