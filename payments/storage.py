@@ -6,6 +6,7 @@ In Azure the account is reached with the managed identity (`AzureWebJobsStorage_
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .credentials import storage_credential
@@ -79,3 +80,13 @@ def queue_client(settings: Settings, name: str) -> QueueClient:
         "AzureWebJobsStorage__queueServiceUri (identity-based) or, locally, AzureWebJobsStorage to the "
         "Azurite connection string"
     )
+
+
+def make_sure(create: Callable[[], object]) -> None:
+    """Create a table or container unless it exists already (first use of a store, in any process)."""
+    from azure.core.exceptions import ResourceExistsError
+
+    try:
+        create()
+    except ResourceExistsError:
+        pass

@@ -13,6 +13,7 @@ import threading
 from typing import Any, Protocol
 
 from ..errors import LedgerUnavailable
+from ..storage import make_sure
 from .signature import Delivery
 
 
@@ -91,10 +92,5 @@ class TableDeliveries:
 
     def _ensure(self) -> None:
         if not self._ready:
-            from azure.core.exceptions import ResourceExistsError
-
-            try:
-                self.table.create_table()
-            except ResourceExistsError:
-                pass
+            make_sure(self.table.create_table)
             self._ready = True

@@ -7,6 +7,7 @@ from typing import Any
 
 from .. import codec
 from ..errors import LedgerUnavailable
+from ..storage import make_sure
 from .entry import Entry, Scope, evolve
 
 
@@ -20,12 +21,7 @@ class TableLedgerStore:
 
     def _ensure(self) -> None:
         if not self._ready:
-            from azure.core.exceptions import ResourceExistsError
-
-            try:
-                self.table.create_table()
-            except ResourceExistsError:
-                pass
+            make_sure(self.table.create_table)
             self._ready = True
 
     @staticmethod

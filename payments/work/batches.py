@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import codec
 from ..errors import LedgerUnavailable
+from ..storage import make_sure
 
 if TYPE_CHECKING:
     from .submit import Submission
@@ -28,12 +29,7 @@ class BatchStore:
 
     def _ensure(self) -> None:
         if not self._ready:
-            from azure.core.exceptions import ResourceExistsError
-
-            try:
-                self.container.create_container()
-            except ResourceExistsError:
-                pass
+            make_sure(self.container.create_container)
             self._ready = True
 
     def put(self, sub: Submission) -> None:
