@@ -331,3 +331,24 @@ def test_the_openapi_document_is_served_to_admitted_callers_only(relay, sandbox)
     flow = doc["components"]["securitySchemes"]["entra"]["flows"]["clientCredentials"]
     assert flow["scopes"] == {f"{RELAY_APP}/.default": "post payments (app role Payments.Submit)"}
     assert flow["tokenUrl"].startswith(relay.entra.authority)
+
+
+def test_signed_deliveries_past_the_tolerance_are_purged_by_the_nightly_timer(relay, sandbox):
+    from azure.data.tables import TableClient
+
+    from payments import runtime
+
+    raw = b'{"customerNumber": "10000", "amount": -5}'
+    now = int(time.time())
+    call_signed(raw, sender="acme", headers=signed_headers(raw, SECRET, timestamp=now - 200))
+    call_signed(raw, sender="acme", headers=signed_headers(raw, SECRET, timestamp=now))
+    table = TableClient.from_connection_string(
+        relay.azurite.connection_string, relay.settings["PAYMENTS_WEBHOOK_TABLE"]
+    )
+    assert len(list(table.list_entities())) == 2
+    gate = runtime.gate()
+    gate.clock = lambda: time.time() + 2 * 300 - 100  # 100 s later than the first one may be kept
+    assert gate.purge() == 1
+    assert [e["Signed"] for e in table.list_entities()] == [int(time.time())] or len(
+        list(table.list_entities())
+    ) == 1
