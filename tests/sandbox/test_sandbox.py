@@ -542,7 +542,9 @@ def test_batch_outer_faults_apply_to_the_whole_batch(sb: Sandbox, http: requests
 
 def test_batch_counts_as_one_request_for_concurrency(sb: Sandbox) -> None:
     sb.limits = Limits(concurrent=1, queue=0)
-    sb.latency = 0.1
+    # Long enough that the first batch is surely still running when the second arrives, however busy
+    # the machine (at 0.1 s per inner request it had sometimes finished: a 200 instead of the 429).
+    sb.latency = 1.0
     items = [inner_post(str(i), "graph", payment()) for i in (1, 2, 3)]
     results: list[requests.Response] = []
 
