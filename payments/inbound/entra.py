@@ -48,9 +48,13 @@ class EntraVerifier:
         v1 = "https://sts.windows.net" if urlsplit(authority).hostname == PUBLIC_AUTHORITY else authority
         self.issuers = {f"{authority}/{tenant}/v2.0", f"{v1}/{tenant}/"}
         # Keys are cached for an hour; a token signed with a key not seen yet refetches them (Entra ID
-        # rolls its keys), at most once per cooldown.
+        # rolls its keys), at most once per 30 s, so forged key ids cannot make every call fetch.
         self.keys = jwt.PyJWKClient(
-            f"{authority}/{tenant}/discovery/v2.0/keys", cache_keys=True, lifespan=3600, timeout=10
+            f"{authority}/{tenant}/discovery/v2.0/keys",
+            cache_keys=True,
+            lifespan=3600,
+            timeout=10,
+            cooldown_duration=30,
         )
 
     def admit(self, headers: Mapping[str, str]) -> Caller:

@@ -144,6 +144,28 @@ def test_without_the_tenants_keys_the_call_is_answered_503_not_401(relay, sandbo
     assert _record("valid token, tenant keys unreachable", resp, body, sandbox, before) == 0
 
 
+def test_clock_skew_of_up_to_60_seconds_is_allowed_on_expiry(relay, sandbox):
+    resp, _ = call(pay(documentNumber="SKEW-1"), headers=relay.entra.bearer(expires_in=-30))
+    assert resp.status_code == 201
+    resp, body = call(pay(documentNumber="SKEW-2"), headers=relay.entra.bearer(expires_in=-90))
+    assert (resp.status_code, body["title"]) == (401, "Token expired")
+    assert len(posts(sandbox)) == 1
+
+
+def test_a_token_signed_with_a_key_entra_id_rolled_in_since_is_admitted(relay, sandbox):
+    from payments import runtime
+
+    resp, _ = call(pay(documentNumber="ROLL-1"), headers=relay.entra.bearer())
+    assert resp.status_code == 201  # the keys are cached now
+    fetches = relay.entra.fetches
+    relay.entra.roll()
+    runtime.gate()._entra.keys.cooldown_duration = 0  # the 30 s between refetches, for the test's sake
+    resp, body = call(pay(documentNumber="ROLL-2"), headers=relay.entra.bearer())
+    assert resp.status_code == 201, body
+    assert relay.entra.fetches == fetches + 1  # fetched once more, for the unknown key id
+    assert len(posts(sandbox)) == 2
+
+
 def test_the_platform_principal_is_used_when_token_verification_is_off(relay, sandbox, azure_env):
     azure_env("businesscentral", PAYMENTS_AUTH_VERIFY_TOKEN="false")
     before = len(posts(sandbox))

@@ -31,8 +31,7 @@ class Entra:
         self.kid = "relay-test-key"
         self.down = False
         self.fetches = 0
-        jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self.key.public_key()))
-        self.jwks = json.dumps({"keys": [{**jwk, "kid": self.kid, "use": "sig", "alg": "RS256"}]}).encode()
+        self.jwks = self._publish([(self.kid, self.key)])
         entra = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -52,6 +51,21 @@ class Entra:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.authority = f"http://127.0.0.1:{self.server.server_port}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @staticmethod
+    def _publish(keys: list[tuple[str, rsa.RSAPrivateKey]]) -> bytes:
+        published = []
+        for kid, key in keys:
+            jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+            published.append({**jwk, "kid": kid, "use": "sig", "alg": "RS256"})
+        return json.dumps({"keys": published}).encode()
+
+    def roll(self) -> None:
+        """Entra ID rolls its keys: a new signing key is published (the old one stays listed) and signs
+        from now on."""
+        new = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.jwks = self._publish([(self.kid, self.key), ("rolled-key", new)])
+        self.key, self.kid = new, "rolled-key"
 
     def close(self) -> None:
         self.server.shutdown()
