@@ -12,6 +12,7 @@ import ipaddress
 import os
 import re
 import uuid
+from decimal import Decimal
 from functools import cached_property
 from typing import Literal
 from urllib.parse import urlsplit
@@ -175,6 +176,29 @@ class Settings(BaseSettings):
         le=86400,
         description="An inbox file older than this that no worker holds is processed again by the timer",
     )
+    config_container: str = Field(
+        "payments-config",
+        description="Container of what operators maintain: the payer IBAN map (payers.csv, or "
+        "<companyId>/payers.csv) that cash application reads",
+    )
+    bank_on_account: bool = Field(
+        False,
+        description="A bank credit whose customer is certain but whose invoice is not is posted on "
+        "account (false: it goes to the review file)",
+    )
+    bank_amount_tolerance: Decimal = Field(
+        Decimal(0),
+        ge=0,
+        le=1000,
+        description="How far a credit may differ from an invoice's remaining amount and still match it "
+        "(the amount posted is always the bank's)",
+    )
+    bank_document_numbers: Literal["series", "bank"] = Field(
+        "series",
+        description="series: bank credits are posted without documentNumber (the journal's number series "
+        "assigns one); bank: documentNumber is derived from the bank transaction (unique, so a posted "
+        "payment can be found again), for journals without a number series",
+    )
     default_company_id: str | None = Field(None, description="Company for files dropped at the inbox root")
     default_journal_id: str | None = Field(None, description="Journal for files dropped at the inbox root")
     max_file_bytes: int = Field(100 * 1024 * 1024, ge=1024, description="Largest payment file accepted")
@@ -301,7 +325,12 @@ class Settings(BaseSettings):
             raise ValueError("must be a GUID") from None
 
     @field_validator(
-        "inbox_container", "reports_container", "archive_container", "batches_container", "work_queue"
+        "inbox_container",
+        "reports_container",
+        "archive_container",
+        "batches_container",
+        "config_container",
+        "work_queue",
     )
     @classmethod
     def _check_container(cls, value: str, info: ValidationInfo) -> str:

@@ -167,6 +167,29 @@ class TargetClient:
         found = codec.loads(response.content, unique_keys=False)
         return list(found.get("value", [])) if isinstance(found, dict) else []
 
+    def read_all(
+        self, company_id: str, entity: str, query: dict[str, str] | None = None, *, max_pages: int = 1000
+    ) -> Iterator[dict[str, Any]]:
+        """Every record of a company's entity set (`customers`, `salesInvoices`, `companyInformation`),
+        following `@odata.nextLink` (Business Central pages server-side), amounts as exact Decimals."""
+        url: str | None = self.routes.company_url(company_id, entity, query)
+        for _ in range(max_pages):
+            if url is None:
+                return
+            response, _, _ = self._send("GET", url, None, READ)
+            found = codec.loads(response.content, unique_keys=False)
+            if not isinstance(found, dict):
+                raise TargetUnavailable(
+                    f"the target's {entity} answer is not an OData collection", status=502
+                )
+            yield from (item for item in found.get("value", []) if isinstance(item, dict))
+            url = found.get("@odata.nextLink")
+            if url is not None and not (isinstance(url, str) and self.routes.same_service(url)):
+                raise TargetUnavailable(
+                    f"the target's {entity} answer points its next page outside the API root", status=502
+                )
+        raise TargetUnavailable(f"the target's {entity} answer has more than {max_pages} pages", status=502)
+
     @contextmanager
     def journal_turn(self, company_id: str, journal_id: str, until: float | None) -> Iterator[bool]:
         """Hold a journal's turn (this worker's, and every instance's with shared limits) for several

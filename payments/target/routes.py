@@ -37,11 +37,24 @@ class Routes:
     def search_url(self, company_id: str, journal_id: str, odata_filter: str) -> str:
         return self.collection_url(company_id, journal_id) + "?$filter=" + quote(odata_filter, safe="")
 
-    def posted_entries_url(self, company_id: str, odata_filter: str) -> str:
-        """The company's posted G/L entries (`generalLedgerEntries`) matching a `$filter`."""
+    def company_url(self, company_id: str, entity: str, query: dict[str, str] | None = None) -> str:
+        """A company's entity set (`customers`, `salesInvoices`, `generalLedgerEntries`...), with OData
+        query options (`$filter`, `$select`) encoded."""
         c = quote(company_id, safe="")
         company = f"financials/companies/{c}" if self.target == "graph" else f"companies({c})"
-        return f"{self.base_url}/{company}/generalLedgerEntries?$filter=" + quote(odata_filter, safe="")
+        url = f"{self.base_url}/{company}/{entity}"
+        if query:
+            url += "?" + "&".join(f"{k}={quote(v, safe='')}" for k, v in query.items())
+        return url
+
+    def posted_entries_url(self, company_id: str, odata_filter: str) -> str:
+        """The company's posted G/L entries (`generalLedgerEntries`) matching a `$filter`."""
+        return self.company_url(company_id, "generalLedgerEntries", {"$filter": odata_filter})
+
+    def same_service(self, url: str) -> bool:
+        """A URL the target handed back (`@odata.nextLink`) is under the configured API root, so
+        following it sends the token nowhere else."""
+        return url.startswith(self.base_url + "/") or url.startswith(self.base_url + "?")
 
 
 def posted_filter(natural: dict[str, str]) -> str:

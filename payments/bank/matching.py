@@ -1,0 +1,370 @@
+"""Cash application: which customer and which open invoice(s) a bank credit pays, with a confidence
+and the reasons, graded the way Business Central's payment application rules grade a match (REFERENCE
+9): the related party (payer IBAN, name), the document number found in the remittance, the amount.
+
+Written here: no library does this against Business Central's data. The rule it keeps is **never
+guess**: a credit is applied automatically only when a document reference names open invoices whose
+remaining amounts fit the credit, exactly one such way, and nothing about the payer contradicts it.
+Everything else goes on account (only when the customer is certain and a setting allows) or to the
+operator's review file, with every candidate and why.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import re
+import unicodedata
+from collections import defaultdict
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Literal
+
+from .receivables import BLOCKS_PAYMENTS, Customer, Invoice, Receivables, normal_iban
+from .statement import Transaction
+
+Confidence = Literal["high", "medium", "low"]
+Decision = Literal["apply", "account", "review"]
+
+MIN_REFERENCE = 5  # Business Central matches document numbers of more than 4 characters only
+MAX_GROUPS = 6  # digit groups joined across separators ("104 711" -> "104711")
+MAX_SUBSET = 10  # referenced invoices tried in combinations for a credit paying several
+MAX_LOW = 5  # amount-only candidates listed per credit
+_DIGIT_RUN = re.compile(r"[0-9]+(?:[ \-./][0-9]+)*")
+_ALNUM_RUN = re.compile(r"[A-Z0-9]+(?:[ \-./_][A-Z0-9]+)*")
+_RF = re.compile(r"RF[0-9]{2}[A-Z0-9]{1,21}")
+# Words that say nothing about who a company is.
+_NOISE = frozenset(
+    "gmbh ag kg ohg ug ltd limited plc inc llc llp corp corporation co company bv nv sa sas sarl spa srl "
+    "ab as oy the and und et of for".split()
+)
+
+
+@dataclass(slots=True)
+class Candidate:
+    """One way to apply a credit: invoices of one customer (none: on account), graded."""
+
+    customer: Customer | None
+    invoices: tuple[Invoice, ...]
+    confidence: Confidence
+    reasons: list[str]
+
+    @property
+    def remaining(self) -> Decimal:
+        return sum((i.remaining for i in self.invoices), Decimal(0))
+
+    def describe(self) -> str:
+        who = f"customer {self.customer.number} {self.customer.name}".strip() if self.customer else "?"
+        what = " + ".join(f"{i.number} (remaining {i.remaining})" for i in self.invoices) or "on account"
+        return f"{what}, {who}: {self.confidence} — {'; '.join(self.reasons)}"
+
+
+@dataclass(slots=True)
+class Match:
+    """What to do with one credit, and why."""
+
+    decision: Decision
+    reason: str
+    customer: Customer | None = None
+    applied: Candidate | None = None  # the candidate applied when decision == "apply"
+    candidates: list[Candidate] = field(default_factory=list)
+
+
+def rf_valid(reference: str) -> bool:
+    """ISO 11649: `RF`, two check digits, up to 21 characters; mod 97 of the rearranged digits is 1."""
+    ref = reference.replace(" ", "").upper()
+    if not _RF.fullmatch(ref):
+        return False
+    moved = ref[4:] + ref[:4]
+    return int("".join(str(int(c, 36)) for c in moved)) % 97 == 1
+
+
+def _fold(text: str) -> str:
+    """Upper-case ASCII letters and digits as payers' banks transmit them (ü -> U, ß -> SS)."""
+    text = unicodedata.normalize("NFKD", text.replace("ß", "ss"))
+    return "".join(c for c in text if not unicodedata.combining(c)).upper()
+
+
+def _compact(text: str) -> str:
+    return "".join(c for c in text if c.isalnum())
+
+
+def reference_forms(number: str) -> set[str]:
+    """How an invoice number may be written and still be recognised: its letters and digits without
+    separators ("SI-104711" -> "SI104711") and its last run of digits ("104711"), when long enough."""
+    forms = set()
+    compact = _compact(_fold(number))
+    if len(compact) >= MIN_REFERENCE:
+        forms.add(compact)
+    digits = re.findall(r"[0-9]+", number)
+    if digits and len(digits[-1]) >= MIN_REFERENCE:
+        forms.add(digits[-1].lstrip("0") or "0")
+    return forms
+
+
+def text_references(text: str) -> set[str]:
+    """Every token a payer's text may name an invoice by: runs of letters and digits with separators
+    removed, and runs of digits joined across single spaces, dashes, dots or slashes, every contiguous
+    part of such a run taken on its own too ("104 711" and "SI-104711, 104712" are both understood)."""
+    found: set[str] = set()
+    folded = _fold(text)
+    for run in _DIGIT_RUN.findall(folded):
+        groups = re.split(r"[ \-./]", run)
+        for start in range(len(groups)):
+            for end in range(start + 1, min(len(groups), start + MAX_GROUPS) + 1):
+                joined = "".join(groups[start:end])
+                if len(joined) >= MIN_REFERENCE:
+                    found.add(joined.lstrip("0") or "0")
+    for run in _ALNUM_RUN.findall(folded):
+        parts = re.split(r"[ \-./_]", run)
+        for start in range(len(parts)):
+            for end in range(start + 1, min(len(parts), start + MAX_GROUPS) + 1):
+                joined = "".join(parts[start:end])
+                if len(joined) >= MIN_REFERENCE and not joined.isdigit():
+                    found.add(joined)
+    return found
+
+
+def _name_words(name: str) -> set[str]:
+    words = re.findall(r"[a-z0-9]+", _fold(name).lower())
+    return {w for w in words if len(w) >= 3 and w not in _NOISE}
+
+
+def _name_key(name: str) -> str:
+    return " ".join(sorted(_name_words(name)))
+
+
+class Matcher:
+    """Matches credits against one picture of the books (`Receivables`), built once per file."""
+
+    def __init__(self, book: Receivables, *, tolerance: Decimal = Decimal(0), on_account: bool = False):
+        self.book = book
+        self.tolerance = tolerance
+        self.on_account = on_account
+        self._by_form: dict[str, list[Invoice]] = defaultdict(list)
+        for invoice in book.invoices.values():
+            for form in reference_forms(invoice.number):
+                self._by_form[form].append(invoice)
+            ext = invoice.external_document_number
+            if ext and len(_compact(_fold(ext))) >= MIN_REFERENCE:
+                self._by_form[_compact(_fold(ext))].append(invoice)
+        self._by_word: dict[str, set[str]] = defaultdict(set)
+        self._name_keys: dict[str, str] = {}
+        for customer in book.customers.values():
+            self._name_keys[customer.number] = _name_key(customer.name)
+            for word in _name_words(customer.name):
+                self._by_word[word].add(customer.number)
+
+    # -- the grades ----------------------------------------------------------------------------------
+
+    def fits(self, amount: Decimal, remaining: Decimal) -> bool:
+        return abs(amount - remaining) <= self.tolerance
+
+    def payer(self, tx: Transaction) -> tuple[Customer | None, str, list[Customer]]:
+        """The customer the payer's IBAN names (certain: the operator's map), and the customers the
+        payer's name fits, fully or partially (a hint only: names have typos and namesakes)."""
+        by_iban: Customer | None = None
+        iban = normal_iban(tx.payer_account) if tx.payer_account else None
+        if iban is not None and iban in self.book.payers:
+            by_iban = self.book.customers.get(self.book.payers[iban])
+        named = self.named(tx.payer_name)
+        return by_iban, "the payer's IBAN is in the payer map" if by_iban else "", named
+
+    def named(self, payer: str) -> list[Customer]:
+        """Customers whose name is the payer's, or nearly (most similar first)."""
+        words = _name_words(payer)
+        if not words:
+            return []
+        numbers: set[str] = set()
+        for word in words:
+            numbers |= self._by_word.get(word, set())
+        key = _name_key(payer)
+        scored = []
+        for number in numbers:
+            ratio = difflib.SequenceMatcher(None, key, self._name_keys[number]).ratio()
+            if ratio >= 0.8:
+                scored.append((ratio, number))
+        scored.sort(reverse=True)
+        return [self.book.customers[n] for _, n in scored]
+
+    def name_grade(self, payer: str, customer: Customer) -> str:
+        """ "fully", "partially" or "no": how the payer's name compares with the customer's."""
+        a, b = _name_key(payer), self._name_keys.get(customer.number, "")
+        if not a or not b:
+            return "no"
+        if a == b:
+            return "fully"
+        return "partially" if difflib.SequenceMatcher(None, a, b).ratio() >= 0.8 else "no"
+
+    def referenced(self, tx: Transaction) -> tuple[list[Invoice], list[str]]:
+        """Open invoices the credit's references name, and notes on references that name none usable."""
+        notes: list[str] = []
+        texts = [tx.text, tx.end_to_end, *tx.documents]
+        if tx.creditor_reference:
+            ref = tx.creditor_reference.replace(" ", "").upper()
+            if ref.startswith("RF"):
+                if rf_valid(ref):
+                    texts.append(ref[4:])
+                else:
+                    notes.append(f"the creditor reference {ref} fails its ISO 11649 check digits: not used")
+            else:
+                texts.append(ref)
+        tokens: set[str] = set()
+        for text in texts:
+            if text:
+                tokens |= text_references(text)
+        found: dict[str, Invoice] = {}
+        for token in tokens:
+            for invoice in self._by_form.get(token, ()):
+                found[invoice.number] = invoice
+        usable = []
+        for invoice in sorted(found.values(), key=lambda i: i.number):
+            if not invoice.open:
+                notes.append(f"{invoice.number} is named but is {invoice.status}, not open")
+            elif not self.book.in_local_currency(invoice):
+                notes.append(f"{invoice.number} is named but is in {invoice.currency}")
+            else:
+                usable.append(invoice)
+        return usable, notes
+
+    # -- the decision --------------------------------------------------------------------------------
+
+    def match(self, tx: Transaction) -> Match:
+        """Grade every candidate for one credit and decide; see the module docstring for the rule."""
+        if tx.problem:
+            return Match("review", tx.problem)
+        if tx.amount is None:
+            return Match("review", "the bank gave no amount for this transaction")
+        local = self.book.currency
+        if local and tx.currency and tx.currency.upper() != local:
+            return Match(
+                "review",
+                f"the credit is in {tx.currency}; the journal posts in the company's currency {local}: "
+                "enter it by hand with its exchange rate",
+            )
+        amount = tx.amount
+        by_iban, iban_note, named = self.payer(tx)
+        invoices, notes = self.referenced(tx)
+        candidates: list[Candidate] = []
+        seen: set[tuple[str, ...]] = set()
+
+        def add(
+            customer: Customer | None, group: tuple[Invoice, ...], grade: Confidence, why: list[str]
+        ) -> None:
+            numbers = tuple(i.number for i in group)
+            if numbers in seen:
+                return
+            seen.add(numbers)
+            candidates.append(Candidate(customer, group, grade, [*why, *self._party(tx, customer, by_iban)]))
+
+        # Document references: a single invoice, or several of one customer, whose remaining fits.
+        by_customer: dict[str, list[Invoice]] = defaultdict(list)
+        for invoice in invoices:
+            by_customer[invoice.customer_number].append(invoice)
+        for number, group in by_customer.items():
+            customer = self.book.customers.get(number)
+            group = group[:MAX_SUBSET]
+            for size in range(1, len(group) + 1):
+                for subset in itertools.combinations(group, size):
+                    if self.fits(amount, sum((i.remaining for i in subset), Decimal(0))):
+                        why = "document number" if size == 1 else f"{size} document numbers"
+                        add(customer, subset, "high", [f"{why} in the remittance", "amount fits"])
+            for invoice in group:
+                add(
+                    customer,
+                    (invoice,),
+                    "medium",
+                    [f"document number in the remittance; amount differs (remaining {invoice.remaining})"],
+                )
+        # The payer known by IBAN: its open invoices of this amount.
+        if by_iban is not None:
+            for invoice in self.book.by_customer.get(by_iban.number, []):
+                if self.fits(amount, invoice.remaining):
+                    add(by_iban, (invoice,), "medium", ["no document number", "amount fits"])
+        # Amount alone: the weakest hint, a few at most.
+        low = 0
+        for invoice in self.book.by_amount.get(amount, []):
+            if low >= MAX_LOW:
+                break
+            if self.book.in_local_currency(invoice):
+                before = len(candidates)
+                add(self.book.customers.get(invoice.customer_number), (invoice,), "low", ["amount only"])
+                low += len(candidates) - before
+        order = {"high": 0, "medium": 1, "low": 2}
+        candidates.sort(key=lambda c: order[c.confidence])
+        return self._decide(tx, candidates, by_iban, iban_note, named, notes)
+
+    def _party(self, tx: Transaction, customer: Customer | None, by_iban: Customer | None) -> list[str]:
+        if customer is None:
+            return []
+        if by_iban is not None:
+            if by_iban.number == customer.number:
+                return ["payer's IBAN is this customer's"]
+            return [f"payer's IBAN belongs to customer {by_iban.number}"]
+        grade = self.name_grade(tx.payer_name, customer)
+        return {"fully": ["payer's name matches"], "partially": ["payer's name matches partially"]}.get(
+            grade, []
+        )
+
+    def _decide(
+        self,
+        tx: Transaction,
+        candidates: list[Candidate],
+        by_iban: Customer | None,
+        iban_note: str,
+        named: list[Customer],
+        notes: list[str],
+    ) -> Match:
+        high = [c for c in candidates if c.confidence == "high"]
+        extra = f" ({'; '.join(notes)})" if notes else ""
+        if len(high) == 1:
+            best = high[0]
+            customer = best.customer
+            if customer is None:
+                return Match(
+                    "review",
+                    f"{best.invoices[0].number}'s customer is not in the company",
+                    None,
+                    None,
+                    candidates,
+                )
+            if by_iban is not None and by_iban.number != customer.number:
+                return Match(
+                    "review",
+                    f"the remittance names {customer.number}'s invoice but the payer's IBAN is customer "
+                    f"{by_iban.number}'s",
+                    None,
+                    None,
+                    candidates,
+                )
+            if customer.blocked in BLOCKS_PAYMENTS:
+                return Match(
+                    "review",
+                    f"customer {customer.number} is blocked ({customer.blocked})",
+                    customer,
+                    None,
+                    candidates,
+                )
+            return Match("apply", "; ".join(best.reasons), customer, best, candidates)
+        if len(high) > 1:
+            ways = ", ".join(" + ".join(i.number for i in c.invoices) for c in high)
+            return Match("review", f"several ways to apply the amount fit: {ways}", None, None, candidates)
+        sure = by_iban
+        if sure is None and len(named) >= 1:
+            exact = [c for c in named if self.name_grade(tx.payer_name, c) == "fully"]
+            if len(exact) == 1 and len(named) == 1:
+                sure = exact[0]
+        if sure is not None and self.on_account and sure.blocked not in BLOCKS_PAYMENTS:
+            why = iban_note or "the payer's name is this customer's, and no other customer's"
+            account = Candidate(sure, (), "medium", [why, "no open invoice fits for sure"])
+            return Match("account", why + extra, sure, account, candidates)
+        if not candidates:
+            who = f"the payer is customer {sure.number}, " if sure else ""
+            return Match(
+                "review",
+                f"{who}no open invoice is named and none fits the amount{extra}",
+                sure,
+                None,
+                candidates,
+            )
+        return Match("review", f"no candidate is sure{extra}", sure, None, candidates)

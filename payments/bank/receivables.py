@@ -1,0 +1,204 @@
+"""What cash application knows about the books: the company's customers, its open sales invoices, its
+local currency (read from the target), and the payer IBAN map the operator keeps in storage.
+
+Read once per statement file, so every credit of the file is matched against the same picture of
+the books. The standard API has no customer bank accounts (REFERENCE 9): which IBAN pays for which
+customer is the operator's map, `payers.csv` in the config container.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any, Protocol
+
+from schwifty import IBAN
+from schwifty.exceptions import SchwiftyException
+
+from ..errors import InputError
+from .statement import mask
+
+log = logging.getLogger("payments.bank")
+
+PAYERS_BLOB = "payers.csv"
+MAX_PAYERS_BYTES = 8 * 1024 * 1024
+# Business Central's "Blocked" option on a customer: "All" refuses every posting, payments included
+# (Cust.-Check Line); "Ship" and "Invoice" leave payments alone.
+BLOCKS_PAYMENTS = {"All"}
+POSTED_STATUSES = {"Open", "Paid", "Canceled", "Corrective"}
+
+
+class Reads(Protocol):
+    """The target's read side (`TargetClient.read_all`)."""
+
+    def read_all(self, company_id: str, entity: str, query: dict[str, str] | None = None) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Customer:
+    id: str
+    number: str
+    name: str
+    blocked: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Invoice:
+    id: str
+    number: str
+    customer_number: str
+    customer_name: str
+    remaining: Decimal
+    total: Decimal
+    currency: str  # "" or the company's local currency code
+    status: str
+    external_document_number: str = ""
+    due_date: str = ""
+
+    @property
+    def open(self) -> bool:
+        return self.status == "Open" and self.remaining > 0
+
+
+@dataclass(slots=True)
+class Receivables:
+    """The books as cash application sees them, with the indexes matching needs."""
+
+    customers: dict[str, Customer]  # by number, upper-case
+    invoices: dict[str, Invoice]  # by number, upper-case: posted ones, open or not
+    currency: str  # the company's local currency (companyInformation.currencyCode)
+    payers: dict[str, str] = field(default_factory=dict)  # IBAN (electronic form) -> customer number
+    notes: list[str] = field(default_factory=list)  # what was wrong with the payer map, for the report
+    by_customer: dict[str, list[Invoice]] = field(default_factory=dict, init=False)
+    by_amount: dict[Decimal, list[Invoice]] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        by_customer: dict[str, list[Invoice]] = defaultdict(list)
+        by_amount: dict[Decimal, list[Invoice]] = defaultdict(list)
+        for invoice in self.invoices.values():
+            if invoice.open:
+                by_customer[invoice.customer_number].append(invoice)
+                by_amount[invoice.remaining].append(invoice)
+        self.by_customer = dict(by_customer)
+        self.by_amount = dict(by_amount)
+
+    def in_local_currency(self, invoice: Invoice) -> bool:
+        return invoice.currency in ("", self.currency)
+
+
+def _decimal(value: Any, what: str) -> Decimal:
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return Decimal(value)
+    if isinstance(value, str):
+        try:
+            return Decimal(value)
+        except InvalidOperation:
+            pass
+    raise InputError(f"the target answered {what} as {type(value).__name__}, not a decimal number")
+
+
+def load(target: Reads, company_id: str, payers: bytes | None) -> Receivables:
+    """Read customers, posted sales invoices and the local currency from the target, and the payer map."""
+    info = next(iter(target.read_all(company_id, "companyInformation")), None) or {}
+    currency = str(info.get("currencyCode") or "").upper()
+    customers = {}
+    for item in target.read_all(company_id, "customers", {"$select": "id,number,displayName,blocked"}):
+        number = str(item.get("number") or "").upper()
+        if number:
+            blocked = str(item.get("blocked") or "").strip()
+            customers[number] = Customer(
+                str(item.get("id") or ""),
+                number,
+                str(item.get("displayName") or ""),
+                "" if blocked in ("_x0020_", " ") else blocked,
+            )
+    invoices = {}
+    for item in target.read_all(
+        company_id,
+        "salesInvoices",
+        {
+            "$filter": "status eq 'Open'",
+            "$select": "id,number,externalDocumentNumber,customerNumber,customerName,dueDate,currencyCode,"
+            "totalAmountIncludingTax,remainingAmount,status",
+        },
+    ):
+        number = str(item.get("number") or "").upper()
+        if not number or item.get("status") not in POSTED_STATUSES:
+            continue
+        invoices[number] = Invoice(
+            str(item.get("id") or ""),
+            number,
+            str(item.get("customerNumber") or "").upper(),
+            str(item.get("customerName") or ""),
+            _decimal(item.get("remainingAmount", 0), f"invoice {number}'s remainingAmount"),
+            _decimal(item.get("totalAmountIncludingTax", 0), f"invoice {number}'s totalAmountIncludingTax"),
+            str(item.get("currencyCode") or "").upper(),
+            str(item.get("status")),
+            str(item.get("externalDocumentNumber") or "").upper(),
+            str(item.get("dueDate") or ""),
+        )
+    book = Receivables(customers, invoices, currency)
+    if payers is not None:
+        book.payers, book.notes = read_payers(payers, customers)
+    return book
+
+
+def normal_iban(text: str) -> str | None:
+    """An IBAN in its electronic form when it is one (country, check digits, national format)."""
+    try:
+        return str(IBAN(text))
+    except (SchwiftyException, ValueError):
+        return None
+
+
+def read_payers(
+    data: bytes, customers: Iterable[str] | dict[str, Customer]
+) -> tuple[dict[str, str], list[str]]:
+    """The operator's payer map: a CSV with columns `iban` and `customerNumber` (`,` or `;`). Rows that
+    cannot be used are left out and said in notes, the IBAN masked; one IBAN for two customers is left
+    out too (it could not tell them apart)."""
+    known = set(customers)
+    if len(data) > MAX_PAYERS_BYTES:
+        return {}, [f"{PAYERS_BLOB} is over {MAX_PAYERS_BYTES // (1024 * 1024)} MiB: it was not read"]
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return {}, [f"{PAYERS_BLOB} is not UTF-8 text: it was not read"]
+    first = text.split("\n", 1)[0]
+    delimiter = ";" if first.count(";") > first.count(",") else ","
+    rows = csv.reader(io.StringIO(text), delimiter=delimiter)
+    header = [h.strip().lower() for h in next(rows, [])]
+    if "iban" not in header or "customernumber" not in header:
+        return {}, [f"{PAYERS_BLOB} needs a header row with the columns iban and customerNumber"]
+    at_iban, at_customer = header.index("iban"), header.index("customernumber")
+    payers: dict[str, str] = {}
+    doubtful: set[str] = set()
+    notes: list[str] = []
+    for number, row in enumerate(rows, start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        cells = row + [""] * (len(header) - len(row))
+        raw, customer = cells[at_iban].strip(), cells[at_customer].strip().upper()
+        iban = normal_iban(raw)
+        if iban is None:
+            notes.append(
+                f"{PAYERS_BLOB} line {number}: {mask(raw)!r} is not a valid IBAN; the row is ignored"
+            )
+            continue
+        if known and customer not in known:
+            notes.append(f"{PAYERS_BLOB} line {number}: no customer {customer!r} in the company; ignored")
+            continue
+        if payers.get(iban, customer) != customer:
+            doubtful.add(iban)
+        payers[iban] = customer
+    for iban in doubtful:
+        notes.append(f"{PAYERS_BLOB}: {mask(iban)} is listed for more than one customer; it is not used")
+        del payers[iban]
+    return payers, notes
