@@ -25,7 +25,7 @@ class Reader(Protocol):
 
 
 def kind_of(head: bytes) -> str | None:
-    """"camt", "mt940" or "bai2" when the first bytes are a bank statement; None for anything else
+    """ "camt", "mt940" or "bai2" when the first bytes are a bank statement; None for anything else
     (a payment file). Decided by content, so a statement is read whatever its file name."""
     text = head.removeprefix(b"\xef\xbb\xbf")
     if _XML_START.match(text):

@@ -27,6 +27,7 @@ from .statement import Direction, Keys, Statement, Status, Transaction, clean, r
 _MESSAGE = re.compile(r"urn:iso:std:iso:20022:tech:xsd:(camt\.05[234])\.001\.(\d\d)")
 # The element under the document root that holds statements, and what one statement is called.
 _RECORD = {"camt.052": "Rpt", "camt.053": "Stmt", "camt.054": "Ntfctn"}
+_NAMES = {"Rpt": "report", "Stmt": "statement", "Ntfctn": "notification"}
 _STATUS: dict[str, Status] = {"BOOK": "booked", "PDNG": "pending", "INFO": "info", "FUTR": "pending"}
 _MAX_TEXT = 10_000  # characters of remittance text kept per transaction (a payment needs 250)
 
@@ -115,9 +116,14 @@ class CamtReader:
                     if not stack:
                         message = _MESSAGE.fullmatch(element.tag[1:].partition("}")[0])
                         if tag != "Document" or message is None:
+                            namespace = (
+                                element.tag[1:].partition("}")[0] if element.tag.startswith("{") else ""
+                            )
                             raise InputError(
-                                "not an ISO 20022 camt.052, camt.053 or camt.054 message: the root "
-                                f"element is {tag!r} in {element.tag.partition('}')[0][1:] or 'no namespace'!r}"
+                                "not an ISO 20022 camt.052, camt.053 or camt.054 message (the root "
+                                f"element is {tag[:40]!r} in {namespace[:80] or 'no namespace'!r}): "
+                                "send the bank statement "
+                                "as camt.053 (or camt.052/camt.054), MT940 or BAI2"
                             )
                         self.format = f"{message.group(1)}.001.{message.group(2)}"
                         record_tag = _RECORD[message.group(1)]
@@ -144,14 +150,24 @@ class CamtReader:
                     statement = None
                     if parent is not None:
                         parent.remove(element)
-        except (ParseError, DefusedXmlException) as exc:
-            raise InputError(f"not well-formed XML: {exc}") from None
+        except DefusedXmlException as exc:
+            raise InputError(
+                f"the XML declares a DTD or entities ({type(exc).__name__}), which a camt file never "
+                "needs and "
+                "this relay does not expand: send the camt file as the bank delivered it"
+            ) from None
+        except ParseError as exc:
+            raise InputError(
+                f"the file is not well-formed XML ({exc}): it may be cut off or damaged; send the complete "
+                "camt file as the bank delivered it"
+            ) from None
         if not self.format:
-            raise InputError("the file is empty")  # pragma: no cover - iterparse raises first
+            raise InputError("the file holds no XML element: send the camt file as the bank delivered it")
         if not self.statements:
             raise InputError(
-                f"the {self.format} message holds no {record_tag} element: a bank statement holds at least "
-                "one statement with its account and entries"
+                f"the {self.format} message holds no {_NAMES[record_tag]} ({record_tag} element): "
+                "send a bank "
+                "statement file with at least one statement, its account and its entries"
             )
 
     def _head(self, element: Element, tag: str, statement: Statement) -> None:
@@ -162,11 +178,21 @@ class CamtReader:
             statement.currency = _text(element, "Ccy")
         elif tag == "Bal":
             code = _text(element, "Tp", "CdOrPrtry", "Cd")
+            if code not in ("OPBD", "PRCD", "CLBD"):
+                return  # available, forward and interim balances say nothing about the booked entries
+            if code != "CLBD" and statement.opening is not None:
+                return  # OPBD and PRCD both open; the first one given counts
             value = _signed(element, f"balance {code}")
-            if code in ("OPBD", "PRCD") and statement.opening is None:
-                statement.opening = value
-            elif code == "CLBD":
+            currency = _child(element, "Amt").get("Ccy", "") if _child(element, "Amt") is not None else ""
+            expected = statement.currency or currency
+            if currency and expected and currency != expected and not statement.balance_problem:
+                statement.balance_problem = f"the {code} balance is in {currency}, the account in {expected}"
+            if not statement.currency:
+                statement.currency = currency
+            if code == "CLBD":
                 statement.closing = value
+            else:
+                statement.opening = value
         elif tag == "TxsSummry":
             for name, target in (("TtlCdtNtries", "declared_credits"), ("TtlDbtNtries", "declared_debits")):
                 total = _child(element, name)
@@ -186,63 +212,96 @@ class CamtReader:
         amount = _amount(_child(ntry, "Amt"), where)
         direction = _direction(ntry)
         if amount is None or direction is None:
-            raise InputError(f"{where}: an entry needs Amt and CdtDbtInd (CRDT or DBIT)")
+            raise InputError(
+                f"{where}: an entry needs Amt and CdtDbtInd (CRDT or DBIT); the file is not a complete camt "
+                "statement: send it as the bank delivered it"
+            )
         value, currency = amount
+        currency = currency or statement.currency
         status_code = _text(ntry, "Sts", "Cd") or _text(ntry, "Sts")  # .08 has Sts/Cd, earlier Sts
         status = _STATUS.get(status_code, "info")
         reversal = _text(ntry, "RvslInd").lower() in ("true", "1")
         statement.book(direction, value, status)
+        entry_reference = reference(_text(ntry, "AcctSvcrRef"))
         base: dict[str, Any] = {
             "statement": len(self.statements) - 1,
             "direction": direction,
-            "currency": currency or statement.currency,
+            "currency": currency,
             "status": status,
             "reversal": reversal,
             "booking_date": _date(_child(ntry, "BookgDt")),
             "value_date": _date(_child(ntry, "ValDt")),
-            "entry_reference": reference(_text(ntry, "AcctSvcrRef")) or reference(_text(ntry, "NtryRef")),
+            "entry_reference": entry_reference or reference(_text(ntry, "NtryRef")),
             "bank_code": _bank_code(_child(ntry, "BkTxCd")),
         }
         details = [tx for nd in _children(ntry, "NtryDtls") for tx in _children(nd, "TxDtls")]
         if not details:
-            tx = Transaction(f"{where}", amount=value, **base)
+            tx = Transaction(where, amount=value, bank_reference=entry_reference, **base)
             keys.assign(tx, statement.account)
             yield tx
             return
         parts = [self._details(tx, i, base, where, len(details)) for i, tx in enumerate(details, start=1)]
-        if len(parts) == 1 and parts[0].amount is None:
-            parts[0].amount = value
-        amounts = [p.amount for p in parts]
-        if len(parts) > 1 and (None in amounts or sum(a for a in amounts if a is not None) != value):
-            said = "some carry no amount" if None in amounts else f"they sum to {sum(amounts)}"  # type: ignore[arg-type]
-            for p in parts:
-                p.problem = (
-                    f"the entry books {value} {currency} in {len(parts)} transactions, but {said}: the "
-                    "split cannot be trusted"
+        if len(parts) == 1:
+            # One transaction: what the entry booked is its amount. A different amount in the details
+            # (another value, another currency) means the file contradicts itself: review, never post.
+            part, own = parts[0]
+            if own is not None and (own[0] != value or (own[1] and own[1] != currency)):
+                part.problem = part.problem or (
+                    f"the entry books {value} {currency} but its transaction says "
+                    f"{own[0]} {own[1] or currency}"
                 )
-        for p in parts:
-            keys.assign(p, statement.account)
-            yield p
+            part.amount = value
+            part.bank_reference = part.bank_reference or entry_reference
+        else:
+            amounts = [own for _, own in parts]
+            foreign = sorted({own[1] for own in amounts if own is not None and own[1] and own[1] != currency})
+            total = sum((own[0] for own in amounts if own is not None), Decimal(0))
+            said = (
+                "some carry no amount"
+                if None in amounts
+                else f"they are in {', '.join(foreign)}"
+                if foreign
+                else f"they sum to {total}"
+                if total != value
+                else ""
+            )
+            for part, _ in parts:
+                if part.bank_reference and part.bank_reference == entry_reference:
+                    part.bank_reference = (
+                        ""  # the entry's reference copied into each: not one per transaction
+                    )
+                if said:
+                    part.problem = part.problem or (
+                        f"the entry books {value} {currency} in {len(parts)} transactions, but {said}: the "
+                        "split cannot be trusted"
+                    )
+        for part, _ in parts:
+            keys.assign(part, statement.account)
+            yield part
 
-    def _details(self, tx: Element, position: int, base: dict[str, Any], where: str, count: int) -> Transaction:
+    def _details(
+        self, tx: Element, position: int, base: dict[str, Any], where: str, count: int
+    ) -> tuple[Transaction, tuple[Decimal, str] | None]:
+        """One `TxDtls` as a transaction of its entry, and the amount it states for itself (if any)."""
         here = f"{where}, transaction {position}" if count > 1 else where
         refs = _child(tx, "Refs")
         own = _amount(_child(tx, "Amt"), here) or _amount(_child(tx, "AmtDtls", "TxAmt", "Amt"), here)
         problem = ""
-        if own is not None and own[1] and base["currency"] and own[1] != base["currency"]:
-            problem = f"the transaction's amount is in {own[1]}, its entry in {base['currency']}"
         tx_direction = _direction(tx)
         if tx_direction is not None and tx_direction != base["direction"]:
-            problem = problem or (
+            # The entry's booking decides which way the money went (camt.054 samples book a DBIT entry
+            # whose transactions say CRDT): never turned into a credit, and sent to review.
+            problem = (
                 f"the transaction says {'CRDT' if tx_direction == 'credit' else 'DBIT'} inside a "
                 f"{'CRDT' if base['direction'] == 'credit' else 'DBIT'} entry; the entry's booking decides"
             )
         parties = _child(tx, "RltdPties")
-        debtor = _child(parties, "Dbtr")
-        payer = _text(debtor, "Pty", "Nm") or _text(debtor, "Nm")  # .08 wraps the party in Pty
-        if not payer:
-            ultimate = _child(parties, "UltmtDbtr")
-            payer = _text(ultimate, "Pty", "Nm") or _text(ultimate, "Nm")
+        payer = ""
+        for role in ("Dbtr", "UltmtDbtr"):
+            party = _child(parties, role)
+            payer = _text(party, "Pty", "Nm") or _text(party, "Nm")  # .08 wraps the party in Pty
+            if payer:
+                break
         account = _child(parties, "DbtrAcct", "Id")
         remittance = _child(tx, "RmtInf")
         texts = [clean(u.text) for u in _children(remittance, "Ustrd") if u.text]
@@ -252,14 +311,11 @@ class CamtReader:
             d for s in structured for info in _children(s, "RfrdDocInf") if (d := _text(info, "Nb"))
         )
         extra = _text(tx, "AddtlTxInf")
-        own_reference = reference(_text(refs, "AcctSvcrRef"))
-        if count > 1 and own_reference and own_reference == base["entry_reference"]:
-            own_reference = ""  # the entry's reference copied into each transaction: not one per transaction
-        return Transaction(
+        transaction = Transaction(
             here,
-            **{**base, "direction": base["direction"]},
+            **base,
             amount=own[0] if own is not None else None,
-            bank_reference=own_reference,
+            bank_reference=reference(_text(refs, "AcctSvcrRef")),
             position=position,
             end_to_end=reference(_text(refs, "EndToEndId")) or reference(_text(refs, "UETR")),
             payer_name=payer,
@@ -269,11 +325,14 @@ class CamtReader:
             documents=documents,
             problem=problem,
         )
+        return transaction, own
 
 
 def _bank_code(element: Element | None) -> str:
     domain = _child(element, "Domn")
     if domain is not None:
         family = _child(domain, "Fmly")
-        return "/".join(x for x in (_text(domain, "Cd"), _text(family, "Cd"), _text(family, "SubFmlyCd")) if x)
+        return "/".join(
+            x for x in (_text(domain, "Cd"), _text(family, "Cd"), _text(family, "SubFmlyCd")) if x
+        )
     return _text(element, "Prtry", "Cd")

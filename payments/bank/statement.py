@@ -8,6 +8,7 @@ transaction that brings money in and is booked and not reversed: only credits be
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -101,6 +102,7 @@ class Statement:
     credit_entries: int = 0
     debit_entries: int = 0
     checks: dict[str, str] = field(default_factory=dict)  # what was tied to the file's own totals
+    balance_problem: str = ""  # why the balances cannot be compared (set by the reader), e.g. currencies
 
     def book(self, direction: Direction, amount: Decimal | None, status: Status) -> None:
         """Count one entry towards the statement's own totals."""
@@ -132,7 +134,9 @@ class Statement:
                 f"{'matches' if ours == total else 'DIFFERS FROM'} the file's total of debits "
                 f"({_money(total)}); read {_money(ours)}"
             )
-        if self.opening is not None and self.closing is not None:
+        if self.balance_problem:
+            self.checks["balance"] = f"not comparable: {self.balance_problem}"
+        elif self.opening is not None and self.closing is not None:
             expected = self.opening + self.booked_credit_sum - self.booked_debit_sum
             self.checks["balance"] = (
                 f"opening {_money(self.opening)} + credits - debits = {_money(expected)}: "
@@ -157,35 +161,42 @@ def reference(value: str | None) -> str:
 class Keys:
     """Gives each transaction of one file its key: our account and the bank's transaction reference;
     failing that, the entry's reference and the transaction's position in it; failing that, a digest
-    of what the transaction says with its occurrence among identical ones. Read again (the same file,
-    or a camt.053 covering a camt.054), a transaction gets the same key, so the ledger posts it once."""
+    of what the transaction says. Read again (the same file, or a camt.053 covering a camt.054), a
+    transaction gets the same key, so the ledger posts it once.
+
+    A basis seen again in the same file (identical transactions, or a bank that copies one reference
+    into several transactions) gets its occurrence number, counted per basis: transactions with other
+    bases, in whatever order, never shift it. The basis is encoded as a JSON list, so that a reference
+    holding the separator cannot make two different bases equal."""
 
     def __init__(self) -> None:
         self._seen: Counter[str] = Counter()
 
-    def assign(self, tx: Transaction, account: str) -> None:
+    @staticmethod
+    def basis(tx: Transaction, account: str) -> list[str]:
+        """What the key is made of (without the occurrence number)."""
         account = account.replace(" ", "").upper()
         if tx.bank_reference:
-            basis = f"ref|{account}|{tx.bank_reference}"
-        elif tx.entry_reference:
-            basis = f"entry|{account}|{tx.entry_reference}|{tx.position}"
-        else:
-            day = tx.booking_date or tx.value_date
-            basis = "|".join(
-                (
-                    "digest",
-                    account,
-                    day.isoformat() if day else "",
-                    format(tx.amount, "f") if tx.amount is not None else "",
-                    tx.direction,
-                    tx.end_to_end,
-                    tx.creditor_reference,
-                    tx.text,
-                )
-            )
-        # Never one key for two transactions of one file: a repeated basis (identical transactions, or
-        # a bank that copies one reference into every transaction of a batch) counts its occurrences.
+            return ["ref", account, tx.bank_reference]
+        if tx.entry_reference:
+            return ["entry", account, tx.entry_reference, str(tx.position)]
+        day = tx.booking_date or tx.value_date
+        return [
+            "digest",
+            account,
+            day.isoformat() if day else "",
+            format(tx.amount, "f") if tx.amount is not None else "",
+            tx.currency,
+            tx.direction,
+            tx.end_to_end,
+            tx.creditor_reference,
+            tx.text,
+        ]
+
+    def assign(self, tx: Transaction, account: str) -> None:
+        basis = json.dumps(self.basis(tx, account), ensure_ascii=False)
         self._seen[basis] += 1
-        if self._seen[basis] > 1 or basis.startswith("digest|"):
-            basis += f"|{self._seen[basis]}"
+        occurrence = self._seen[basis]
+        if occurrence > 1:
+            basis = json.dumps([basis, occurrence])
         tx.key = "bank-" + hashlib.sha256(basis.encode("utf-8")).hexdigest()[:40]
