@@ -24,13 +24,14 @@ from typing import IO, Any
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceNotFoundError
 from azure.storage.blob import BlobClient, BlobServiceClient
 
-from .. import codec
+from .. import bank, codec
+from ..bank.review import MAX_REVIEW_BYTES, is_review
 from ..errors import FileBusy, InputError
 from ..model import as_dicts, check
 from ..posting import Halt, Pipeline
 from ..readers import NO_RECORDS, Record, check_record, read_stream
 from ..settings import Settings
-from . import blobs
+from . import blobs, statements
 from .report import SPOOL_MEMORY, Report, outcome_detail
 
 log = logging.getLogger("payments.filedrop")
@@ -121,6 +122,7 @@ class FileDrop:
         spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)
         file_error: str | None = None
         company = journal = None
+        bank_result: statements.Result | None = None
         try:
             company, journal, _ = target_of(name, settings)
             head.update(companyId=company, journalId=journal)
@@ -128,7 +130,19 @@ class FileDrop:
                 raise InputError(
                     f"the file is {props.size} bytes, over the limit of {settings.max_file_bytes}: split it"
                 )
-            self._validate(inbox, name, report, spool)
+            stream = blobs.read_stream(inbox, 1 << 16)
+            head_bytes = stream.peek(bank.HEAD_BYTES)[: bank.HEAD_BYTES]
+            kind = bank.kind_of(head_bytes)
+            if kind is not None:
+                bank_result = statements.process_statement(
+                    self, stream, kind, name, company, journal, stamp, report
+                )
+            elif is_review(head_bytes):
+                bank_result = statements.process_review(
+                    self, stream.read(MAX_REVIEW_BYTES + 1), name, company, journal, stamp, report
+                )
+            else:
+                self._validate(stream, name, report, spool)
         except InputError as exc:
             file_error = str(exc)
         except AzureError:
@@ -136,9 +150,12 @@ class FileDrop:
         except Exception:  # a bad file is reported, never a crash the host would retry five times
             log.exception("file %s could not be read", name)
             file_error = "the file could not be read (an unexpected error, logged under this file's name)"
-        if file_error is None and company and journal:
+        if file_error is None and company and journal and bank_result is None:
             self._post(company, journal, spool, report)
-        failed = file_error is not None or any(k not in ("created", "skipped") for k in report.totals)
+        if bank_result is not None:
+            head.update(bank_result.head())
+        settled = ("created", "skipped", "review")
+        failed = file_error is not None or any(k not in settled for k in report.totals)
         status = "failed" if failed else "processed"
         head["status"] = status
         if file_error is not None:
@@ -165,13 +182,13 @@ class FileDrop:
         log.info("file %s %s: %s", name, status, dict(result.totals))
         return result
 
-    def _validate(self, inbox: BlobClient, name: str, report: Report, spool: IO[bytes]) -> None:
+    def _validate(self, stream: IO[bytes], name: str, report: Report, spool: IO[bytes]) -> None:
         """First pass: read and check every record; spool the valid payments, report the rest."""
         limit = self.settings.max_file_records
         rules = self.pipeline.rules
         text_rules = replace(rules, from_text=True)
         count = 0
-        for record in read_stream(blobs.read_stream(inbox, 1 << 16), name):
+        for record in read_stream(stream, name):  # type: ignore[arg-type]
             count += 1
             if count > limit:
                 raise InputError(f"the file holds more than {limit} records: split it")
