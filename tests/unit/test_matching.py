@@ -206,13 +206,13 @@ def test_payloads_split_exactly_and_carry_the_bank_reference():
 
 def test_payer_map_rows_that_cannot_be_used_are_said_and_left_out():
     data = (
-        "iban;customerNumber\n"
-        "DE89 3704 0044 0532 0130 00;10000\n"
-        "DE00370400440532013000;10000\n"
-        "GB82WEST12345698765432;99999\n"
-        "NL91ABNA0417164300;10000\n"
-        "NL91ABNA0417164300;20000\n"
-    ).encode()
+        b"iban;customerNumber\n"
+        b"DE89 3704 0044 0532 0130 00;10000\n"
+        b"DE00370400440532013000;10000\n"
+        b"GB82WEST12345698765432;99999\n"
+        b"NL91ABNA0417164300;10000\n"
+        b"NL91ABNA0417164300;20000\n"
+    )
     payers, notes = read_payers(data, {"10000", "20000"})
     assert payers == {"DE89370400440532013000": "10000"}
     assert len(notes) == 3
