@@ -194,12 +194,11 @@ def _customer(company: Company, record: dict[str, Any]) -> tuple[str, str]:
     (number, id), both blank when no customer was given (the insert still succeeds)."""
     cust_id = record.get("customerId") or ""
     number = (record.get("customerNumber") or "").upper()
-    by_id = {v: k for k, v in company.customers.items()}
     from_id = ""
     if cust_id and cust_id != EMPTY_GUID:
-        if cust_id not in by_id:
+        if cust_id not in company.customer_numbers:
             raise _dialog('The "customerId" does not match to a Customer.')
-        from_id = by_id[cust_id]
+        from_id = company.customer_numbers[cust_id]
     if number:
         if from_id:
             if from_id != number:
@@ -215,20 +214,21 @@ def _invoice(company: Company, record: dict[str, Any]) -> tuple[str, str, str]:
     An id must be a posted sales invoice; a number need not exist (then no id and no customer)."""
     inv_id = record.get("appliesToInvoiceId") or EMPTY_GUID
     number = (record.get("appliesToInvoiceNumber") or "").upper()
-    by_id = {i: (n, c) for n, (i, c, _) in company.invoices.items()}
     from_id = ""
     customer = ""
     if inv_id != EMPTY_GUID:
-        if inv_id not in by_id:
+        invoice = company.invoice_by_id(inv_id)
+        if invoice is None or not invoice.posted:
             raise _dialog(
                 'The "appliesToInvoiceId" should be the ID of an Open, Paid, Corrective, or Canceled Invoice.'
             )
-        from_id, customer = by_id[inv_id]
+        from_id, customer = invoice.number, invoice.customer
     if number and from_id and number != from_id:
         raise _dialog("The Applies To Invoice values do not match to the same Invoice.")
     number = number or from_id
-    if number in company.invoices and inv_id == EMPTY_GUID:
-        inv_id, customer, _ = company.invoices[number]
+    known = company.invoices.get(number)
+    if known is not None and known.posted and inv_id == EMPTY_GUID:
+        inv_id, customer = known.id, known.customer
     return inv_id, number, customer
 
 

@@ -142,3 +142,100 @@ def _clause(name: str, literal: str) -> Clause:
         value = Decimal(number)
         return lambda p: Decimal(p[name]) == value
     raise _unsupported(f"Filtering on '{name}' is not supported by the sandbox.")
+
+
+# ----- typed $filter and $select (the receivables entities) ------------------------------------------------
+# A property's kind: "code" (Code[n], stored upper-case), "text", "decimal", "date", "datetime", "guid", or a
+# tuple of an enum's values.
+Kind = str | tuple[str, ...]
+_TYPED_OPS = {
+    "eq": lambda a, b: a == b,
+    "ne": lambda a, b: a != b,
+    "gt": lambda a, b: a > b,
+    "ge": lambda a, b: a >= b,
+    "lt": lambda a, b: a < b,
+    "le": lambda a, b: a <= b,
+}
+_TYPED_CLAUSE_RE = re.compile(
+    r"\s*(?P<field>[A-Za-z@.]+)\s+(?P<op>[A-Za-z]+)\s+(?P<value>'(?:[^']|'')*'|[^\s'()]+)\s*"
+)
+
+
+def no_property(name: str, entity_type: str) -> ODataError:
+    """The URI parser's answer to a property the entity does not have (in `$filter` or `$select`):
+    an ODataNotFoundException-family error, BadRequest_NotFound (webservices/dynamics-error-codes.md)."""
+    return ODataError(
+        400,
+        "BadRequest_NotFound",
+        f"Could not find a property named '{name}' on type 'Microsoft.NAV.{entity_type}'.",
+    )
+
+
+def parse_typed_filter(text: str, schema: dict[str, Kind], entity_type: str) -> list[Clause]:
+    """`$filter` for an entity with a known schema: `<property> <eq|ne|gt|ge|lt|le> <literal>` clauses
+    joined by `and`. Compares the rendered entity's values (strings, exact Decimals)."""
+    clauses: list[Clause] = []
+    pos = 0
+    text = text.strip()
+    while pos < len(text):
+        m = _TYPED_CLAUSE_RE.match(text, pos)
+        if not m:
+            raise _unsupported(f"The $filter expression '{text}' is not supported by the sandbox.")
+        name, op, literal = m.group("field"), m.group("op"), m.group("value")
+        if name not in schema:
+            raise no_property(name, entity_type)
+        if op not in _TYPED_OPS:
+            raise _unsupported(f"The operator '{op}' is not supported in $filter by the sandbox.")
+        clauses.append(_typed_clause(name, _TYPED_OPS[op], literal, schema[name]))
+        pos = m.end()
+        if pos < len(text):
+            a = _AND_RE.match(text, pos)
+            if not a:
+                raise _unsupported(f"The $filter expression '{text}' is not supported by the sandbox.")
+            pos = a.end()
+    return clauses
+
+
+def _typed_clause(name: str, compare: Callable[[Any, Any], bool], literal: str, kind: Kind) -> Clause:
+    quoted = len(literal) >= 2 and literal[0] == literal[-1] == "'"
+    if isinstance(kind, tuple) or kind in ("code", "text"):
+        if not quoted:
+            raise ODataError(400, "BadRequest_InvalidToken", f"{name} must be compared with a quoted string.")
+        want = literal[1:-1].replace("''", "'")
+        if isinstance(kind, tuple):
+            if want == " " and "_x0020_" in kind:
+                want = "_x0020_"
+            if want not in kind:
+                raise ODataError(
+                    400, "BadRequest", f"The value '{want}' is not one of {name}'s values: {', '.join(kind)}."
+                )
+            return lambda row: compare(row[name], want)
+        if kind == "code":  # Code[n] is stored upper-case: a lower-case literal finds it too
+            want = want.upper()
+            return lambda row: compare(str(row[name]).upper(), want)
+        return lambda row: compare(row[name], want)
+    if kind == "decimal":
+        number = literal[:-1] if literal[-1:] in ("m", "M") else literal
+        if quoted or not NUMBER_RE.fullmatch(number):
+            raise ODataError(400, "BadRequest_InvalidToken", f"'{literal}' is not a number.")
+        value = Decimal(number)
+        return lambda row: compare(row[name], value)
+    if kind == "guid":
+        guid = norm_guid(literal)
+        if guid is None:
+            raise ODataError(400, "Application_InvalidGUID", f"Invalid GUID string format: '{literal}'.")
+        return lambda row: compare(row[name], guid)
+    # dates and times: ISO literals, unquoted in OData; ISO text compares in date order
+    if quoted or not re.fullmatch(r"\d{4}-\d{2}-\d{2}(?:T[0-9:.]+Z?)?", literal):
+        what = "Date" if kind == "date" else "DateTime"
+        raise ODataError(400, "BadRequest", f"Unable to convert '{literal}' to {what}.")
+    return lambda row: compare(row[name], literal)
+
+
+def parse_select(text: str, schema: dict[str, Kind], entity_type: str) -> list[str] | None:
+    """`$select`'s property names (None: every property); an unknown one is the URI parser's error."""
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    for name in names:
+        if name not in schema:
+            raise no_property(name, entity_type)
+    return names or None

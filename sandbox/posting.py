@@ -5,6 +5,13 @@ Every line is checked first, as codeunit "Gen. Jnl.-Check Line" does: if one fai
 Then each line becomes two G/L entries (the customer's receivables account and the journal's balancing
 bank account, credit and debit) and the journal's lines are deleted: a payment is no longer found in
 the journal once its journal has been posted.
+
+A payment that names an invoice (Applies-to Doc. No.) is applied to it as codeunit 12 "Gen. Jnl.-Post
+Line" does: PrepareTempCustLedgEntry finds the customer's *open* invoice entry of that number (none:
+"There is no Cust. Ledger Entry within the filter.", and nothing is posted), FindAmtForAppln applies
+ABSMin(payment's remaining, invoice's remaining) - never more than the invoice still owes - and
+CalcApplication closes the invoice when its remaining reaches 0 (the API then shows it Paid). What
+the payment has left stays open on the payment's own entry: the customer's Balance Due counts it.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from decimal import Decimal
 from typing import Any
 
 from .odata import ODataError, norm_guid, parse_filter
-from .store import Company, Journal
+from .store import Company, Journal, now_iso
 
 RECEIVABLES_ACCOUNT = "2310"  # the customer posting group's receivables account (Cronus: Customers Domestic)
 BANK_ACCOUNT = "2910"  # the G/L account of the journal's balancing bank account
@@ -85,6 +92,7 @@ def post(company: Company, journal: Journal) -> int:
     lines = sorted(journal.payments, key=lambda line: line["lineNumber"])
     for line in lines:
         check_line(journal, line)
+    applied, unapplied = _applications(company, lines)
     now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     for line in lines:
         paid = -Decimal(line["amount"])  # a payment received: credit receivables, debit the bank
@@ -109,8 +117,50 @@ def post(company: Company, journal: Journal) -> int:
                     "lastModifiedDateTime": now,
                 }
             )
+    for number, remaining in applied.items():
+        invoice = company.invoices[number]
+        company.customer_records[invoice.customer].balance_due -= invoice.remaining - remaining
+        invoice.remaining, invoice.modified = remaining, now_iso()
+        if remaining == 0:
+            invoice.status = "Paid"
+    for customer_number, rest in unapplied.items():
+        customer = company.customer_records.get(customer_number)
+        if customer is not None:
+            customer.unapplied -= rest
+            customer.balance_due -= rest
     journal.clear()  # Gen. Jnl.-Post Batch deletes the posted lines
     return len(lines)
+
+
+def _applications(
+    company: Company, lines: list[dict[str, Any]]
+) -> tuple[dict[str, Decimal], dict[str, Decimal]]:
+    """What posting `lines` in order does to the invoices they name (number -> new remaining amount)
+    and what each customer's payments leave unapplied (number -> amount, positive); nothing changes yet,
+    so a line that cannot be applied fails the whole posting."""
+    applied: dict[str, Decimal] = {}
+    unapplied: dict[str, Decimal] = {}
+    for line in lines:
+        paid = -Decimal(line["amount"])  # positive: check_line made sure the payment is negative
+        customer = line["customerNumber"]
+        number = line["appliesToInvoiceNumber"]
+        rest = paid
+        if number:
+            invoice = company.invoices.get(number)
+            left = applied.get(number, invoice.remaining if invoice is not None else Decimal(0))
+            if invoice is None or invoice.customer != customer or invoice.status != "Open" or left <= 0:
+                raise ODataError(
+                    400,
+                    "Internal_DataNotFoundFilter",
+                    "There is no Cust. Ledger Entry within the filter.  Filters: Document No.: "
+                    f"{number}, Document Type: Invoice, Customer No.: {customer}, Open: Yes",
+                )
+            used = min(paid, left)  # FindAmtForAppln: ABSMin of the two remaining amounts
+            applied[number] = left - used
+            rest = paid - used
+        if rest:
+            unapplied[customer] = unapplied.get(customer, Decimal(0)) + rest
+    return applied, unapplied
 
 
 def entries(company: Company, query: dict[str, list[str]]) -> dict[str, Any]:

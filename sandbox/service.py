@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from . import posting
+from . import posting, receivables
 from .batch import parse_items, run_inner
 from .books import Books
 from .entity import create, find_journal, insert, read, render, validate
@@ -57,6 +57,9 @@ class Sandbox(Books):
         self.verbose = verbose
         self.limits = Limits()  # per identity: Business Central online's unless a test changes them
         self.insert_gap = 0.0  # seconds between reading a journal's last line and inserting after it
+        # Server-driven paging of customers and salesInvoices: at most this many records per answer, then
+        # an @odata.nextLink (Business Central's maximum, 20,000; tests set a small one).
+        self.page_size = receivables.MAX_PAGE_SIZE
         self.throttled_count = 0  # 429s answered by the limits
         self.queue_timeouts = 0  # 503s: queued longer than limits.queue_timeout
         self.timeouts = 0  # 408s and 504s: processing cut off by the operation or request timeout
@@ -186,6 +189,7 @@ class Sandbox(Books):
             for company in self._companies.values():
                 company.work_date = None
                 company.ledger_entries.clear()
+                company.restore()  # posting applied payments to invoices: the seed's amounts return
                 for journal in company.journals.values():
                     journal.clear()
             self.requests.clear()
@@ -231,6 +235,20 @@ class Sandbox(Books):
             with self._lock:
                 self.requests.append(recorded)
             self._serve_posting(h, posting_target, query)
+            return
+        if (books := receivables.route(path)) is not None:
+            if h.command != "GET":
+                with self._lock:
+                    self.requests.append(recorded)
+                err = ODataError(
+                    405,
+                    "BadRequest_MethodNotAllowed",
+                    f"'{h.command}' is not allowed on this resource in the sandbox.",
+                    {"Allow": "GET"},
+                )
+                self._error(h, books.graph, err)
+                return
+            self._admit(h, recorded, books.graph, lambda fault: self._serve_books(h, books, query, fault))
             return
         target = route(path)
         allowed = ("GET",) if target is not None and target.entity is not None else ("GET", "POST")
@@ -358,6 +376,22 @@ class Sandbox(Books):
             self._within_deadline(h, h.due)
             status, payload, headers = self._process(h, target, query, body)
             return status, payload, {**self._graph_headers(h, target.graph), **headers}, JSON_ODATA
+
+        self._serve(h, target.graph, fault, work)
+
+    def _serve_books(
+        self, h: Handler, target: receivables.Target, query: dict[str, list[str]], fault: Fault | None
+    ) -> None:
+        """customers, salesInvoices, companyInformation: read like any request to Business Central (the
+        limits, latency and injected faults apply), one page at a time."""
+
+        def work() -> _Answer:
+            self._within_deadline(h, h.due)
+            check_auth(h)
+            with self._lock:
+                company = posting.company_of(self._companies, target.company)
+                body, headers = receivables.read(h, target, company, query, self.url, self.page_size)
+            return 200, body, {**self._graph_headers(h, target.graph), **headers}, JSON_ODATA
 
         self._serve(h, target.graph, fault, work)
 
