@@ -55,7 +55,9 @@ class Candidate:
 
     def describe(self) -> str:
         who = f"customer {self.customer.number} {self.customer.name}".strip() if self.customer else "?"
-        what = " + ".join(f"{i.number} (remaining {i.remaining})" for i in self.invoices) or "on account"
+        what = (
+            " + ".join(f"{i.number} (remaining {money(i.remaining)})" for i in self.invoices) or "on account"
+        )
         return f"{what}, {who}: {self.confidence} — {'; '.join(self.reasons)}"
 
 
@@ -68,6 +70,14 @@ class Match:
     customer: Customer | None = None
     applied: Candidate | None = None  # the candidate applied when decision == "apply"
     candidates: list[Candidate] = field(default_factory=list)
+
+
+def money(value: Decimal) -> str:
+    """An amount as people read it: at least two decimals (only zeros are added: exact)."""
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and exponent > -2:
+        value = value.quantize(Decimal("0.01"))
+    return format(value, "f")
 
 
 def rf_valid(reference: str) -> bool:
@@ -270,12 +280,9 @@ class Matcher:
                         why = "document number" if size == 1 else f"{size} document numbers"
                         add(customer, subset, "high", [f"{why} in the remittance", "amount fits"])
             for invoice in group:
-                add(
-                    customer,
-                    (invoice,),
-                    "medium",
-                    [f"document number in the remittance; amount differs (remaining {invoice.remaining})"],
-                )
+                left = money(invoice.remaining)
+                why = f"document number in the remittance; amount differs (remaining {left})"
+                add(customer, (invoice,), "medium", [why])
         # The payer known by IBAN: its open invoices of this amount.
         if by_iban is not None:
             for invoice in self.book.by_customer.get(by_iban.number, []):

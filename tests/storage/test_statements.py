@@ -1,0 +1,268 @@
+"""Bank statements dropped into the inbox, end to end: the registered blob function, Azurite for the
+inbox, reports, config and ledger, the sandbox as Business Central with customers and open invoices.
+Asserts on what an operator sees (the report, the review file) and what the target holds."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from decimal import Decimal
+
+import pytest
+
+from sandbox import SANDBOX_COMPANY_ID as C
+from sandbox import SANDBOX_JOURNAL_ID as J
+from tests.support.filedrop import blobs, deliver, read, report_of, upload
+
+IBAN = "DE89370400440532013000"  # our account at the bank
+PAYER_IBAN = "NL91ABNA0417164300"  # a customer's account (the operator's payer map)
+
+
+def _tx(t: dict, v8: bool) -> str:
+    name = f"<Pty><Nm>{t['payer']}</Nm></Pty>" if v8 else f"<Nm>{t['payer']}</Nm>"
+    ref = t.get("rf")
+    strd = (
+        f"<Strd><CdtrRefInf><Tp><CdOrPrtry><Cd>SCOR</Cd></CdOrPrtry></Tp><Ref>{ref}</Ref></CdtrRefInf></Strd>"
+        if ref
+        else ""
+    )
+    iban = f"<DbtrAcct><Id><IBAN>{t['iban']}</IBAN></Id></DbtrAcct>" if t.get("iban") else ""
+    return (
+        f"<TxDtls><Refs><AcctSvcrRef>{t['ref']}</AcctSvcrRef><EndToEndId>{t.get('e2e', 'NOTPROVIDED')}</EndToEndId>"
+        f'</Refs><Amt Ccy="EUR">{t["amount"]}</Amt><RltdPties><Dbtr>{name}</Dbtr>{iban}</RltdPties>'
+        f"<RmtInf><Ustrd>{t.get('text', '')}</Ustrd>{strd}</RmtInf></TxDtls>"
+    )
+
+
+def camt(kind: str, entries: list[dict], *, version: str = "08", statement: str = "STMT-1") -> bytes:
+    """A small camt.053 or camt.054 as banks write them (Stmt or Ntfctn, entries with details)."""
+    v8 = version == "08"
+    record = "Stmt" if kind == "053" else "Ntfctn"
+    root = "BkToCstmrStmt" if kind == "053" else "BkToCstmrDbtCdtNtfctn"
+    body = []
+    for e in entries:
+        status = (
+            f"<Sts><Cd>{e.get('status', 'BOOK')}</Cd></Sts>"
+            if v8
+            else f"<Sts>{e.get('status', 'BOOK')}</Sts>"
+        )
+        details = "".join(_tx(t, v8) for t in e.get("txs", [e]))
+        body.append(
+            f'<Ntry><Amt Ccy="EUR">{e["amount"]}</Amt><CdtDbtInd>{e.get("dc", "CRDT")}</CdtDbtInd>'
+            f"{'<RvslInd>true</RvslInd>' if e.get('reversal') else ''}{status}"
+            f"<BookgDt><Dt>2026-11-30</Dt></BookgDt><ValDt><Dt>2026-11-30</Dt></ValDt>"
+            f"<AcctSvcrRef>{e.get('entry_ref', e.get('ref', ''))}</AcctSvcrRef>"
+            f"<BkTxCd><Domn><Cd>PMNT</Cd><Fmly><Cd>RCDT</Cd><SubFmlyCd>ESCT</SubFmlyCd></Fmly></Domn></BkTxCd>"
+            f"<NtryDtls>{details}</NtryDtls></Ntry>"
+        )
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<!-- exported by the bank -->\n'
+        f'<Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.{kind}.001.{version}"><{root}>'
+        f"<GrpHdr><MsgId>M-{statement}</MsgId><CreDtTm>2026-11-30T18:00:00</CreDtTm></GrpHdr>"
+        f"<{record}><Id>{statement}</Id><CreDtTm>2026-11-30T18:00:00</CreDtTm>"
+        f"<Acct><Id><IBAN>{IBAN}</IBAN></Id><Ccy>EUR</Ccy></Acct>"
+        + "".join(body)
+        + f"</{record}></{root}></Document>"
+    ).encode("utf-8")
+
+
+def seed(sandbox) -> None:
+    sandbox.add_customer("50000", name="Fabrikam Lighting GmbH")
+    sandbox.add_invoice("SI-104711", "50000", amount="150.00")
+    sandbox.add_invoice("SI-104712", "50000", amount="50.00")
+    sandbox.add_invoice("SI-104713", "50000", amount="99.99")
+
+
+ENTRIES = [
+    {"ref": "R-1", "amount": "150.00", "payer": "Fabrikam Lighting GmbH", "text": "Rechnung SI 104711"},
+    {"ref": "R-2", "amount": "200.00", "payer": "Fabrikam Lightng GmbH", "text": "104711 104712"},
+    {"ref": "R-3", "amount": "42.00", "payer": "Unknown Ltd", "text": "donation"},
+    {"ref": "R-4", "amount": "12.50", "dc": "DBIT", "payer": "Bank", "text": "fees"},
+    {"ref": "R-5", "amount": "99.99", "status": "PDNG", "payer": "Fabrikam", "text": "SI-104713"},
+]
+
+
+@pytest.fixture
+def bank(drop, sandbox):
+    seed(sandbox)
+    return drop
+
+
+def review_rows(drop, report) -> list[dict[str, str]]:
+    name = report["reviewFile"].split("/", 1)[1]
+    text = read(drop, drop.reports, name).decode("utf-8-sig")
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def test_a_statement_posts_its_sure_credits_and_reports_every_transaction(bank, sandbox):
+    name = upload(bank, f"{C}/{J}/statement.xml", camt("053", ENTRIES))
+    deliver(bank, name)
+    posted = sandbox.payments()
+    # R-1 pays SI-104711; R-2 pays SI-104711 and SI-104712: two lines, which add up to the credit (the
+    # first part is the invoice's remainingAmount, which Business Central writes without trailing zeros).
+    assert sorted((p["appliesToInvoiceNumber"], p["amount"]) for p in posted) == [
+        ("SI-104711", Decimal("-150")),
+        ("SI-104711", Decimal("-150")),
+        ("SI-104712", Decimal("-50")),
+    ]
+    assert {p["externalDocumentNumber"] for p in posted} == {"R-1", "R-2"}
+    assert all(p["customerNumber"] == "50000" and str(p["postingDate"]) == "2026-11-30" for p in posted)
+    report = report_of(bank, name)
+    assert report["status"] == "processed"
+    [summary] = report["statements"]
+    assert summary["format"] == "camt.053.001.08"
+    assert summary["account"] == "DE89…3000"  # masked
+    assert summary["transactions"] == 5
+    assert summary["credits"] == {"count": 3, "sum": 392.0}
+    assert summary["applied"] == {"count": 2, "sum": 350.0}
+    assert summary["review"] == {"count": 1, "sum": 42.0}
+    assert summary["skipped"] == {"debit": {"count": 1, "sum": 12.5}, "pending": {"count": 1, "sum": 99.99}}
+    assert report["totals"] == {"records": 6, "created": 3, "review": 1, "skipped": 2}
+    [row] = review_rows(bank, report)
+    assert row["amount"] == "42.00" and row["payer"] == "Unknown Ltd" and row["choice"] == ""
+    assert "no open invoice is named" in row["reason"]
+    assert blobs(bank, bank.archive) == [b for b in blobs(bank, bank.archive) if b.startswith("processed/")]
+
+
+def test_the_report_keeps_amounts_exact(bank):
+    name = upload(bank, f"{C}/{J}/statement.xml", camt("053", ENTRIES))
+    deliver(bank, name)
+    [report_name] = [b for b in blobs(bank, bank.reports) if b.endswith(".report.json")]
+    text = read(bank, bank.reports, report_name).decode()
+    assert '"sum":392.00' in text.replace(" ", "")
+    assert json.loads(text, parse_float=Decimal)["statements"][0]["credits"]["sum"] == Decimal("392.00")
+
+
+def test_the_same_statement_dropped_twice_posts_every_credit_once(bank, sandbox):
+    data = camt("053", ENTRIES)
+    deliver(bank, upload(bank, f"{C}/{J}/statement.xml", data))
+    assert len(sandbox.payments()) == 3
+    name = upload(bank, f"{C}/{J}/statement-again.xml", data)
+    deliver(bank, name)
+    assert len(sandbox.payments()) == 3
+    report = report_of(bank, name)
+    [summary] = report["statements"]
+    assert summary["postedBefore"]["count"] == 2 and summary["applied"]["count"] == 0
+    assert report["totals"]["skipped"] == 5  # 3 parts posted before, the debit, the pending entry
+    assert report["totals"]["review"] == 1  # R-3 still waits for the operator
+
+
+def test_a_notification_then_the_statement_covering_it_posts_once(bank, sandbox):
+    intraday = camt("054", ENTRIES[:1], version="02", statement="NTF-1")
+    deliver(bank, upload(bank, f"{C}/{J}/intraday.xml", intraday))
+    assert len(sandbox.payments()) == 1
+    name = upload(bank, f"{C}/{J}/day.xml", camt("053", ENTRIES))
+    deliver(bank, name)
+    assert sorted(p["amount"] for p in sandbox.payments()) == [Decimal(-150), Decimal(-150), Decimal(-50)]
+    summary = report_of(bank, name)["statements"][0]
+    assert summary["postedBefore"] == {"count": 1, "sum": 150.0}
+    assert summary["applied"] == {"count": 1, "sum": 200.0}
+
+
+def test_after_the_journal_is_posted_a_second_reading_does_not_ask_again(bank, sandbox):
+    deliver(bank, upload(bank, f"{C}/{J}/statement.xml", camt("053", ENTRIES[:1])))
+    sandbox.post_journal()  # the accountant posts: SI-104711 is Paid, the line leaves the journal
+    assert sandbox.invoice("SI-104711")["status"] == "Paid"
+    name = upload(bank, f"{C}/{J}/again.xml", camt("053", ENTRIES[:1]))
+    deliver(bank, name)
+    report = report_of(bank, name)
+    assert report["totals"] == {"records": 1, "skipped": 1}
+    assert "reviewFile" not in report
+    assert sandbox.payments() == []
+
+
+def test_review_choices_dropped_back_are_posted_once(bank, sandbox):
+    entries = [
+        {"ref": "R-7", "amount": "60.00", "payer": "Fabrikam Lighting GmbH", "text": "SI-104712 part"},
+        {"ref": "R-8", "amount": "5.00", "payer": "Someone", "text": "?"},
+        {"ref": "R-9", "amount": "7.00", "payer": "Someone", "text": "?"},
+        {"ref": "R-10", "amount": "8.00", "payer": "Someone", "text": "?"},
+    ]
+    first = upload(bank, f"{C}/{J}/statement.xml", camt("053", entries))
+    deliver(bank, first)
+    assert sandbox.payments() == []
+    rows = review_rows(bank, report_of(bank, first))
+    assert [r["amount"] for r in rows] == ["60.00", "5.00", "7.00", "8.00"]
+    assert "SI-104712 (remaining 50.00)" in rows[0]["candidates"]
+    choices = ["SI-104712", "account 50000", "skip", ""]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+    writer.writeheader()
+    for row, choice in zip(rows, choices, strict=True):
+        writer.writerow({**row, "choice": choice, "amount": "999999.00"})  # an edited amount is not used
+    back = upload(bank, f"{C}/{J}/review-done.csv", out.getvalue())
+    deliver(bank, back)
+    posted = sorted(
+        ((p.get("appliesToInvoiceNumber"), str(p["amount"])) for p in sandbox.payments()), key=str
+    )
+    assert posted == [("", "-5.00"), ("SI-104712", "-60.00")]
+    report = report_of(bank, back)
+    assert report["totals"] == {"records": 4, "created": 2, "skipped": 1, "review": 1}
+    [pending] = review_rows(bank, report)
+    assert pending["amount"] == "8.00" and pending["reason"] == "no choice made yet"
+    # The same choices dropped again, and the statement itself again: nothing more is posted.
+    deliver(bank, upload(bank, f"{C}/{J}/review-done-again.csv", out.getvalue()))
+    deliver(bank, upload(bank, f"{C}/{J}/statement-again.xml", camt("053", entries)))
+    assert len(sandbox.payments()) == 2
+
+
+def test_a_wrong_choice_is_explained_and_asked_again(bank, sandbox):
+    first = upload(bank, f"{C}/{J}/statement.xml", camt("053", [ENTRIES[2]]))
+    deliver(bank, first)
+    [row] = review_rows(bank, report_of(bank, first))
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(row))
+    writer.writeheader()
+    writer.writerow({**row, "choice": "SI-999999"})
+    back = upload(bank, f"{C}/{J}/review.csv", out.getvalue())
+    deliver(bank, back)
+    assert sandbox.payments() == []
+    [again] = review_rows(bank, report_of(bank, back))
+    assert "the choice 'SI-999999' cannot be used: no open invoice 'SI-999999'" in again["reason"]
+
+
+def test_the_payer_map_in_storage_names_the_customer(bank, sandbox, azure_env):
+    config = bank.settings["PAYMENTS_INBOX_CONTAINER"].replace("inbox", "config")
+    azure_env(
+        "businesscentral", **bank.settings, PAYMENTS_CONFIG_CONTAINER=config, PAYMENTS_BANK_ON_ACCOUNT="true"
+    )
+    bank.service.create_container(config)
+    bank.service.get_blob_client(config, "payers.csv").upload_blob(
+        b"iban,customerNumber\nNL91 ABNA 0417 1643 00,50000\nXX00 1234 5678 9,50000\n"
+    )
+    entries = [
+        {"ref": "R-20", "amount": "33.33", "payer": "F. L. GmbH", "iban": PAYER_IBAN, "text": "advance"}
+    ]
+    name = upload(bank, f"{C}/{J}/statement.xml", camt("053", entries))
+    deliver(bank, name)
+    [payment] = sandbox.payments()
+    assert payment["customerNumber"] == "50000" and str(payment["amount"]) == "-33.33"
+    assert "appliesToInvoiceNumber" not in payment or not payment["appliesToInvoiceNumber"]
+    report = report_of(bank, name)
+    assert report["statements"][0]["onAccount"] == {"count": 1, "sum": 33.33}
+    assert report["notes"] == ["payers.csv line 3: 'XX00…6789' is not a valid IBAN; the row is ignored"]
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (b'<?xml version="1.0"?><html><body>not a statement</body></html>', "not an ISO 20022 camt"),
+        (
+            b'<?xml version="1.0"?><Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.053.001.08"><BkToC',
+            "XML",
+        ),
+        (
+            b'<?xml version="1.0"?><!DOCTYPE d [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;">]>'
+            b'<Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.053.001.08">&b;</Document>',
+            "XML",
+        ),
+    ],
+)
+def test_a_broken_statement_is_a_file_level_error(bank, sandbox, content, says):
+    name = upload(bank, f"{C}/{J}/broken.xml", content)
+    deliver(bank, name)
+    report = report_of(bank, name)
+    assert report["status"] == "failed"
+    assert says in report["error"] and report["error"].endswith("nothing in this file was posted")
+    assert sandbox.payments() == []
