@@ -266,3 +266,21 @@ def test_a_broken_statement_is_a_file_level_error(bank, sandbox, content, says):
     assert report["status"] == "failed"
     assert says in report["error"] and report["error"].endswith("nothing in this file was posted")
     assert sandbox.payments() == []
+
+
+def test_a_statement_through_the_work_queue_as_deployed(azure_env, azurite, sandbox):
+    """The deployed relay hands payments to the work queue; the queue function posts them in $batch."""
+    from tests.support.filedrop import configure_storage
+    from tests.support.work import queue_host, queue_settings
+
+    seed(sandbox)
+    env = configure_storage(azure_env, azurite, **queue_settings(PAYMENTS_BATCH_SIZE="100"))
+    data = camt("053", ENTRIES)
+    with queue_host(env):
+        deliver(env, upload(env, f"{C}/{J}/statement.xml", data))
+        deliver(env, upload(env, f"{C}/{J}/statement-again.xml", data))
+    assert len(sandbox.payments()) == 3
+    first, second = report_of(env, f"{C}/{J}/statement.xml"), report_of(env, f"{C}/{J}/statement-again.xml")
+    assert first["totals"] == {"records": 6, "created": 3, "review": 1, "skipped": 2}
+    assert second["statements"][0]["postedBefore"]["count"] == 2
+    assert second["totals"] == {"records": 6, "review": 1, "skipped": 5}
