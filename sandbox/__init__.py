@@ -23,11 +23,17 @@ inner requests, inner urls like `/financials/...`) and Business Central (`.../ap
 a standalone one, and each may get an `inject_inner()` fault of its own. Inner responses come back in
 reverse order: clients must map them by id.
 
+For cash application it serves `customers`, `salesInvoices` and `companyInformation` read-only in both
+forms (`receivables`), with `$filter`, `$select`, `$top`, `$skip` and server-driven paging (`page_size`
+records per answer, then an `@odata.nextLink`); posting a journal applies its payments to the invoices
+they name.
+
 Run standalone: ``python -m sandbox --port 8400 --latency 0.05``.
 
 Modules: `service` (the `Sandbox`: lifecycle, seed, inspection, dispatch), `server` (HTTP server and
 handler, latency), `limits` (per-identity concurrency, queue, rate and timeouts), `routing` (paths),
-`batch` ($batch), `entity` (customerPayment rules), `odata` (errors, `$filter`), `faults`, `store`
+`batch` ($batch), `entity` (customerPayment rules), `receivables` (customers, sales invoices, company
+information), `odata` (errors, `$filter`), `faults`, `store`
 (companies, journals, seed), `identity` (token endpoint), `jsonio` (exact-Decimal JSON), `cli`
 (`python -m sandbox`).
 """
@@ -38,13 +44,16 @@ from .faults import FAULTS, INNER_FAULTS, TIMEOUT_HOLD_SECONDS
 from .identity import SANDBOX_CLIENT_ID, SANDBOX_TOKEN_HEADER
 from .jsonio import dumps
 from .limits import Limits
+from .receivables import MAX_PAGE_SIZE
 from .routing import BC_BATCH_LIMIT, GRAPH_BATCH_LIMIT
 from .server import IDLE_CONNECTION_SECONDS
 from .service import WARNING_TEXT, Sandbox
 from .store import (
     SANDBOX_COMPANY_ID,
     SANDBOX_COMPANY_NAME,
+    SANDBOX_CURRENCY,
     SANDBOX_CUSTOMERS,
+    SANDBOX_INVOICES,
     SANDBOX_JOURNAL_ID,
     SANDBOX_JOURNAL_NAME,
     RecordedRequest,
@@ -57,10 +66,13 @@ __all__ = [
     "GRAPH_BATCH_LIMIT",
     "IDLE_CONNECTION_SECONDS",
     "INNER_FAULTS",
+    "MAX_PAGE_SIZE",
     "SANDBOX_CLIENT_ID",
     "SANDBOX_COMPANY_ID",
     "SANDBOX_COMPANY_NAME",
+    "SANDBOX_CURRENCY",
     "SANDBOX_CUSTOMERS",
+    "SANDBOX_INVOICES",
     "SANDBOX_JOURNAL_ID",
     "SANDBOX_JOURNAL_NAME",
     "SANDBOX_TOKEN_HEADER",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -180,9 +179,6 @@ class Company:
             invoice.status, invoice.remaining = invoice.seed_status, invoice.seed_remaining
             if invoice.posted:
                 self.customer_records[invoice.customer].balance_due += invoice.remaining
-
-    def iter_customers(self) -> Iterator[Customer]:
-        return iter(self.customer_records.values())
 
 
 def seeded_company(name: str) -> Company:
