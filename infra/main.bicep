@@ -79,6 +79,22 @@ param workQueue string = 'payments-work'
 @description('Container of the records behind GET /api/batches/{id}')
 param batchesContainer string = 'payments-batches'
 
+@description('Container of what operators maintain for bank statements: the payer IBAN map (payers.csv, or <companyId>/payers.csv)')
+param configContainer string = 'payments-config'
+
+@description('Post a bank credit whose customer is certain (payer map) but whose invoice is not on account; false sends it to the review file')
+param bankOnAccount bool = false
+
+@description('How far a bank credit may differ from an invoice remaining amount and still match it, as a decimal text (the amount posted is always the bank one)')
+param bankAmountTolerance string = '0'
+
+@description('series: bank credits are posted without documentNumber (the journal number series assigns one); bank: documentNumber derived from the bank transaction, for journals without a number series')
+@allowed([
+  'series'
+  'bank'
+])
+param bankDocumentNumbers string = 'series'
+
 @description('Seconds a webhook call waits for its payments to be posted before answering 202 Accepted with a status URL')
 @minValue(0)
 @maxValue(200)
@@ -213,6 +229,11 @@ var relaySettings = {
   PAYMENTS_FLOW_CONTAINER: flowContainer
   PAYMENTS_WORK_QUEUE: workQueue // host.json's queues section sets how many messages an instance takes
   PAYMENTS_BATCHES_CONTAINER: batchesContainer
+  // Bank statements: the payer map the operators keep, and how sure a credit must be to be posted.
+  PAYMENTS_CONFIG_CONTAINER: configContainer
+  PAYMENTS_BANK_ON_ACCOUNT: string(bankOnAccount)
+  PAYMENTS_BANK_AMOUNT_TOLERANCE: bankAmountTolerance
+  PAYMENTS_BANK_DOCUMENT_NUMBERS: bankDocumentNumbers
   PAYMENTS_ANSWER_WITHIN_SECONDS: string(answerWithinSeconds)
   PAYMENTS_ASYNC_ABOVE: string(asyncAbove)
   PAYMENTS_DEADLETTER_CONTAINER: deadLetterContainer // Event Grid dead-letters undeliverable inbox events here
@@ -266,6 +287,7 @@ module storage 'modules/storage.bicep' = {
     deadLetterContainer: deadLetterContainer
     flowContainer: flowContainer
     batchesContainer: batchesContainer
+    configContainer: configContainer
     workQueue: workQueue
     ledgerTable: ledgerTable
     webhookTable: webhookTable

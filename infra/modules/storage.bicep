@@ -28,6 +28,9 @@ param flowContainer string
 @description('Container of the records behind GET /api/batches/{id}')
 param batchesContainer string
 
+@description('Container of what operators maintain: the payer IBAN map for bank statements')
+param configContainer string
+
 @description('Queue the webhook and the file drop hand accepted payments to (the poster reads it)')
 param workQueue string
 
@@ -115,7 +118,7 @@ resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01'
 }
 
 resource containers 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = [
-  for container in [inboxContainer, reportsContainer, archiveContainer, deploymentContainer, flowContainer, batchesContainer]: {
+  for container in [inboxContainer, reportsContainer, archiveContainer, deploymentContainer, flowContainer, batchesContainer, configContainer]: {
     parent: blobService
     name: container
     properties: {

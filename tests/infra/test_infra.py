@@ -158,6 +158,12 @@ def test_template_defaults_match_the_code_defaults():
     assert params["sharedConcurrency"]["default"] == 5
     assert params["amountSign"]["default"] == defaults["amount_sign"].default
     assert settings["PAYMENTS_CREDENTIAL"] == "managed"
+    # Bank statements: the same defaults as the code, and the config container is created.
+    assert params["configContainer"]["default"] == defaults["config_container"].default
+    assert params["bankOnAccount"]["default"] is defaults["bank_on_account"].default
+    assert params["bankAmountTolerance"]["default"] == str(defaults["bank_amount_tolerance"].default)
+    assert params["bankDocumentNumbers"]["default"] == defaults["bank_document_numbers"].default
+    assert "configContainer" in (INFRA / "modules" / "storage.bicep").read_text().split("for container in [")[1]
 
 
 def test_event_grid_subscription_targets_the_trigger_and_its_container():
