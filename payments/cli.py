@@ -15,9 +15,12 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from decimal import Decimal
 from types import ModuleType
 from typing import TextIO
 
+from .bank import HEAD_BYTES
+from .bank import kind_of as bank_kind
 from .errors import InputError, SettingsError
 from .ledger import Ledger, MemoryLedgerStore, Scope
 from .model import Checked, CustomerPayment, FieldError, Rules
@@ -108,8 +111,51 @@ def _rules(args: argparse.Namespace, settings: Settings) -> Rules:
     )
 
 
+def _validate_statement(path: str, kind: str, out: TextIO) -> int:
+    """A bank statement read offline: per statement what the relay would see, tied to the file's own
+    totals, and every transaction it could not trust. No books are read: matching needs the target."""
+    from .bank import reader_for
+    from .bank.matching import money
+    from .bank.statement import mask
+
+    credits: dict[int, list[Decimal]] = {}
+    skipped: dict[int, Counter[str]] = {}
+    doubts = []
+    with open(path, "rb") as stream:
+        reader = reader_for(kind, stream, os.path.basename(path))
+        for tx in reader.transactions():
+            reason = tx.skip_reason
+            if reason is not None:
+                skipped.setdefault(tx.statement, Counter())[reason] += 1
+            else:
+                credits.setdefault(tx.statement, []).append(tx.amount or Decimal(0))
+                if tx.problem:
+                    doubts.append(Row(tx.location, "review", tx.problem))
+    print(f"{printable(path)}: {reader.format}, {len(reader.statements)} statement(s)", file=out)
+    ok = not doubts
+    for n, st in enumerate(reader.statements):
+        amounts = credits.get(n, [])
+        print(
+            f"  statement {n + 1} {printable(st.id)} account {mask(st.account)} {st.currency}: "
+            f"{st.entries} entries, {len(amounts)} credits summing to {money(sum(amounts, Decimal(0)))}",
+            file=out,
+        )
+        for reason, count in sorted(skipped.get(n, Counter()).items()):
+            print(f"    skipped ({reason}): {count}", file=out)
+        for check in st.checks.values():
+            print(f"    {printable(check)}", file=out)
+            ok = ok and "DIFFERS" not in check
+    if doubts:
+        _print_table(doubts, out)
+    return 0 if ok else 1
+
+
 def cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
     settings = _settings_or_exit()
+    with open(args.file, "rb") as stream:
+        kind = bank_kind(stream.read(HEAD_BYTES))
+    if kind is not None:
+        return _validate_statement(args.file, kind, out)
     rows = []
     for record, checked in _checked(read_file(args.file), _rules(args, settings)):
         rows.append(Row(record.location, "valid" if checked.ok else "invalid", _explain(checked.errors)))
@@ -360,7 +406,11 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     def common(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("file", help="JSON object, JSON array, {'value': [...]}, NDJSON or CSV")
+        sp.add_argument(
+            "file",
+            help="JSON object, JSON array, {'value': [...]}, NDJSON or CSV; validate also reads bank "
+            "statements (camt.052/053/054, MT940, BAI2)",
+        )
         sp.add_argument("--target", choices=["graph", "businesscentral"], help="default: PAYMENTS_TARGET")
         sp.add_argument("--decimals", type=int, help="max decimal places; default PAYMENTS_AMOUNT_DECIMALS")
 

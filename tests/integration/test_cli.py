@@ -162,3 +162,28 @@ def test_money_received_is_posted_negated_and_the_run_says_so(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "amounts written as money received were sent negated (PAYMENTS_AMOUNT_SIGN)" in result.stdout
     assert "amount -25.00" in result.stdout
+
+
+def test_validate_reads_a_bank_statement_offline_and_ties_it_to_its_totals(tmp_path, capsys):
+    """The operator's check before dropping a statement: what the relay reads of it, nothing posted."""
+    from payments.cli import main
+
+    camt = tmp_path / "statement.txt"  # detected by content, whatever its name
+    camt.write_bytes(
+        b'<?xml version="1.0"?><Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.053.001.02"><BkToCstmrStmt>'
+        b"<GrpHdr><MsgId>M</MsgId><CreDtTm>2026-11-30T00:00:00</CreDtTm></GrpHdr><Stmt><Id>S-1</Id>"
+        b"<Acct><Id><IBAN>DE89370400440532013000</IBAN></Id><Ccy>EUR</Ccy></Acct>"
+        b"<Bal><Tp><CdOrPrtry><Cd>OPBD</Cd></CdOrPrtry></Tp><Amt Ccy='EUR'>100.00</Amt><CdtDbtInd>CRDT</CdtDbtInd>"
+        b"<Dt><Dt>2026-11-30</Dt></Dt></Bal>"
+        b"<Bal><Tp><CdOrPrtry><Cd>CLBD</Cd></CdOrPrtry></Tp><Amt Ccy='EUR'>130.10</Amt><CdtDbtInd>CRDT</CdtDbtInd>"
+        b"<Dt><Dt>2026-11-30</Dt></Dt></Bal>"
+        b"<Ntry><Amt Ccy='EUR'>40.10</Amt><CdtDbtInd>CRDT</CdtDbtInd><Sts>BOOK</Sts></Ntry>"
+        b"<Ntry><Amt Ccy='EUR'>10.00</Amt><CdtDbtInd>DBIT</CdtDbtInd><Sts>BOOK</Sts></Ntry>"
+        b"</Stmt></BkToCstmrStmt></Document>"
+    )
+    assert main(["validate", str(camt)]) == 0
+    out = capsys.readouterr().out
+    assert "camt.053.001.02, 1 statement(s)" in out
+    assert "account DE89…3000 EUR: 2 entries, 1 credits summing to 40.10" in out
+    assert "skipped (debit): 1" in out
+    assert "matches the closing balance 130.10" in out
