@@ -146,6 +146,9 @@ class Bai2Reader:
             keys.assign(tx, statement.account)
             yield tx
         total = account.trailer.account_control_total
+        rows = getattr(account.trailer, "rows", None) or []
+        if rows and not str(rows[0][1]).split(",")[0].strip():
+            total = None  # a blank field, which the library reads as 0
         statement.checks["control total"] = (
             f"matches the account's control total (49 record, {total} in minor units; "
             "checked by the bai2 library)"

@@ -71,7 +71,7 @@ class Mt940Reader:
             raise InputError(
                 "not a complete MT940 statement: a statement starts with :20:, names its account in :25: "
                 "and has its opening balance (:60F:), transactions (:61:) and closing balance (:62F:); this "
-                f"file has only {', '.join(':' + t + ':' for t in present) or 'no MT940 tags'}: send the "
+                f"file has only {', '.join(':' + t + ':' for t in present) or 'no MT940 tags'}; send the "
                 "whole statement file as the bank delivered it"
             )
         keys = Keys()

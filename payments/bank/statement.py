@@ -71,10 +71,10 @@ class Transaction:
     @property
     def skip_reason(self) -> str | None:
         """Why this transaction is not a payment, or None when it is a credit to apply."""
+        if self.reversal:  # first: a reversed credit is a debit too, but "reversal" says more
+            return SKIP_REVERSAL
         if self.direction == "debit":
             return SKIP_DEBIT
-        if self.reversal:
-            return SKIP_REVERSAL
         if self.status == "pending":
             return SKIP_PENDING
         if self.status == "info":
@@ -170,7 +170,8 @@ class Keys:
     holding the separator cannot make two different bases equal."""
 
     def __init__(self) -> None:
-        self._seen: Counter[str] = Counter()
+        # Seen bases by a 16-byte digest: a 50,000-transaction file costs a few MB, not its whole text.
+        self._seen: Counter[bytes] = Counter()
 
     @staticmethod
     def basis(tx: Transaction, account: str) -> list[str]:
@@ -195,8 +196,9 @@ class Keys:
 
     def assign(self, tx: Transaction, account: str) -> None:
         basis = json.dumps(self.basis(tx, account), ensure_ascii=False)
-        self._seen[basis] += 1
-        occurrence = self._seen[basis]
+        seen = hashlib.sha256(basis.encode("utf-8")).digest()[:16]
+        self._seen[seen] += 1
+        occurrence = self._seen[seen]
         if occurrence > 1:
             basis = json.dumps([basis, occurrence])
         tx.key = "bank-" + hashlib.sha256(basis.encode("utf-8")).hexdigest()[:40]
