@@ -48,7 +48,7 @@ def row(path: Path, root: Path) -> list[str]:
         txs = list(reader.transactions())
     except InputError as exc:
         return [name, kind, "", "", "", "", "", "", "", f"**InputError**: {exc}"]
-    entries = len({(t.statement, t.location.split(", ")[1]) for t in txs})
+    entries = sum(s.entries for s in reader.statements)
     credits = [t for t in txs if t.skip_reason is None]
     sums: dict[str, Decimal] = {}
     for t in credits:
