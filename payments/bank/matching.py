@@ -48,15 +48,15 @@ class Candidate:
     invoices: tuple[Invoice, ...]
     confidence: Confidence
     reasons: list[str]
-
-    @property
-    def remaining(self) -> Decimal:
-        return sum((i.remaining for i in self.invoices), Decimal(0))
+    left: tuple[Decimal, ...] = ()  # what each invoice still waits for, when graded
 
     def describe(self) -> str:
         who = f"customer {self.customer.number} {self.customer.name}".strip() if self.customer else "?"
         what = (
-            " + ".join(f"{i.number} (remaining {money(i.remaining)})" for i in self.invoices) or "on account"
+            " + ".join(
+                f"{i.number} (remaining {money(v)})" for i, v in zip(self.invoices, self.left, strict=True)
+            )
+            or "on account"
         )
         return f"{what}, {who}: {self.confidence} — {'; '.join(self.reasons)}"
 
@@ -231,6 +231,11 @@ class Matcher:
         for invoice in sorted(found.values(), key=lambda i: i.number):
             if not invoice.open:
                 notes.append(f"{invoice.number} is named but is {invoice.status}, not open")
+            elif not self.book.open(invoice):
+                notes.append(
+                    f"{invoice.number} is named but already paid in full by payment lines in the journal "
+                    "(not posted yet) or earlier in this file"
+                )
             elif not self.book.in_local_currency(invoice):
                 notes.append(f"{invoice.number} is named but is in {invoice.currency}")
             else:
@@ -258,6 +263,8 @@ class Matcher:
         candidates: list[Candidate] = []
         seen: set[tuple[str, ...]] = set()
 
+        left = self.book.left
+
         def add(
             customer: Customer | None, group: tuple[Invoice, ...], grade: Confidence, why: list[str]
         ) -> None:
@@ -265,7 +272,8 @@ class Matcher:
             if numbers in seen:
                 return
             seen.add(numbers)
-            candidates.append(Candidate(customer, group, grade, [*why, *self._party(tx, customer, by_iban)]))
+            reasons = [*why, *self._party(tx, customer, by_iban)]
+            candidates.append(Candidate(customer, group, grade, reasons, tuple(left[n] for n in numbers)))
 
         # Document references: a single invoice, or several of one customer, whose remaining fits.
         by_customer: dict[str, list[Invoice]] = defaultdict(list)
@@ -276,24 +284,28 @@ class Matcher:
             group = group[:MAX_SUBSET]
             for size in range(1, len(group) + 1):
                 for subset in itertools.combinations(group, size):
-                    if self.fits(amount, sum((i.remaining for i in subset), Decimal(0))):
+                    if self.fits(amount, sum((left[i.number] for i in subset), Decimal(0))):
                         why = "document number" if size == 1 else f"{size} document numbers"
                         add(customer, subset, "high", [f"{why} in the remittance", "amount fits"])
             for invoice in group:
-                left = money(invoice.remaining)
-                why = f"document number in the remittance; amount differs (remaining {left})"
+                shown = money(left[invoice.number])
+                why = f"document number in the remittance; amount differs (remaining {shown})"
                 add(customer, (invoice,), "medium", [why])
         # The payer known by IBAN: its open invoices of this amount.
         if by_iban is not None:
             for invoice in self.book.by_customer.get(by_iban.number, []):
-                if self.fits(amount, invoice.remaining):
+                if self.book.open(invoice) and self.fits(amount, left[invoice.number]):
                     add(by_iban, (invoice,), "medium", ["no document number", "amount fits"])
         # Amount alone: the weakest hint, a few at most.
         low = 0
         for invoice in self.book.by_amount.get(amount, []):
             if low >= MAX_LOW:
                 break
-            if self.book.in_local_currency(invoice):
+            if (
+                self.book.in_local_currency(invoice)
+                and self.book.open(invoice)
+                and left[invoice.number] == amount
+            ):
                 before = len(candidates)
                 add(self.book.customers.get(invoice.customer_number), (invoice,), "low", ["amount only"])
                 low += len(candidates) - before

@@ -82,15 +82,17 @@ def payloads(
     credit: Credit,
     customer: Customer,
     invoices: tuple[Invoice, ...],
+    left: tuple[Decimal, ...] = (),
     *,
     document_numbers: Literal["series", "bank"] = "series",
 ) -> list[dict[str, Any]]:
-    """The customerPayments for a credit applied to `invoices` of `customer` (none: on account)."""
+    """The customerPayments for a credit applied to `invoices` of `customer` (none: on account); `left`
+    is what each invoice still waits for: every invoice but the last takes that, the last the rest."""
     parts: list[tuple[Decimal, Invoice | None]]
     if not invoices:
         parts = [(credit.amount, None)]
     else:
-        parts = [(i.remaining, i) for i in invoices[:-1]]
+        parts = [(v, i) for i, v in zip(invoices[:-1], left, strict=False)]
         parts.append((credit.amount - sum((p for p, _ in parts), Decimal(0)), invoices[-1]))
     reference = credit.bank_reference or credit.end_to_end
     description = _cut(" ".join(x for x in (credit.payer_name, credit.text) if x) or reference, DESCRIPTION)

@@ -38,6 +38,8 @@ class Reads(Protocol):
 
     def read_all(self, company_id: str, entity: str, query: dict[str, str] | None = None) -> Any: ...
 
+    def journal_lines(self, company_id: str, journal_id: str, select: str) -> Any: ...
+
 
 @dataclass(frozen=True, slots=True)
 class Customer:
@@ -67,13 +69,20 @@ class Invoice:
 
 @dataclass(slots=True)
 class Receivables:
-    """The books as cash application sees them, with the indexes matching needs."""
+    """The books as cash application sees them, with the indexes matching needs.
+
+    `left` is what each open invoice still waits for: its remaining amount less the payment lines
+    already in the journal that apply to it (Business Central lowers `remainingAmount` only when the
+    journal is posted), less what this file has applied so far. Two credits are never applied to the
+    same euro of an invoice, so every line the relay writes can be posted."""
 
     customers: dict[str, Customer]  # by number, upper-case
-    invoices: dict[str, Invoice]  # by number, upper-case: posted ones, open or not
+    invoices: dict[str, Invoice]  # by number, upper-case
     currency: str  # the company's local currency (companyInformation.currencyCode)
     payers: dict[str, str] = field(default_factory=dict)  # IBAN (electronic form) -> customer number
     notes: list[str] = field(default_factory=list)  # what was wrong with the payer map, for the report
+    in_journal: dict[str, Decimal] = field(default_factory=dict)  # invoice -> applied by unposted lines
+    left: dict[str, Decimal] = field(default_factory=dict, init=False)
     by_customer: dict[str, list[Invoice]] = field(default_factory=dict, init=False)
     by_amount: dict[Decimal, list[Invoice]] = field(default_factory=dict, init=False)
 
@@ -81,11 +90,21 @@ class Receivables:
         by_customer: dict[str, list[Invoice]] = defaultdict(list)
         by_amount: dict[Decimal, list[Invoice]] = defaultdict(list)
         for invoice in self.invoices.values():
-            if invoice.open:
+            left = invoice.remaining - self.in_journal.get(invoice.number, Decimal(0))
+            self.left[invoice.number] = left
+            if invoice.open and left > 0:
                 by_customer[invoice.customer_number].append(invoice)
-                by_amount[invoice.remaining].append(invoice)
+                by_amount[left].append(invoice)
         self.by_customer = dict(by_customer)
         self.by_amount = dict(by_amount)
+
+    def open(self, invoice: Invoice) -> bool:
+        """Open at the target and not yet paid in full by a line in the journal or in this file."""
+        return invoice.open and self.left.get(invoice.number, Decimal(0)) > 0
+
+    def apply(self, invoice: Invoice, amount: Decimal) -> None:
+        """This file applies `amount` to the invoice: later credits see only what is left."""
+        self.left[invoice.number] = self.left.get(invoice.number, Decimal(0)) - amount
 
     def in_local_currency(self, invoice: Invoice) -> bool:
         return invoice.currency in ("", self.currency)
@@ -104,8 +123,9 @@ def _decimal(value: Any, what: str) -> Decimal:
     raise InputError(f"the target answered {what} as {type(value).__name__}, not a decimal number")
 
 
-def load(target: Reads, company_id: str, payers: bytes | None) -> Receivables:
-    """Read customers, posted sales invoices and the local currency from the target, and the payer map."""
+def load(target: Reads, company_id: str, journal_id: str, payers: bytes | None) -> Receivables:
+    """Read customers, open sales invoices, the journal's unposted lines and the local currency from the
+    target, and the payer map."""
     info = next(iter(target.read_all(company_id, "companyInformation")), None) or {}
     currency = str(info.get("currencyCode") or "").upper()
     customers = {}
@@ -144,7 +164,12 @@ def load(target: Reads, company_id: str, payers: bytes | None) -> Receivables:
             str(item.get("externalDocumentNumber") or "").upper(),
             str(item.get("dueDate") or ""),
         )
-    book = Receivables(customers, invoices, currency)
+    in_journal: dict[str, Decimal] = defaultdict(Decimal)
+    for line in target.journal_lines(company_id, journal_id, "appliesToInvoiceNumber,amount"):
+        number = str(line.get("appliesToInvoiceNumber") or "").upper()
+        if number:
+            in_journal[number] += -_decimal(line.get("amount", 0), "a journal line's amount")
+    book = Receivables(customers, invoices, currency, in_journal=dict(in_journal))
     if payers is not None:
         book.payers, book.notes = read_payers(payers, customers)
     return book

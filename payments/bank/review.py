@@ -220,9 +220,10 @@ def _invoice(word: str, book: Receivables) -> Invoice:
         if len(found) > 1:
             raise InputError(f"{word!r} could be {', '.join(sorted(found))}: write the whole number")
         invoice = next(iter(found.values()), None)
-    if invoice is None or not invoice.open:
+    if invoice is None or not book.open(invoice):
         raise InputError(
-            f"no open invoice {word!r} (unknown, paid or cancelled): write an open invoice's number, "
+            f"no open invoice {word!r} (unknown, paid, cancelled, or paid by lines already in the journal): "
+            "write an open invoice's number, "
             "'account <customer number>' or 'skip'"
         )
     return invoice

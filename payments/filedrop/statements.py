@@ -119,8 +119,11 @@ class Result:
 class CreditFlow:
     """Matches, spools and posts the credits of one file, and reports each one."""
 
-    def __init__(self, drop: Any, company: str, journal: str, report: Report, review: ReviewWriter):
+    def __init__(
+        self, drop: Any, company: str, journal: str, report: Report, review: ReviewWriter, book: Receivables
+    ):
         self.drop = drop
+        self.book = book
         self.settings = drop.settings
         self.pipeline = drop.pipeline
         self.company, self.journal = company, journal
@@ -167,8 +170,12 @@ class CreditFlow:
     def post(
         self, summary_index: int, credit: Credit, customer: Customer, invoices: tuple[Invoice, ...], why: str
     ) -> str | None:
-        """Spool the payments for a credit; an error message when they cannot be posted as they are."""
-        made = payloads(credit, customer, invoices, document_numbers=self.settings.bank_document_numbers)
+        """Spool the payments for a credit, and take what they apply from the invoices (later credits of
+        the file see only the rest); an error message when they cannot be posted as they are."""
+        left = tuple(self.book.left[i.number] for i in invoices)
+        made = payloads(
+            credit, customer, invoices, left, document_numbers=self.settings.bank_document_numbers
+        )
         if any(p["amount"] >= 0 for p in made):
             return "the credit is less than the other invoices' remaining amounts: choose fewer invoices"
         for payload in made:
@@ -177,6 +184,8 @@ class CreditFlow:
                 return "cannot be posted as read: " + "; ".join(
                     f"{e.pointer.lstrip('/')} {e.detail}" for e in checked.errors
                 )
+        for invoice, payload in zip(invoices, made, strict=False):
+            self.book.apply(invoice, -payload["amount"])
         line = {
             "summary": summary_index,
             "credit": credit.to_json(),
@@ -271,10 +280,10 @@ def _credit(tx: Transaction) -> Credit:
     )
 
 
-def _books(drop: Any, company: str, with_payers: bool) -> Receivables:
+def _books(drop: Any, company: str, journal: str, with_payers: bool) -> Receivables:
     payers = _payers(drop, company) if with_payers else None
     try:
-        return load(drop.pipeline.client, company, payers)
+        return load(drop.pipeline.client, company, journal, payers)
     except TargetError as exc:
         raise InputError(
             f"the customers and invoices could not be read from Business Central ({exc.message}); nothing "
@@ -296,11 +305,11 @@ def process_statement(
     drop: Any, stream: IO[bytes], kind: str, name: str, company: str, journal: str, stamp: str, report: Report
 ) -> Result:
     """Read one bank statement file and post its credits (see the module docstring)."""
-    book = _books(drop, company, with_payers=True)
+    book = _books(drop, company, journal, with_payers=True)
     settings = drop.settings
     matcher = Matcher(book, tolerance=settings.bank_amount_tolerance, on_account=settings.bank_on_account)
     review = ReviewWriter(f"{name}.{stamp}.review.json", company, journal, name)
-    flow = CreditFlow(drop, company, journal, report, review)
+    flow = CreditFlow(drop, company, journal, report, review, book)
     reader: Reader = reader_for(kind, stream, name)
     count = 0
     for tx in _bounded(reader.transactions(), settings.max_file_records):
@@ -349,9 +358,9 @@ def process_review(
     records: dict[str, dict[str, Any]] = {}
     for record_name in {r.record for r in rows}:
         records[record_name] = _record(drop, record_name, company, journal)
-    book = _books(drop, company, with_payers=False)
+    book = _books(drop, company, journal, with_payers=False)
     review = ReviewWriter(f"{name}.{stamp}.review.json", company, journal, name)
-    flow = CreditFlow(drop, company, journal, report, review)
+    flow = CreditFlow(drop, company, journal, report, review, book)
     summary = flow.summary(0, None)
     for row in rows:
         summary.transactions += 1
@@ -388,7 +397,7 @@ def _post_choice(flow: CreditFlow, credit: Credit, choice: Choice) -> str | None
     assert choice.customer is not None
     invoices = choice.invoices
     if len(invoices) > 1:
-        total = sum((i.remaining for i in invoices), Decimal(0))
+        total = sum((flow.book.left[i.number] for i in invoices), Decimal(0))
         if total != credit.amount:
             return (
                 f"the chosen invoices' remaining amounts sum to {total}, the credit is {credit.amount}: "

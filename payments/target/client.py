@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import requests
 from azure.core.credentials import TokenCredential
@@ -168,11 +169,18 @@ class TargetClient:
         return list(found.get("value", [])) if isinstance(found, dict) else []
 
     def read_all(
-        self, company_id: str, entity: str, query: dict[str, str] | None = None, *, max_pages: int = 1000
+        self, company_id: str, entity: str, query: dict[str, str] | None = None
     ) -> Iterator[dict[str, Any]]:
         """Every record of a company's entity set (`customers`, `salesInvoices`, `companyInformation`),
         following `@odata.nextLink` (Business Central pages server-side), amounts as exact Decimals."""
-        url: str | None = self.routes.company_url(company_id, entity, query)
+        return self._pages(self.routes.company_url(company_id, entity, query), entity)
+
+    def journal_lines(self, company_id: str, journal_id: str, select: str) -> Iterator[dict[str, Any]]:
+        """Every customerPayment still in a journal (not posted yet), with the properties named."""
+        url = self.routes.collection_url(company_id, journal_id) + "?$select=" + quote(select, safe="")
+        return self._pages(url, "customerPayments")
+
+    def _pages(self, url: str | None, entity: str, max_pages: int = 1000) -> Iterator[dict[str, Any]]:
         for _ in range(max_pages):
             if url is None:
                 return

@@ -190,7 +190,8 @@ def test_payloads_split_exactly_and_carry_the_bank_reference():
     c = Credit(
         "bank-k", "entry 1", D("200.01"), "EUR", "2026-11-30", "ACSV-REF-1", "E2E-1", "Fabrikam", "SI-1 SI-2"
     )
-    parts = payloads(c, FABRIKAM, (BOOKS.invoices["SI-104711"], BOOKS.invoices["SI-104712"]))
+    pair = (BOOKS.invoices["SI-104711"], BOOKS.invoices["SI-104712"])
+    parts = payloads(c, FABRIKAM, pair, (D("150.00"), D("50.00")))
     assert [p["amount"] for p in parts] == [D("-150.00"), D("-50.01")]
     assert sum(p["amount"] for p in parts) == -c.amount
     assert (
@@ -233,3 +234,25 @@ def test_review_choices_are_read_against_the_books():
     ]:
         with pytest.raises(InputError, match=says):
             parse_choice(wrong, BOOKS)
+
+
+def test_lines_already_in_the_journal_and_earlier_credits_of_the_file_are_not_applied_again():
+    """Business Central lowers remainingAmount only when the journal is posted: a payment line already in
+    the journal for an invoice counts against it, or posting the journal would fail on the second."""
+    books = Receivables(
+        {c.number: c for c in (FABRIKAM,)},
+        {
+            i.number: i
+            for i in (invoice("SI-104711", FABRIKAM, "150.00"), invoice("SI-104712", FABRIKAM, "50.00"))
+        },
+        "EUR",
+        in_journal={"SI-104711": D("150.00")},
+    )
+    match = Matcher(books).match(credit("150.00", "SI-104711"))
+    assert match.decision == "review"
+    assert "already paid in full by payment lines in the journal" in match.reason
+    matcher = Matcher(books)
+    first = matcher.match(credit("50.00", "SI-104712"))
+    assert first.decision == "apply"
+    books.apply(first.applied.invoices[0], D("50.00"))
+    assert matcher.match(credit("50.00", "SI-104712")).decision == "review"
