@@ -122,6 +122,7 @@ class FileDrop:
         spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)
         file_error: str | None = None
         company = journal = None
+        kind: str | None = None
         bank_result: statements.Result | None = None
         try:
             company, journal, _ = target_of(name, settings)
@@ -145,6 +146,8 @@ class FileDrop:
                 self._validate(stream, name, report, spool)
         except InputError as exc:
             file_error = str(exc)
+            if kind is not None:  # a statement read partly before it broke: none of it is reported
+                report = Report()
         except AzureError:
             raise  # storage trouble: the host delivers the file again later
         except Exception:  # a bad file is reported, never a crash the host would retry five times

@@ -333,8 +333,8 @@ def process_statement(
         problem = flow.post(tx.statement, credit, match.customer, match.applied.invoices, match.reason)
         if problem is not None:
             flow.to_review(summary, credit, tx.payer_account, problem, match)
-    if count == 0:
-        raise InputError("the statement holds no transactions")
+    for index, statement in enumerate(reader.statements):  # a day without movements is a statement too
+        flow.summary(index, statement)
     flow.flush()
     return _finish(drop, flow, review, name, stamp, book.notes)
 

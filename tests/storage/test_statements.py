@@ -303,3 +303,13 @@ def test_a_statement_through_the_work_queue_as_deployed(azure_env, azurite, sand
     assert first["totals"] == {"records": 6, "created": 3, "review": 1, "skipped": 2}
     assert second["statements"][0]["postedBefore"]["count"] == 2
     assert second["totals"] == {"records": 5, "review": 1, "skipped": 4}
+
+
+def test_a_statement_broken_after_its_first_entries_posts_and_reports_none_of_them(bank, sandbox):
+    whole = camt("053", ENTRIES)
+    name = upload(bank, f"{C}/{J}/cut.xml", whole[: whole.index(b"R-3")])  # cut off in the third entry
+    deliver(bank, name)
+    report = report_of(bank, name)
+    assert report["status"] == "failed" and "XML" in report["error"]
+    assert report["records"] == [] and "reviewFile" not in report
+    assert sandbox.payments() == []
