@@ -6,7 +6,7 @@ import pytest
 
 from devtools.azurite import AzuriteError, running_azurite
 from payments import runtime
-from sandbox import SANDBOX_TOKEN_HEADER, Limits, Sandbox
+from sandbox import MAX_PAGE_SIZE, SANDBOX_TOKEN_HEADER, Limits, Sandbox
 
 FAST_RETRIES = {
     "PAYMENTS_BACKOFF_BASE_SECONDS": "0.01",
@@ -33,6 +33,7 @@ def sandbox(_sandbox_server):
     _sandbox_server.latency = 0.0
     _sandbox_server.limits = Limits()
     _sandbox_server.insert_gap = 0.0
+    _sandbox_server.page_size = MAX_PAGE_SIZE
     yield _sandbox_server
     _sandbox_server.reset()
 

@@ -126,6 +126,21 @@ def test_a_statement_posts_its_sure_credits_and_reports_every_transaction(bank, 
     assert blobs(bank, bank.archive) == [b for b in blobs(bank, bank.archive) if b.startswith("processed/")]
 
 
+def test_the_books_are_read_through_every_page(bank, sandbox):
+    """Business Central pages API answers server-side (@odata.nextLink); an invoice on the last page
+    must be found as surely as one on the first."""
+    sandbox.page_size = 2
+    name = upload(bank, f"{C}/{J}/statement.xml", camt("053", ENTRIES[:2]))
+    deliver(bank, name)
+    assert sorted(p["appliesToInvoiceNumber"] for p in sandbox.payments()) == [
+        "SI-104711",
+        "SI-104712",
+        "SI-104714",
+    ]
+    pages = [r.path for r in sandbox.requests if "salesInvoices" in r.path]
+    assert len(pages) >= 3 and any("skiptoken" in p.lower() for p in pages)
+
+
 def test_an_invoice_is_never_applied_twice(bank, sandbox):
     """A customer paying one invoice twice (two credits in one statement, or a credit in a later statement
     before the journal is posted): Business Central could post only the first, so the second is reviewed."""
