@@ -219,17 +219,11 @@ def posted_once(sandbox, service, args) -> list[str]:
     return lines
 
 
-def _rss_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
-
-
 def worker(args: argparse.Namespace) -> None:
     """One memory run in its own process: write the file (streamed), upload, process, print figures."""
     from azure.storage.blob import BlobServiceClient
 
+    from bench.filedrop import rss_kib
     from payments import runtime
     from sandbox import SANDBOX_COMPANY_ID as C
     from tests.support import bankgen
@@ -244,7 +238,7 @@ def worker(args: argparse.Namespace) -> None:
         with path.open("rb") as stream:
             service.get_blob_client(settings.inbox_container, name).upload_blob(stream, overwrite=True)
     drop = runtime.file_drop()
-    baseline = _rss_kib("VmRSS")
+    baseline = rss_kib("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
     started = time.perf_counter()
     result = drop.process(name)
@@ -255,7 +249,7 @@ def worker(args: argparse.Namespace) -> None:
                 "records": args.records,
                 "file_bytes": size,
                 "baseline_kib": baseline,
-                "peak_kib": _rss_kib("VmHWM"),
+                "peak_kib": rss_kib("VmHWM"),
                 "seconds": elapsed,
                 "totals": result.totals,
             }

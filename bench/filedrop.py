@@ -32,7 +32,7 @@ def make_csv(records: int, invalid_every: int) -> bytes:
     return ("\r\n".join(lines) + "\r\n").encode()
 
 
-def _rss_kib(field: str) -> int:
+def rss_kib(field: str) -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(field + ":"):
             return int(line.split()[1])
@@ -67,7 +67,7 @@ def worker(args: argparse.Namespace) -> None:
     service.get_blob_client(inbox, name).upload_blob(data, overwrite=True)
     drop = runtime.file_drop()
     del data
-    baseline = _rss_kib("VmRSS")
+    baseline = rss_kib("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
     started = time.perf_counter()
     result = drop.process(name)
@@ -77,7 +77,7 @@ def worker(args: argparse.Namespace) -> None:
             {
                 "records": args.records,
                 "baseline_kib": baseline,
-                "peak_kib": _rss_kib("VmHWM"),
+                "peak_kib": rss_kib("VmHWM"),
                 "seconds": elapsed,
                 "totals": result.totals,
             }

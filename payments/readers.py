@@ -10,11 +10,12 @@ import codecs
 import csv
 import io
 import re
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import IO, Any, BinaryIO, Literal
 
 from . import codec
 from .errors import InputError
@@ -37,6 +38,22 @@ def guard_cell(value: str) -> str:
     if value.startswith(FORMULA_START) and not _DECIMAL.fullmatch(value):
         return "'" + value
     return value
+
+
+def spooled_csv(columns: list[str], rows: Iterator[list[str]], *, bom: bool = False) -> IO[bytes]:
+    """A CSV for people to open in a spreadsheet and drop back: cells made inert (guard_cell), CRLF
+    lines, spooled to disk past 1 MiB, rewound for reading. A BOM makes spreadsheets read it as UTF-8."""
+    out = tempfile.SpooledTemporaryFile(max_size=1024 * 1024)
+    if bom:
+        out.write(codecs.BOM_UTF8)
+    text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
+    writer = csv.writer(text, lineterminator="\r\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([guard_cell(cell) for cell in row])
+    text.detach()
+    out.seek(0)
+    return out
 
 
 def _unguard(value: str) -> str:

@@ -23,7 +23,7 @@ from typing import IO, Any
 
 from .. import codec
 from ..errors import InputError
-from ..readers import guard_cell
+from ..readers import spooled_csv
 from .matching import Match, reference_forms
 from .posting import Credit
 from .receivables import Customer, Invoice, Receivables
@@ -90,18 +90,9 @@ class ReviewWriter:
         self.credits.write(codec.dumpb(credit.to_json()))
 
     def csv(self) -> IO[bytes]:
-        out = tempfile.SpooledTemporaryFile(max_size=SPOOL)
-        out.write(b"\xef\xbb\xbf")  # spreadsheets read UTF-8 by its BOM
-        text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
-        writer = csv.writer(text, lineterminator="\r\n")
-        writer.writerow(COLUMNS)
         self.rows.seek(0)
-        for line in self.rows:
-            row = codec.loads(line)
-            writer.writerow([guard_cell(str(row[c])) for c in COLUMNS])
-        text.detach()
-        out.seek(0)
-        return out
+        rows = ([str(row[c]) for c in COLUMNS] for row in map(codec.loads, self.rows))
+        return spooled_csv(list(COLUMNS), rows, bom=True)
 
     def record(self) -> IO[bytes]:
         out = tempfile.SpooledTemporaryFile(max_size=SPOOL)

@@ -3,8 +3,6 @@ CSV of the failed records in the input's own columns, safe to open in a spreadsh
 
 from __future__ import annotations
 
-import csv
-import io
 import tempfile
 from collections import Counter
 from typing import IO, Any
@@ -13,7 +11,7 @@ from .. import codec
 from ..errors import TargetError
 from ..model import WRITABLE
 from ..posting import Outcome
-from ..readers import ERROR_COLUMN, Record, guard_cell
+from ..readers import ERROR_COLUMN, Record, spooled_csv
 
 SPOOL_MEMORY = 1024 * 1024  # temp files stay in memory up to this size, then go to disk
 
@@ -65,17 +63,9 @@ class Report:
                 c for c in self.columns if c not in WRITABLE and c != ERROR_COLUMN
             ]
         columns = [*header, ERROR_COLUMN]
-        out = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)
-        text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
-        writer = csv.writer(text, lineterminator="\r\n")
-        writer.writerow(columns)
         self.failed.seek(0)
-        for line in self.failed:
-            cells = codec.loads(line)
-            writer.writerow([guard_cell(_cell(cells.get(name))) for name in columns])
-        text.detach()
-        out.seek(0)
-        return out
+        rows = ([_cell(cells.get(name)) for name in columns] for cells in map(codec.loads, self.failed))
+        return spooled_csv(columns, rows)
 
     def document(self, head: dict[str, Any]) -> IO[bytes]:
         """The report: the head (totals first) and then every record, streamed from the spool."""
