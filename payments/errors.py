@@ -52,6 +52,11 @@ class LedgerUnavailable(RelayError):
     """The ledger could not be read or written: nothing may be posted without it."""
 
 
+class PartlyPosted(RelayError):
+    """A file stopped while its payments were being posted: some may be posted, the rest not. Dropping
+    it again is safe (the ledger skips what was posted) and posts the rest."""
+
+
 class FileBusy(RelayError):
     """Another worker holds this file; the host should deliver it again later."""
 

@@ -12,12 +12,17 @@ if TYPE_CHECKING:
     from .server import Handler
 
 FAULTS = ("401", "429", "502", "503", "504", "drop-before", "drop-after", "timeout")
-INNER_FAULTS = ("429", "503")  # answered as one inner response of a $batch
+# Answered as one inner response of a $batch; "none" answers that inner request normally, so a test can
+# aim a fault at the second request of a batch.
+INNER_FAULTS = ("400", "429", "503", "none")
 TIMEOUT_HOLD_SECONDS = 30.0
 
 Fault = tuple[str, str | None]  # the fault's name and the Retry-After it was injected with
 
 _FAULT_STATUS = {
+    # A refusal as Business Central words its validation errors (an OData error, code DialogException),
+    # for tests of what follows a rejection; the sandbox's own checks give the real messages.
+    "400": (400, "Application_DialogException", "Customer 50000 is blocked for this transaction (injected)."),
     "401": (401, "Authentication_InvalidCredentials", "The access token has expired."),
     "429": (429, "Application_TooManyRequests", "Too many requests reached. Please try again later."),
     "502": (502, "BadGateway", "The service is temporarily unavailable (bad gateway)."),
@@ -86,7 +91,8 @@ class FaultQueues:
     def take_inner(self) -> Fault | None:
         """The next inner fault, if any, for an inner request of a batch."""
         with self._lock:
-            return self._inner.popleft() if self._inner else None
+            fault = self._inner.popleft() if self._inner else None
+            return None if fault is not None and fault[0] == "none" else fault
 
     def clear(self) -> None:
         with self._lock:

@@ -251,7 +251,13 @@ class Matcher:
         if tx.amount is None:
             return Match("review", "the bank gave no amount for this transaction")
         local = self.book.currency
-        if local and tx.currency and tx.currency.upper() != local:
+        if not local:
+            return Match(
+                "review",
+                "the company's currency could not be read (companyInformation.currencyCode): without it "
+                "no credit is posted, since its amount may be in another currency",
+            )
+        if tx.currency and tx.currency.upper() != local:
             return Match(
                 "review",
                 f"the credit is in {tx.currency}; the journal posts in the company's currency {local}: "

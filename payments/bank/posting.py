@@ -33,6 +33,7 @@ class Credit:
     end_to_end: str
     payer_name: str
     text: str
+    problem: str = ""  # why the bank's own description of it cannot be trusted (never posted then)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -45,6 +46,7 @@ class Credit:
             "endToEnd": self.end_to_end,
             "payerName": self.payer_name,
             "text": self.text,
+            "problem": self.problem,
         }
 
     @classmethod
@@ -59,6 +61,7 @@ class Credit:
             str(data["endToEnd"]),
             str(data["payerName"]),
             str(data["text"]),
+            str(data.get("problem", "")),
         )
 
 
@@ -82,7 +85,7 @@ def payloads(
     credit: Credit,
     customer: Customer,
     invoices: tuple[Invoice, ...],
-    left: tuple[Decimal, ...] = (),
+    left: tuple[Decimal, ...],
     *,
     document_numbers: Literal["series", "bank"] = "series",
 ) -> list[dict[str, Any]]:
@@ -92,7 +95,7 @@ def payloads(
     if not invoices:
         parts = [(credit.amount, None)]
     else:
-        parts = [(v, i) for i, v in zip(invoices[:-1], left, strict=False)]
+        parts = [(v, i) for i, v in zip(invoices[:-1], left[:-1], strict=True)]
         parts.append((credit.amount - sum((p for p, _ in parts), Decimal(0)), invoices[-1]))
     reference = credit.bank_reference or credit.end_to_end
     description = _cut(" ".join(x for x in (credit.payer_name, credit.text) if x) or reference, DESCRIPTION)

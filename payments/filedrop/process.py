@@ -26,7 +26,7 @@ from azure.storage.blob import BlobClient, BlobServiceClient
 
 from .. import bank, codec
 from ..bank.review import MAX_REVIEW_BYTES, is_review
-from ..errors import FileBusy, InputError
+from ..errors import FileBusy, InputError, PartlyPosted
 from ..model import as_dicts, check
 from ..posting import Halt, Pipeline
 from ..readers import NO_RECORDS, Record, check_record, read_stream
@@ -81,7 +81,9 @@ class FileDrop:
         self.service = service
         self.settings = settings
         self.pipeline = pipeline
-        self.containers = blobs.Containers(service, (settings.reports_container, settings.archive_container))
+        self.containers = blobs.Containers(
+            service, (settings.reports_container, settings.archive_container, settings.batches_container)
+        )
 
     def process(self, name: str) -> DropResult:
         settings = self.settings
@@ -124,6 +126,7 @@ class FileDrop:
         company = journal = None
         kind: str | None = None
         bank_result: statements.Result | None = None
+        partly = False
         try:
             company, journal, _ = target_of(name, settings)
             head.update(companyId=company, journalId=journal)
@@ -139,11 +142,12 @@ class FileDrop:
                     self, stream, kind, name, company, journal, stamp, report
                 )
             elif is_review(head_bytes):
-                bank_result = statements.process_review(
-                    self, stream.read(MAX_REVIEW_BYTES + 1), name, company, journal, stamp, report
-                )
+                data = stream.read(MAX_REVIEW_BYTES + 1)
+                bank_result = statements.process_review(self, data, name, company, journal, stamp, report)
             else:
                 self._validate(stream, name, report, spool)
+        except PartlyPosted as exc:
+            file_error, partly = str(exc), True
         except InputError as exc:
             file_error = str(exc)
             if kind is not None:  # a statement read partly before it broke: none of it is reported
@@ -162,7 +166,7 @@ class FileDrop:
         status = "failed" if failed else "processed"
         head["status"] = status
         if file_error is not None:
-            head["error"] = file_error + "; nothing in this file was posted"
+            head["error"] = file_error if partly else file_error + "; nothing in this file was posted"
         report_name = f"{name}.{stamp}.report.json"
         result = DropResult(status, error=file_error)
         with report.document(head) as doc:

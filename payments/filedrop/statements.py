@@ -3,98 +3,32 @@ everything else reported with its reason, and a review file for what the relay w
 
 A statement is read once, streamed (camt) or whole (MT940, BAI2, which are small): every transaction
 is classified (debits, reversals, pending and information entries are skipped with the reason),
-every credit matched against one picture of the books, and the payments to post spooled. They are
-then posted through the shared pipeline under keys from the bank transaction, so the same credit,
-read again from the same statement or from an overlapping one, is posted once. A credit paying
-several invoices is posted as one payment per invoice: its first part first, the others only once the
-first is known created (or posted before in the same way), so two readings that split differently
-can never both post.
+every credit matched against one picture of the books, and the payments to post spooled; they are
+posted only once the whole file has been read (`credits.CreditFlow`), so a file broken midway posts
+nothing. A review file's choices are checked as the matcher checks its own decisions.
 """
 
 from __future__ import annotations
 
 import logging
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import IO, Any
 
-from azure.core.exceptions import ResourceNotFoundError
-from azure.storage.blob import BlobClient
+from azure.core.exceptions import AzureError, ResourceNotFoundError
 
-from .. import codec
 from ..bank import Reader, Transaction, reader_for
-from ..bank.matching import Match, Matcher
-from ..bank.posting import Credit, part_key, payloads
-from ..bank.receivables import PAYERS_BLOB, Customer, Invoice, Receivables, load
+from ..bank.matching import Matcher
+from ..bank.posting import Credit
+from ..bank.receivables import BLOCKS_PAYMENTS, PAYERS_BLOB, Receivables, load
 from ..bank.review import MAX_REVIEW_BYTES, Choice, ReviewWriter, load_record, parse_choice, read_rows
-from ..bank.statement import Statement, mask
-from ..errors import InputError, TargetError
+from ..errors import InputError, PartlyPosted, TargetError
 from ..ledger import Scope
-from ..model import check
-from ..posting import Halt, Outcome
-from .report import SPOOL_MEMORY, Report, outcome_detail
+from .credits import CreditFlow, Plans, Summary, Tally, credit_of
+from .report import Report
 
 log = logging.getLogger("payments.filedrop")
-
-CHUNK = 500  # credits handed to the pipeline at a time
-FAILED = ("rejected", "ambiguous", "unavailable", "denied", "in-flight", "invalid", "conflict")
-
-
-@dataclass(slots=True)
-class Tally:
-    """Count and sum of one kind of transaction in one statement."""
-
-    count: int = 0
-    sum: Decimal = Decimal(0)
-
-    def add(self, amount: Decimal | None) -> None:
-        self.count += 1
-        self.sum += amount or 0
-
-    def as_json(self) -> dict[str, Any]:
-        return {"count": self.count, "sum": self.sum}
-
-
-@dataclass(slots=True)
-class Summary:
-    """What one statement held and what became of it, for the operator to tie to the bank's totals."""
-
-    statement: Statement | None
-    transactions: int = 0
-    credits: Tally = field(default_factory=Tally)
-    applied: Tally = field(default_factory=Tally)
-    on_account: Tally = field(default_factory=Tally)
-    posted_before: Tally = field(default_factory=Tally)
-    review: Tally = field(default_factory=Tally)
-    failed: Tally = field(default_factory=Tally)
-    skipped: dict[str, Tally] = field(default_factory=dict)
-
-    def as_json(self) -> dict[str, Any]:
-        s = self.statement
-        head: dict[str, Any] = {}
-        if s is not None:
-            head = {
-                "id": s.id,
-                "format": s.format,
-                "account": mask(s.account) if s.account else "",
-                "currency": s.currency,
-                "entries": s.entries,
-            }
-            if s.checks:
-                head["checks"] = dict(s.checks)
-        return {
-            **head,
-            "transactions": self.transactions,
-            "credits": self.credits.as_json(),
-            "applied": self.applied.as_json(),
-            "onAccount": self.on_account.as_json(),
-            "postedBefore": self.posted_before.as_json(),
-            "review": self.review.as_json(),
-            "failed": self.failed.as_json(),
-            "skipped": {k: v.as_json() for k, v in sorted(self.skipped.items())},
-        }
 
 
 @dataclass(slots=True)
@@ -103,7 +37,6 @@ class Result:
 
     summaries: list[Summary]
     review_csv: str | None = None
-    review_record: str | None = None
     notes: list[str] = field(default_factory=list)
 
     def head(self) -> dict[str, Any]:
@@ -116,168 +49,151 @@ class Result:
         return out
 
 
-class CreditFlow:
-    """Matches, spools and posts the credits of one file, and reports each one."""
+def _flow(
+    drop: Any, name: str, company: str, journal: str, stamp: str, report: Report, book: Receivables
+) -> CreditFlow:
+    settings = drop.settings
+    review = ReviewWriter(f"{name}.{stamp}.review.json", company, journal, name)
+    plans = Plans(drop.service.get_container_client(settings.batches_container), company, journal)
+    return CreditFlow(drop.pipeline, settings, Scope(company, journal), report, review, book, plans)
 
-    def __init__(
-        self, drop: Any, company: str, journal: str, report: Report, review: ReviewWriter, book: Receivables
-    ):
-        self.drop = drop
-        self.book = book
-        self.settings = drop.settings
-        self.pipeline = drop.pipeline
-        self.company, self.journal = company, journal
-        self.report = report
-        self.review = review
-        self.spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)
-        self.summaries: dict[int, Summary] = {}
-        self.target_form = replace(self.pipeline.rules, amount_sign="negative")
 
-    def summary(self, index: int, statement: Statement | None) -> Summary:
-        found = self.summaries.get(index)
-        if found is None:
-            found = self.summaries[index] = Summary(statement)
-        return found
-
-    # -- deciding ------------------------------------------------------------------------------------
-
-    def to_review(
-        self, summary: Summary, credit: Credit, account: str, reason: str, match: Match | None
-    ) -> None:
-        """Send a credit to review unless the ledger knows it already (posted from an earlier reading, or
-        from a review choice): then it is reported as posted before, and nothing is asked twice."""
-        known = self._known(credit.key)
-        if known is not None:
-            summary.posted_before.add(credit.amount)
-            self.report.add(credit.location, "skipped", None, key=credit.key, amount=credit.amount, **known)
-            return
-        summary.review.add(credit.amount)
-        self.review.add(credit, account, reason, match)
-        detail: dict[str, Any] = {"key": credit.key, "amount": credit.amount, "currency": credit.currency}
-        self.report.add(credit.location, "review", None, reason=reason, **detail)
-
-    def _known(self, key: str) -> dict[str, Any] | None:
-        ledger = self.pipeline.ledger
-        if ledger is None:
-            return None
-        entry = ledger.store.get(Scope(self.company, self.journal), key)
-        if entry is None or entry.state == "rejected":
-            return None
-        if entry.state == "posted":
-            return {"id": entry.target_id, "note": "posted before (an earlier reading or review choice)"}
-        return {"note": f"handled before and {entry.state}: see the ledger (python -m payments ledger list)"}
-
-    def post(
-        self, summary_index: int, credit: Credit, customer: Customer, invoices: tuple[Invoice, ...], why: str
-    ) -> str | None:
-        """Spool the payments for a credit, and take what they apply from the invoices (later credits of
-        the file see only the rest); an error message when they cannot be posted as they are."""
-        left = tuple(self.book.left[i.number] for i in invoices)
-        made = payloads(
-            credit, customer, invoices, left, document_numbers=self.settings.bank_document_numbers
-        )
-        if any(p["amount"] >= 0 for p in made):
-            return "the credit is less than the other invoices' remaining amounts: choose fewer invoices"
-        for payload in made:
-            checked = check(payload, self.target_form)
-            if checked.payment is None:
-                return "cannot be posted as read: " + "; ".join(
-                    f"{e.pointer.lstrip('/')} {e.detail}" for e in checked.errors
-                )
-        for invoice, payload in zip(invoices, made, strict=False):
-            self.book.apply(invoice, -payload["amount"])
-        line = {
-            "summary": summary_index,
-            "credit": credit.to_json(),
-            "kind": "applied" if invoices else "on account",
-            "why": why,
-            "invoices": [i.number for i in invoices],
-            "customer": customer.number,
-            "payloads": made,
-        }
-        self.spool.write(codec.dumpb(line) + b"\n")
-        return None
-
-    # -- posting -------------------------------------------------------------------------------------
-
-    def flush(self) -> None:
-        """Post everything spooled, a chunk of credits at a time: first parts, then the rest."""
-        self.spool.seek(0)
-        halt = Halt()
-        while True:
-            chunk = [codec.loads(line) for _, line in zip(range(CHUNK), self.spool, strict=False)]
-            if not chunk:
-                return
-            firsts = self._send([(item, 1) for item in chunk], halt)
-            rest = [
-                (item, n)
-                for item, outcome in zip(chunk, firsts, strict=True)
-                if outcome.kind in ("created", "skipped")
-                for n in range(2, len(item["payloads"]) + 1)
-            ]
-            later = iter(self._send(rest, halt)) if rest else iter(())
-            for item, outcome in zip(chunk, firsts, strict=True):
-                parts = [outcome]
-                if outcome.kind in ("created", "skipped"):
-                    parts += [next(later) for _ in range(len(item["payloads"]) - 1)]
-                self._account(item, parts)
-
-    def _send(self, parts: list[tuple[dict[str, Any], int]], halt: Halt) -> list[Outcome]:
-        payments = []
-        for item, n in parts:
-            payment = check(item["payloads"][n - 1], self.target_form).payment
-            assert payment is not None  # checked when it was spooled
-            payments.append(payment)
-        keys: list[str | None] = [part_key(item["credit"]["key"], n) for item, n in parts]
-        return self.pipeline.post_all(self.company, self.journal, payments, keys=keys, halt=halt)
-
-    def _account(self, item: dict[str, Any], parts: list[Outcome]) -> None:
-        """Report one credit's parts and count it once in its statement's summary."""
-        credit = Credit.from_json(item["credit"])
-        summary = self.summaries[item["summary"]]
-        first = parts[0]
-        for n, outcome in enumerate(parts, start=1):
-            where = credit.location if len(item["payloads"]) == 1 else f"{credit.location}, part {n}"
-            detail = outcome_detail(outcome)
-            if outcome.kind == "conflict":
-                detail = {"note": "posted before with other details (an earlier reading or review choice)"}
-            payload = item["payloads"][n - 1]
-            self.report.add(
-                where,
-                "skipped" if outcome.kind == "conflict" else outcome.kind,
-                None,
-                key=part_key(credit.key, n),
-                amount=-Decimal(payload["amount"]),
-                customerNumber=item["customer"],
-                invoice=payload.get("appliesToInvoiceNumber"),
-                reason=item["why"],
-                **detail,
+def process_statement(
+    drop: Any, stream: IO[bytes], kind: str, name: str, company: str, journal: str, stamp: str, report: Report
+) -> Result:
+    """Read one bank statement file and post its credits (see the module docstring)."""
+    book = _books(drop, company, journal, with_payers=True)
+    settings = drop.settings
+    matcher = Matcher(book, tolerance=settings.bank_amount_tolerance, on_account=settings.bank_on_account)
+    flow = _flow(drop, name, company, journal, stamp, report, book)
+    reader: Reader = reader_for(kind, stream, name)
+    for tx in _bounded(reader.transactions(), settings.max_file_records):
+        statement = reader.statements[tx.statement] if tx.statement < len(reader.statements) else None
+        summary = flow.summary(tx.statement, statement)
+        summary.transactions += 1
+        skip = tx.skip_reason
+        if skip is not None:
+            summary.skipped.setdefault(skip, Tally()).add(tx.amount)
+            report.add(
+                tx.location, "skipped", None, key=tx.key, amount=tx.amount, currency=tx.currency, reason=skip
             )
-        kinds = {o.kind for o in parts}
-        if first.kind == "skipped" or first.kind == "conflict":
-            summary.posted_before.add(credit.amount)
-        elif kinds == {"created"}:
-            (summary.applied if item["invoices"] else summary.on_account).add(credit.amount)
+            continue
+        summary.credits.add(tx.amount)
+        credit = credit_of(tx)
+        match = matcher.match(tx)
+        if match.decision == "review" or match.customer is None or match.applied is None:
+            flow.to_review(tx.statement, credit, tx.payer_account, match.reason, match)
+            continue
+        problem = flow.post(tx.statement, credit, match.customer, match.applied.invoices, match.reason)
+        if problem is not None:
+            flow.to_review(tx.statement, credit, tx.payer_account, problem, match)
+    for index, statement in enumerate(reader.statements):  # a day without movements is a statement too
+        flow.summary(index, statement)
+    _flush(flow, name)
+    return _finish(drop, flow, name, stamp, book.notes)
+
+
+def _bounded(items: Iterator[Transaction], limit: int) -> Iterator[Transaction]:
+    for n, item in enumerate(items, start=1):
+        if n > limit:
+            raise InputError(f"the statement holds more than {limit} transactions: split it")
+        yield item
+
+
+def process_review(
+    drop: Any, data: bytes, name: str, company: str, journal: str, stamp: str, report: Report
+) -> Result:
+    """Post the choices of a review file dropped back; what is still undecided goes to a new one."""
+    if len(data) > MAX_REVIEW_BYTES:
+        raise InputError(f"the review file is over {MAX_REVIEW_BYTES // (1024 * 1024)} MiB")
+    rows = list(read_rows(data))
+    if not rows:
+        raise InputError("the review file holds no rows")
+    records = {record: _record(drop, record, company, journal) for record in {r.record for r in rows}}
+    book = _books(drop, company, journal, with_payers=False)
+    flow = _flow(drop, name, company, journal, stamp, report, book)
+    summary = flow.summary(0, None)
+    for row in rows:
+        summary.transactions += 1
+        facts = records[row.record]["credits"].get(row.key)
+        if facts is None:
+            summary.failed.add(None)
+            report.add(
+                row.location, "invalid", None, key=row.key, reason="no such credit in the review's record"
+            )
+            continue
+        credit = replace(Credit.from_json(facts), location=f"{row.location} ({facts['location']})")
+        summary.credits.add(credit.amount)
+        try:
+            choice = parse_choice(row.choice, book)
+        except InputError as exc:
+            flow.to_review(0, credit, "", f"the choice {row.choice!r} cannot be used: {exc}")
+            continue
+        if choice.action == "none":
+            flow.to_review(0, credit, "", "no choice made yet")
+        elif choice.action == "skip":
+            summary.skipped.setdefault("operator chose skip", Tally()).add(credit.amount)
+            report.add(
+                credit.location, "skipped", None, key=credit.key, amount=credit.amount, reason="skip chosen"
+            )
         else:
-            summary.failed.add(credit.amount)
-            if first.kind == "rejected":
-                message = first.error.message if first.error is not None else "rejected"
-                self.review.add(credit, "", f"Business Central refused it: {message}", None)
+            problem = _refusal(credit, choice, book) or _post_choice(flow, credit, choice)
+            if problem is not None:
+                flow.to_review(0, credit, "", problem)
+    _flush(flow, name)
+    return _finish(drop, flow, name, stamp, [])
 
 
-def _credit(tx: Transaction) -> Credit:
-    day = tx.booking_date or tx.value_date
-    return Credit(
-        tx.key,
-        tx.location,
-        tx.amount if tx.amount is not None else Decimal(0),
-        tx.currency,
-        day.isoformat() if day else "",
-        tx.bank_reference or tx.entry_reference,
-        tx.end_to_end,
-        tx.payer_name,
-        tx.text,
+def _flush(flow: CreditFlow, name: str) -> None:
+    """Post what was decided; an unexpected failure once posting began says so (some may be posted)."""
+    try:
+        flow.flush()
+    except AzureError:
+        raise  # storage trouble: the host delivers the file again, and the ledger skips what was posted
+    except Exception:
+        if not flow.posting:
+            raise
+        log.exception("file %s stopped while its payments were being posted", name)
+        raise PartlyPosted(
+            "the file stopped while its payments were being posted (an unexpected error, logged under this "
+            "file's name): some may be posted, the rest not; drop it again to post the rest (what was "
+            "posted is skipped)"
+        ) from None
+
+
+def _refusal(credit: Credit, choice: Choice, book: Receivables) -> str | None:
+    """What no choice can make postable: the checks the matcher makes before it applies a credit."""
+    if credit.problem:
+        return f"the bank's description of it cannot be trusted ({credit.problem}): post it by hand"
+    if not book.currency or (credit.currency and credit.currency.upper() != book.currency):
+        return (
+            f"the credit is in {credit.currency or 'an unknown currency'}; the journal posts in the "
+            f"company's currency {book.currency or '(unknown)'}: enter it by hand with its exchange rate"
+        )
+    assert choice.customer is not None
+    if choice.customer.blocked in BLOCKS_PAYMENTS:
+        who = choice.customer
+        return f"customer {who.number} is blocked ({who.blocked}): the journal could not post it"
+    foreign = [i.number for i in choice.invoices if not book.in_local_currency(i)]
+    if foreign:
+        return f"{', '.join(foreign)} is not in the company's currency {book.currency}"
+    return None
+
+
+def _post_choice(flow: CreditFlow, credit: Credit, choice: Choice) -> str | None:
+    assert choice.customer is not None
+    invoices = choice.invoices
+    if len(invoices) > 1:
+        total = sum((flow.book.left[i.number] for i in invoices), Decimal(0))
+        if total != credit.amount:
+            return (
+                f"the chosen invoices' remaining amounts sum to {total}, the credit is {credit.amount}: "
+                "choose invoices that sum to it, or one invoice (which then takes the whole credit)"
+            )
+    why = "operator's choice: " + (
+        " ".join(i.number for i in invoices) or f"account {choice.customer.number}"
     )
+    return flow.post(0, credit, choice.customer, invoices, why)
 
 
 def _books(drop: Any, company: str, journal: str, with_payers: bool) -> Receivables:
@@ -301,119 +217,11 @@ def _payers(drop: Any, company: str) -> bytes | None:
     return None
 
 
-def process_statement(
-    drop: Any, stream: IO[bytes], kind: str, name: str, company: str, journal: str, stamp: str, report: Report
-) -> Result:
-    """Read one bank statement file and post its credits (see the module docstring)."""
-    book = _books(drop, company, journal, with_payers=True)
-    settings = drop.settings
-    matcher = Matcher(book, tolerance=settings.bank_amount_tolerance, on_account=settings.bank_on_account)
-    review = ReviewWriter(f"{name}.{stamp}.review.json", company, journal, name)
-    flow = CreditFlow(drop, company, journal, report, review, book)
-    reader: Reader = reader_for(kind, stream, name)
-    count = 0
-    for tx in _bounded(reader.transactions(), settings.max_file_records):
-        count += 1
-        statement = reader.statements[tx.statement] if tx.statement < len(reader.statements) else None
-        summary = flow.summary(tx.statement, statement)
-        summary.transactions += 1
-        skip = tx.skip_reason
-        if skip is not None:
-            summary.skipped.setdefault(skip, Tally()).add(tx.amount)
-            report.add(
-                tx.location, "skipped", None, key=tx.key, amount=tx.amount, currency=tx.currency, reason=skip
-            )
-            continue
-        summary.credits.add(tx.amount)
-        credit = _credit(tx)
-        match = matcher.match(tx)
-        if match.decision == "review" or match.customer is None or match.applied is None:
-            flow.to_review(summary, credit, tx.payer_account, match.reason, match)
-            continue
-        problem = flow.post(tx.statement, credit, match.customer, match.applied.invoices, match.reason)
-        if problem is not None:
-            flow.to_review(summary, credit, tx.payer_account, problem, match)
-    for index, statement in enumerate(reader.statements):  # a day without movements is a statement too
-        flow.summary(index, statement)
-    flow.flush()
-    return _finish(drop, flow, review, name, stamp, book.notes)
-
-
-def _bounded(items: Iterator[Transaction], limit: int) -> Iterator[Transaction]:
-    for n, item in enumerate(items, start=1):
-        if n > limit:
-            raise InputError(f"the statement holds more than {limit} transactions: split it")
-        yield item
-
-
-def process_review(
-    drop: Any, data: bytes, name: str, company: str, journal: str, stamp: str, report: Report
-) -> Result:
-    """Post the choices of a review file dropped back; what is still undecided goes to a new one."""
-    if len(data) > MAX_REVIEW_BYTES:
-        raise InputError(f"the review file is over {MAX_REVIEW_BYTES // (1024 * 1024)} MiB")
-    rows = list(read_rows(data))
-    if not rows:
-        raise InputError("the review file holds no rows")
-    records: dict[str, dict[str, Any]] = {}
-    for record_name in {r.record for r in rows}:
-        records[record_name] = _record(drop, record_name, company, journal)
-    book = _books(drop, company, journal, with_payers=False)
-    review = ReviewWriter(f"{name}.{stamp}.review.json", company, journal, name)
-    flow = CreditFlow(drop, company, journal, report, review, book)
-    summary = flow.summary(0, None)
-    for row in rows:
-        summary.transactions += 1
-        facts = records[row.record]["credits"].get(row.key)
-        if facts is None:
-            summary.failed.add(None)
-            report.add(
-                row.location, "invalid", None, key=row.key, reason="no such credit in the review's record"
-            )
-            continue
-        credit = replace(Credit.from_json(facts), location=f"{row.location} ({facts['location']})")
-        summary.credits.add(credit.amount)
-        try:
-            choice = parse_choice(row.choice, book)
-        except InputError as exc:
-            flow.to_review(summary, credit, "", f"the choice {row.choice!r} cannot be used: {exc}", None)
-            continue
-        if choice.action == "none":
-            flow.to_review(summary, credit, "", "no choice made yet", None)
-        elif choice.action == "skip":
-            summary.skipped.setdefault("operator chose skip", Tally()).add(credit.amount)
-            report.add(
-                credit.location, "skipped", None, key=credit.key, amount=credit.amount, reason="skip chosen"
-            )
-        else:
-            problem = _post_choice(flow, credit, choice)
-            if problem is not None:
-                flow.to_review(summary, credit, "", problem, None)
-    flow.flush()
-    return _finish(drop, flow, review, name, stamp, [])
-
-
-def _post_choice(flow: CreditFlow, credit: Credit, choice: Choice) -> str | None:
-    assert choice.customer is not None
-    invoices = choice.invoices
-    if len(invoices) > 1:
-        total = sum((flow.book.left[i.number] for i in invoices), Decimal(0))
-        if total != credit.amount:
-            return (
-                f"the chosen invoices' remaining amounts sum to {total}, the credit is {credit.amount}: "
-                "choose invoices that sum to it, or one invoice (which then takes the whole credit)"
-            )
-    why = "operator's choice: " + (
-        " ".join(i.number for i in invoices) or f"account {choice.customer.number}"
-    )
-    return flow.post(0, credit, choice.customer, invoices, why)
-
-
 def _record(drop: Any, record_name: str, company: str, journal: str) -> dict[str, Any]:
     if not record_name.endswith(".review.json") or ".." in record_name.split("/"):
         raise InputError(f"the reviewFile {record_name[:200]!r} is not a review record the relay wrote")
     try:
-        blob: BlobClient = drop.service.get_blob_client(drop.settings.reports_container, record_name)
+        blob = drop.service.get_blob_client(drop.settings.reports_container, record_name)
         data = blob.download_blob(max_concurrency=1).readall()
     except ResourceNotFoundError:
         raise InputError(
@@ -429,16 +237,13 @@ def _record(drop: Any, record_name: str, company: str, journal: str) -> dict[str
     return record
 
 
-def _finish(
-    drop: Any, flow: CreditFlow, review: ReviewWriter, name: str, stamp: str, notes: list[str]
-) -> Result:
+def _finish(drop: Any, flow: CreditFlow, name: str, stamp: str, notes: list[str]) -> Result:
     result = Result([flow.summaries[k] for k in sorted(flow.summaries)], notes=list(notes))
+    review = flow.review
     if review.count:
         containers = drop.containers
         reports = drop.settings.reports_container
-        result.review_record = containers.put(
-            reports, review.record_name, review.record(), "application/json"
-        )
+        containers.put(reports, review.record_name, review.record(), "application/json")
         result.review_csv = containers.put(
             reports, f"{name}.{stamp}.review.csv", review.csv(), "text/csv; charset=utf-8"
         )

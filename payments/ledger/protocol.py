@@ -417,6 +417,13 @@ class Ledger:
             raise LedgerUnavailable(f"{key} changed while resolving it; look again")
         return evolve(entry, state="claimed")
 
+    def forget_rejected(self, scope: Scope, key: str) -> bool:
+        """Forget a payment the target refused (nothing exists there), so that it may be sent again,
+        changed: a bank credit's key stays its own whatever the operator then decides. False when the
+        entry is gone or is no longer a rejection."""
+        entry = self.store.get(scope, key)
+        return entry is not None and entry.state == "rejected" and self.store.delete(entry)
+
     def purge(self) -> int:
         """Delete entries older than the retention period; returns how many."""
         now = self.clock()

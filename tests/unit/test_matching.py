@@ -199,7 +199,7 @@ def test_payloads_split_exactly_and_carry_the_bank_reference():
     )
     assert parts[0]["externalDocumentNumber"] == "ACSV-REF-1"
     assert "documentNumber" not in parts[0]
-    assert payloads(c, FABRIKAM, (), document_numbers="bank")[0]["documentNumber"] == document_number(
+    assert payloads(c, FABRIKAM, (), (), document_numbers="bank")[0]["documentNumber"] == document_number(
         "bank-k"
     )
     assert len(document_number("bank-k")) == 20
@@ -256,3 +256,12 @@ def test_lines_already_in_the_journal_and_earlier_credits_of_the_file_are_not_ap
     assert first.decision == "apply"
     books.apply(first.applied.invoices[0], D("50.00"))
     assert matcher.match(credit("50.00", "SI-104712")).decision == "review"
+
+
+def test_without_the_companys_currency_nothing_is_applied():
+    books = Receivables(
+        {FABRIKAM.number: FABRIKAM}, {"SI-104711": invoice("SI-104711", FABRIKAM, "150.00")}, ""
+    )
+    match = Matcher(books).match(credit("150.00", "SI-104711"))
+    assert match.decision == "review"
+    assert "currency could not be read" in match.reason

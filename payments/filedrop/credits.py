@@ -1,0 +1,326 @@
+"""The credits of one bank statement or review file: decided, spooled, posted under their bank keys, and
+accounted for per statement (what an operator ties to the bank's totals) and per record.
+
+A credit is posted under the key of its bank transaction (`part_key` for the second and later lines of
+a credit paying several invoices). A credit of several lines first fixes its **plan** (every line it
+posts) in the relay's own storage; whoever fixes it first wins, and every later reading, review choice
+or retry posts that plan, never a new split: its lines posted before are skipped, the missing ones
+posted. So a credit is never split two ways, and a line that failed is posted by the next reading.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from typing import IO, Any
+
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.storage.blob import ContainerClient
+
+from .. import codec
+from ..bank import Transaction
+from ..bank.matching import Match
+from ..bank.posting import Credit, part_key, payloads
+from ..bank.receivables import Customer, Invoice, Receivables
+from ..bank.review import ReviewWriter
+from ..bank.statement import Statement, mask
+from ..ledger import Scope
+from ..model import check
+from ..posting import Halt, Outcome, Pipeline
+from .report import SPOOL_MEMORY, Report, outcome_detail
+
+log = logging.getLogger("payments.filedrop")
+
+CHUNK = 500  # credits handed to the pipeline at a time
+
+
+@dataclass(slots=True)
+class Tally:
+    """Count and sum of one kind of transaction in one statement."""
+
+    count: int = 0
+    sum: Decimal = Decimal(0)
+
+    def add(self, amount: Decimal | None) -> None:
+        self.count += 1
+        self.sum += amount or 0
+
+    def as_json(self) -> dict[str, Any]:
+        return {"count": self.count, "sum": self.sum}
+
+
+@dataclass(slots=True)
+class Summary:
+    """What one statement held and what became of it, for the operator to tie to the bank's totals."""
+
+    statement: Statement | None
+    transactions: int = 0
+    credits: Tally = field(default_factory=Tally)
+    applied: Tally = field(default_factory=Tally)
+    on_account: Tally = field(default_factory=Tally)
+    posted_before: Tally = field(default_factory=Tally)
+    review: Tally = field(default_factory=Tally)
+    failed: Tally = field(default_factory=Tally)
+    skipped: dict[str, Tally] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        s = self.statement
+        head: dict[str, Any] = {}
+        if s is not None:
+            head = {
+                "id": s.id,
+                "format": s.format,
+                "account": mask(s.account) if s.account else "",
+                "currency": s.currency,
+                "entries": s.entries,
+            }
+            if s.checks:
+                head["checks"] = dict(s.checks)
+        return {
+            **head,
+            "transactions": self.transactions,
+            "credits": self.credits.as_json(),
+            "applied": self.applied.as_json(),
+            "onAccount": self.on_account.as_json(),
+            "postedBefore": self.posted_before.as_json(),
+            "review": self.review.as_json(),
+            "failed": self.failed.as_json(),
+            "skipped": {k: v.as_json() for k, v in sorted(self.skipped.items())},
+        }
+
+
+def credit_of(tx: Transaction) -> Credit:
+    """The facts of a bank transaction that posting and review need."""
+    day = tx.booking_date or tx.value_date
+    return Credit(
+        tx.key,
+        tx.location,
+        tx.amount if tx.amount is not None else Decimal(0),
+        tx.currency,
+        day.isoformat() if day else "",
+        tx.bank_reference or tx.entry_reference,
+        tx.end_to_end,
+        tx.payer_name,
+        tx.text,
+        tx.problem,
+    )
+
+
+class Plans:
+    """The plans of credits posted as several lines, one small blob each under `credits/<company>/
+    <journal>/` in the relay's own container; the first to write one fixes it (a conditional create)."""
+
+    def __init__(self, container: ContainerClient, company: str, journal: str):
+        self.container = container
+        self.prefix = f"credits/{company}/{journal}/"
+        try:
+            names = container.list_blobs(name_starts_with=self.prefix)
+            self.known = {b.name[len(self.prefix) :].removesuffix(".json") for b in names}
+        except ResourceNotFoundError:  # a fresh account: nothing fixed yet
+            self.known = set()
+
+    def fix(self, key: str, plan: dict[str, Any]) -> dict[str, Any]:
+        """The credit's plan: the one fixed before, or else this one, now fixed."""
+        if key not in self.known:
+            try:
+                self.container.upload_blob(self.prefix + key + ".json", codec.dumpb(plan), overwrite=False)
+                self.known.add(key)
+                return plan
+            except ResourceExistsError:
+                self.known.add(key)
+        return self.get(key)
+
+    def get(self, key: str) -> dict[str, Any]:
+        data = self.container.download_blob(self.prefix + key + ".json", max_concurrency=1).readall()
+        return codec.loads(data, unique_keys=False)
+
+
+class CreditFlow:
+    """Spools the payments decided for one file's credits, posts them, and reports each one."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        settings: Any,
+        scope: Scope,
+        report: Report,
+        review: ReviewWriter,
+        book: Receivables,
+        plans: Plans,
+    ):
+        self.pipeline = pipeline
+        self.settings = settings
+        self.scope = scope
+        self.report = report
+        self.review = review
+        self.book = book
+        self.plans = plans
+        self.spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)
+        self.summaries: dict[int, Summary] = {}
+        self.target_form = replace(pipeline.rules, amount_sign="negative")
+        self.posting = False  # set once the first payment is handed to the pipeline
+
+    def summary(self, index: int, statement: Statement | None) -> Summary:
+        found = self.summaries.get(index)
+        if found is None:
+            found = self.summaries[index] = Summary(statement)
+        return found
+
+    # -- deciding ------------------------------------------------------------------------------------
+
+    def to_review(
+        self, index: int, credit: Credit, account: str, reason: str, match: Match | None = None
+    ) -> None:
+        """Ask the operator about a credit, unless it was decided before: a credit with a fixed plan is
+        posted by that plan (lines that failed then are posted now), one the ledger knows is reported
+        from the ledger; nothing is asked twice."""
+        summary = self.summaries[index]
+        if credit.key in self.plans.known:
+            self._spool(index, credit, self.plans.get(credit.key))
+            return
+        known = self._known(credit.key)
+        if known is not None:
+            outcome, detail = known
+            (summary.posted_before if outcome == "skipped" else summary.failed).add(credit.amount)
+            self.report.add(credit.location, outcome, None, key=credit.key, amount=credit.amount, **detail)
+            return
+        summary.review.add(credit.amount)
+        self.review.add(credit, account, reason, match)
+        detail2: dict[str, Any] = {"key": credit.key, "amount": credit.amount, "currency": credit.currency}
+        self.report.add(credit.location, "review", None, reason=reason, **detail2)
+
+    def _known(self, key: str) -> tuple[str, dict[str, Any]] | None:
+        """How the ledger has this credit, when it has it (a rejection counts as unknown: nothing was
+        created, and the operator decides again)."""
+        ledger = self.pipeline.ledger
+        entry = ledger.store.get(self.scope, key) if ledger is not None else None
+        if entry is None or entry.state == "rejected":
+            return None
+        if entry.state == "posted":
+            return "skipped", {
+                "id": entry.target_id,
+                "note": "posted before (an earlier reading or review choice)",
+            }
+        if entry.state == "ambiguous":
+            return "ambiguous", {
+                "note": "its posting has an unknown outcome: see python -m payments ledger list"
+            }
+        return "in-flight", {"note": f"being posted right now ({entry.state}): drop the file again later"}
+
+    def post(
+        self, index: int, credit: Credit, customer: Customer, invoices: tuple[Invoice, ...], why: str
+    ) -> str | None:
+        """Spool the payments for a credit, and take what they apply from the invoices (later credits of
+        the file see only the rest); an error message when they cannot be posted as they are."""
+        if credit.amount <= 0:
+            return "the bank gave no amount for this credit"
+        left = tuple(self.book.left[i.number] for i in invoices)
+        made = payloads(
+            credit, customer, invoices, left, document_numbers=self.settings.bank_document_numbers
+        )
+        if any(p["amount"] >= 0 for p in made):
+            return "the credit is less than the other invoices' remaining amounts: choose fewer invoices"
+        for payload in made:
+            checked = check(payload, self.target_form)
+            if checked.payment is None:
+                return "cannot be posted as read: " + "; ".join(
+                    f"{e.pointer.lstrip('/')} {e.detail}" for e in checked.errors
+                )
+        plan = {
+            "why": why,
+            "customer": customer.number,
+            "invoices": [i.number for i in invoices],
+            "payloads": made,
+        }
+        if len(made) > 1 or credit.key in self.plans.known:
+            plan = self.plans.fix(credit.key, plan)
+        for number, payload in zip(plan["invoices"], plan["payloads"], strict=False):
+            if number in self.book.invoices:
+                self.book.apply(self.book.invoices[number], -Decimal(payload["amount"]))
+        self._spool(index, credit, plan)
+        return None
+
+    def _spool(self, index: int, credit: Credit, plan: dict[str, Any]) -> None:
+        self.spool.write(codec.dumpb({"summary": index, "credit": credit.to_json(), **plan}) + b"\n")
+
+    # -- posting -------------------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Post everything spooled, a chunk of credits at a time."""
+        self.spool.seek(0)
+        halt = Halt()
+        while True:
+            chunk = [codec.loads(line) for _, line in zip(range(CHUNK), self.spool, strict=False)]
+            if not chunk:
+                return
+            parts = [(item, n) for item in chunk for n in range(1, len(item["payloads"]) + 1)]
+            self.posting = True
+            outcomes = self._send(parts, halt)
+            # A line the target refused before, decided anew (a review choice, a corrected customer):
+            # the refusal created nothing, so it is forgotten and the line sent once more.
+            again = [
+                i
+                for i, (o, (item, n)) in enumerate(zip(outcomes, parts, strict=True))
+                if self._refused(o, item, n)
+            ]
+            if again:
+                for i, outcome in zip(again, self._send([parts[i] for i in again], halt), strict=True):
+                    outcomes[i] = outcome
+            done = iter(outcomes)
+            for item in chunk:
+                self._account(item, [next(done) for _ in item["payloads"]])
+
+    def _refused(self, outcome: Outcome, item: dict[str, Any], n: int) -> bool:
+        """True when this line met an earlier refusal of its key (replayed, or under other details),
+        which has now been forgotten."""
+        replayed = outcome.kind == "rejected" and outcome.note == "replayed from the ledger"
+        if not (replayed or outcome.kind == "conflict") or self.pipeline.ledger is None:
+            return False
+        return self.pipeline.ledger.forget_rejected(self.scope, part_key(item["credit"]["key"], n))
+
+    def _send(self, parts: list[tuple[dict[str, Any], int]], halt: Halt) -> list[Outcome]:
+        payments = []
+        for item, n in parts:
+            payment = check(item["payloads"][n - 1], self.target_form).payment
+            assert payment is not None  # checked when it was spooled
+            payments.append(payment)
+        keys: list[str | None] = [part_key(item["credit"]["key"], n) for item, n in parts]
+        return self.pipeline.post_all(
+            self.scope.company_id, self.scope.journal_id, payments, keys=keys, halt=halt
+        )
+
+    def _account(self, item: dict[str, Any], parts: list[Outcome]) -> None:
+        """Report one credit's lines and count it once in its statement's summary."""
+        credit = Credit.from_json(item["credit"])
+        summary = self.summaries[item["summary"]]
+        kinds = []
+        for n, outcome in enumerate(parts, start=1):
+            kind, detail = outcome.kind, outcome_detail(outcome)
+            if kind == "conflict":  # its key was posted before with other details: not posted again
+                kind = "skipped"
+                detail = {"note": "posted before with other details (an earlier reading or review choice)"}
+            kinds.append(kind)
+            payload = item["payloads"][n - 1]
+            self.report.add(
+                credit.location if len(parts) == 1 else f"{credit.location}, part {n}",
+                kind,
+                None,
+                key=part_key(credit.key, n),
+                amount=-Decimal(payload["amount"]),
+                customerNumber=item["customer"],
+                invoice=payload.get("appliesToInvoiceNumber"),
+                reason=item["why"],
+                **detail,
+            )
+        if set(kinds) == {"skipped"}:
+            summary.posted_before.add(credit.amount)
+        elif set(kinds) <= {"created", "skipped"}:
+            (summary.applied if item["invoices"] else summary.on_account).add(credit.amount)
+        else:
+            summary.failed.add(credit.amount)
+            rejected = next((o for o in parts if o.kind == "rejected"), None)
+            if rejected is not None and len(parts) == 1:
+                message = rejected.error.message if rejected.error is not None else "rejected"
+                self.review.add(credit, "", f"Business Central refused it: {message}", None)
