@@ -30,7 +30,17 @@ MIN_REFERENCE = 5  # Business Central matches document numbers of more than 4 ch
 MAX_GROUPS = 6  # digit groups joined across separators ("104 711" -> "104711")
 MAX_SUBSET = 10  # referenced invoices tried in combinations for a credit paying several
 MAX_LOW = 5  # amount-only candidates listed per credit
-_DIGIT_RUN = re.compile(r"[0-9]+(?:[ \-./][0-9]+)*")
+# A number, and the groups of two or three digits that may follow it ("104 711", "169 89"); not inside a
+# longer number, and never groups of four (IBANs, years).
+_NUMBER = re.compile(r"(?<![0-9])[0-9]+(?:[ \-][0-9]{2,3}(?![0-9]))*(?![0-9])")
+_IBAN = re.compile(
+    r"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,8}(?: ?[A-Z0-9]{1,3})?\b"
+)  # an account, not a reference
+_DECIMALS = re.compile(r"[.,][0-9]{2}(?![0-9])")  # what follows an amount's whole part
+_GLUED = re.compile(r"([A-Z]+)-?$")  # letters written against a number, at most a dash between
+_INVOICE_WORDS = frozenset(
+    ("INV", "INVOICE", "RE", "RG", "RECHNUNG", "NR", "NO", "FACT", "FACTUUR", "FACTURE", "FAKTURA", "BILL")
+)
 _ALNUM_RUN = re.compile(r"[A-Z0-9]+(?:[ \-./_][A-Z0-9]+)*")
 _RF = re.compile(r"RF[0-9]{2}[A-Z0-9]{1,21}")
 # Words that say nothing about who a company is.
@@ -113,13 +123,23 @@ def reference_forms(number: str) -> set[str]:
 
 
 def text_references(text: str) -> set[str]:
-    """Every token a payer's text may name an invoice by: runs of letters and digits with separators
-    removed, and runs of digits joined across single spaces, dashes, dots or slashes, every contiguous
-    part of such a run taken on its own too ("104 711" and "SI-104711, 104712" are both understood)."""
+    """Every token a payer's text may name an invoice by:
+    - runs of letters and digits with their separators removed ("SI-104-711" -> "SI104711");
+    - numbers, written whole or in groups of two or three digits across single spaces or dashes
+      ("104 711", "22-004"),
+      and each group run taken on its own. A number glued to letters ("SO-104711", "DE89...") counts
+      only together with them, unless the letters say "invoice" ("INV104711", "RE-104711"); a number
+      followed by decimals ("12 500,00") is an amount, and an IBAN an account: never references."""
     found: set[str] = set()
-    folded = _fold(text)
-    for run in _DIGIT_RUN.findall(folded):
-        groups = re.split(r"[ \-./]", run)
+    folded = _IBAN.sub(lambda m: " " if normal_iban(m.group()) else m.group(), _fold(text))
+    for m in _NUMBER.finditer(folded):
+        before, after = folded[: m.start()], folded[m.end() :]
+        if _DECIMALS.match(after):
+            continue
+        glued = _GLUED.search(before)
+        if glued is not None and glued.group(1) not in _INVOICE_WORDS:
+            continue
+        groups = re.split(r"[ \-]", m.group())
         for start in range(len(groups)):
             for end in range(start + 1, min(len(groups), start + MAX_GROUPS) + 1):
                 joined = "".join(groups[start:end])
@@ -155,9 +175,11 @@ class Matcher:
         for invoice in book.invoices.values():
             for form in reference_forms(invoice.number):
                 self._by_form[form].append(invoice)
-            ext = invoice.external_document_number
-            if ext and len(_compact(_fold(ext))) >= MIN_REFERENCE:
-                self._by_form[_compact(_fold(ext))].append(invoice)
+            # The customer's own number for it (a PO number): whole, and only when it cannot be mistaken
+            # for a customer number or a date (a letter in it, or six characters or more).
+            ext = _compact(_fold(invoice.external_document_number))
+            if len(ext) >= MIN_REFERENCE and (len(ext) >= 6 or not ext.isdigit()):
+                self._by_form[ext].append(invoice)
         self._by_word: dict[str, set[str]] = defaultdict(set)
         self._name_keys: dict[str, str] = {}
         for customer in book.customers.values():
@@ -362,6 +384,23 @@ class Matcher:
                     None,
                     candidates,
                 )
+            namesake = next(
+                (
+                    c
+                    for c in named
+                    if c.number != customer.number and self.name_grade(tx.payer_name, c) == "fully"
+                ),
+                None,
+            )
+            if namesake is not None and self.name_grade(tx.payer_name, customer) != "fully":
+                return Match(
+                    "review",
+                    f"the remittance names {customer.number}'s invoice but the payer's name is customer "
+                    f"{namesake.number}'s",
+                    None,
+                    None,
+                    candidates,
+                )
             if customer.blocked in BLOCKS_PAYMENTS:
                 return Match(
                     "review",
@@ -374,13 +413,9 @@ class Matcher:
         if len(high) > 1:
             ways = ", ".join(" + ".join(i.number for i in c.invoices) for c in high)
             return Match("review", f"several ways to apply the amount fit: {ways}", None, None, candidates)
-        sure = by_iban
-        if sure is None and len(named) >= 1:
-            exact = [c for c in named if self.name_grade(tx.payer_name, c) == "fully"]
-            if len(exact) == 1 and len(named) == 1:
-                sure = exact[0]
+        sure = by_iban  # only the operator's payer map makes a customer certain: names have namesakes
         if sure is not None and self.on_account and sure.blocked not in BLOCKS_PAYMENTS:
-            why = iban_note or "the payer's name is this customer's, and no other customer's"
+            why = iban_note
             account = Candidate(sure, (), "medium", [why, "no open invoice fits for sure"])
             return Match("account", why + extra, sure, account, candidates)
         if not candidates:

@@ -3,6 +3,7 @@ that the matcher never guesses (every doubt goes to review, with the reasons).""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
@@ -265,3 +266,34 @@ def test_without_the_companys_currency_nothing_is_applied():
     match = Matcher(books).match(credit("150.00", "SI-104711"))
     assert match.decision == "review"
     assert "currency could not be read" in match.reason
+
+
+@pytest.mark.parametrize(
+    ("text", "invoice_number", "amount"),
+    [
+        ("Zahlung vom 03.11.2025", "SI-112025", "10.00"),  # a date
+        ("Order SO-104711", "SI-104711", "150.00"),  # another document's number, with its own prefix
+        ("from DE89 3704 0044 0532 0130 00", "SI-013000", "10.00"),  # an IBAN in the text
+        ("EUR 12 500,00", "SI-12500", "10.00"),  # an amount
+        ("customer 10000", "SI-777777", "10.00"),  # a customer number that is another invoice's PO number
+    ],
+)
+def test_numbers_that_are_not_invoice_references_are_not_taken_for_them(text, invoice_number, amount):
+    books = Receivables(
+        {FABRIKAM.number: FABRIKAM},
+        {
+            invoice_number: replace(
+                invoice(invoice_number, FABRIKAM, amount), external_document_number="10000"
+            ),
+        },
+        "EUR",
+    )
+    match = Matcher(books).match(credit(amount, text))
+    assert match.decision == "review"
+    assert all(c.confidence == "low" for c in match.candidates)
+
+
+def test_the_payers_name_being_another_customers_goes_to_review():
+    match = Matcher(BOOKS).match(credit("150.00", "SI-104711", name="Contoso Ltd"))
+    assert match.decision == "review"
+    assert "the payer's name is customer 20000's" in match.reason
