@@ -364,6 +364,18 @@ class Matcher:
     ) -> Match:
         high = [c for c in candidates if c.confidence == "high"]
         extra = f" ({'; '.join(notes)})" if notes else ""
+        unusable = [n for n in notes if " is named but " in n]
+        if high and unusable:
+            # The payer also named an invoice that is paid, taken or foreign: the one left that fits may be
+            # what they meant, or this may pay the other one twice. Not a sure thing.
+            ways = ", ".join(" + ".join(i.number for i in c.invoices) for c in high)
+            return Match(
+                "review",
+                f"{ways} fits, but the remittance also names {'; '.join(unusable)}",
+                None,
+                None,
+                candidates,
+            )
         if len(high) == 1:
             best = high[0]
             customer = best.customer

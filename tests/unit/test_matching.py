@@ -297,3 +297,12 @@ def test_the_payers_name_being_another_customers_goes_to_review():
     match = Matcher(BOOKS).match(credit("150.00", "SI-104711", name="Contoso Ltd"))
     assert match.decision == "review"
     assert "the payer's name is customer 20000's" in match.reason
+
+
+def test_naming_a_paid_invoice_beside_the_one_that_fits_goes_to_review():
+    """Two invoices of one amount named, one paid already: this may pay it twice, or pay the other."""
+    books = book(invoice("SI-222398", FABRIKAM, "29.31"), invoice("SI-223449", FABRIKAM, "29.31"))
+    books.apply(books.invoices["SI-222398"], D("29.31"))
+    match = Matcher(books).match(credit("29.31", "Rechnungen SI-222398/SI-223449"))
+    assert match.decision == "review"
+    assert match.reason.startswith("SI-223449 fits, but the remittance also names SI-222398 is named but")
