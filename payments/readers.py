@@ -40,6 +40,12 @@ def guard_cell(value: str) -> str:
     return value
 
 
+def delimiter_of(text: str) -> str:
+    """`;` or `,`: whichever the first line uses more (spreadsheets in many locales write `;`)."""
+    first = text.split("\n", 1)[0]
+    return ";" if first.count(";") > first.count(",") else ","
+
+
 def spooled_csv(columns: list[str], rows: Iterator[list[str]], *, bom: bool = False) -> IO[bytes]:
     """A CSV for people to open in a spreadsheet and drop back: cells made inert (guard_cell), CRLF
     lines, spooled to disk past 1 MiB, rewound for reading. A BOM makes spreadsheets read it as UTF-8."""

@@ -21,6 +21,7 @@ from schwifty import IBAN
 from schwifty.exceptions import SchwiftyException
 
 from ..errors import InputError
+from ..readers import delimiter_of
 from .statement import mask
 
 log = logging.getLogger("payments.bank")
@@ -30,7 +31,6 @@ MAX_PAYERS_BYTES = 8 * 1024 * 1024
 # Business Central's "Blocked" option on a customer: "All" refuses every posting, payments included
 # (Cust.-Check Line); "Ship" and "Invoice" leave payments alone.
 BLOCKS_PAYMENTS = {"All"}
-POSTED_STATUSES = {"Open", "Paid", "Canceled", "Corrective"}
 
 
 class Reads(Protocol):
@@ -54,13 +54,10 @@ class Invoice:
     id: str
     number: str
     customer_number: str
-    customer_name: str
     remaining: Decimal
-    total: Decimal
     currency: str  # "" or the company's local currency code
     status: str
     external_document_number: str = ""
-    due_date: str = ""
 
     @property
     def open(self) -> bool:
@@ -146,12 +143,11 @@ def load(target: Reads, company_id: str, journal_id: str, payers: bytes | None) 
         "salesInvoices",
         {
             "$filter": "status eq 'Open'",
-            "$select": "id,number,externalDocumentNumber,customerNumber,customerName,dueDate,currencyCode,"
-            "totalAmountIncludingTax,remainingAmount,status",
+            "$select": "id,number,externalDocumentNumber,customerNumber,currencyCode,remainingAmount,status",
         },
     ):
         number = str(item.get("number") or "").upper()
-        if not number or item.get("status") not in POSTED_STATUSES:
+        if not number or item.get("status") != "Open":
             continue
         if "remainingAmount" not in item:  # Graph's financials salesInvoice has none: nothing fits surely
             unknown_remaining += 1
@@ -160,13 +156,10 @@ def load(target: Reads, company_id: str, journal_id: str, payers: bytes | None) 
             str(item.get("id") or ""),
             number,
             str(item.get("customerNumber") or "").upper(),
-            str(item.get("customerName") or ""),
             _decimal(item.get("remainingAmount", 0), f"invoice {number}'s remainingAmount"),
-            _decimal(item.get("totalAmountIncludingTax", 0), f"invoice {number}'s totalAmountIncludingTax"),
             str(item.get("currencyCode") or "").upper(),
             str(item.get("status")),
             str(item.get("externalDocumentNumber") or "").upper(),
-            str(item.get("dueDate") or ""),
         )
     in_journal: dict[str, Decimal] = defaultdict(Decimal)
     for line in target.journal_lines(company_id, journal_id, "appliesToInvoiceNumber,amount"):
@@ -207,9 +200,7 @@ def read_payers(
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         return {}, [f"{PAYERS_BLOB} is not UTF-8 text: it was not read"]
-    first = text.split("\n", 1)[0]
-    delimiter = ";" if first.count(";") > first.count(",") else ","
-    rows = csv.reader(io.StringIO(text), delimiter=delimiter)
+    rows = csv.reader(io.StringIO(text), delimiter=delimiter_of(text))
     header = [h.strip().lower() for h in next(rows, [])]
     if "iban" not in header or "customernumber" not in header:
         return {}, [f"{PAYERS_BLOB} needs a header row with the columns iban and customerNumber"]

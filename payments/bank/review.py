@@ -23,7 +23,7 @@ from typing import IO, Any
 
 from .. import codec
 from ..errors import InputError
-from ..readers import spooled_csv
+from ..readers import delimiter_of, spooled_csv
 from .matching import Match, reference_forms
 from .posting import Credit
 from .receivables import Customer, Invoice, Receivables
@@ -123,9 +123,7 @@ def read_rows(data: bytes) -> Iterator[Row]:
         raise InputError(
             f"the review file is not UTF-8 text (byte {exc.start}): save it as CSV UTF-8"
         ) from None
-    first = text.split("\n", 1)[0]
-    delimiter = ";" if first.count(";") > first.count(",") else ","
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter_of(text))
     header = [h.strip().lower() for h in next(reader, [])]
     if not all(m in header for m in MARKER):
         raise InputError(

@@ -34,6 +34,7 @@ from .report import SPOOL_MEMORY, Report, outcome_detail
 log = logging.getLogger("payments.filedrop")
 
 CHUNK = 500  # credits handed to the pipeline at a time
+SKIPPED = "the operator chose skip"
 
 
 @dataclass(slots=True)
@@ -178,7 +179,7 @@ class CreditFlow:
         from the ledger; nothing is asked twice."""
         summary = self.summaries[index]
         if credit.key in self.plans.known:
-            self._spool(index, credit, self.plans.get(credit.key))
+            self._decided(index, credit, self.plans.get(credit.key))
             return
         known = self._known(credit.key)
         if known is not None:
@@ -239,8 +240,24 @@ class CreditFlow:
         for number, payload in zip(plan["invoices"], plan["payloads"], strict=False):
             if number in self.book.invoices:
                 self.book.apply(self.book.invoices[number], -Decimal(payload["amount"]))
-        self._spool(index, credit, plan)
+        self._decided(index, credit, plan)
         return None
+
+    def skip(self, index: int, credit: Credit) -> None:
+        """The operator chose to post nothing for this credit: fixed as its plan, so no later reading
+        asks again (unless a plan to post was fixed first: then that one is posted)."""
+        nothing = {"why": SKIPPED, "customer": "", "invoices": [], "payloads": []}
+        self._decided(index, credit, self.plans.fix(credit.key, nothing))
+
+    def _decided(self, index: int, credit: Credit, plan: dict[str, Any]) -> None:
+        """A credit whose plan was fixed: posted as planned, or skipped as the operator chose."""
+        if plan["payloads"]:
+            self._spool(index, credit, plan)
+            return
+        self.summaries[index].skipped.setdefault(SKIPPED, Tally()).add(credit.amount)
+        self.report.add(
+            credit.location, "skipped", None, key=credit.key, amount=credit.amount, reason=SKIPPED
+        )
 
     def _spool(self, index: int, credit: Credit, plan: dict[str, Any]) -> None:
         self.spool.write(codec.dumpb({"summary": index, "credit": credit.to_json(), **plan}) + b"\n")

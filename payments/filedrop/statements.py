@@ -132,10 +132,7 @@ def process_review(
         if choice.action == "none":
             flow.to_review(0, credit, "", "no choice made yet")
         elif choice.action == "skip":
-            summary.skipped.setdefault("operator chose skip", Tally()).add(credit.amount)
-            report.add(
-                credit.location, "skipped", None, key=credit.key, amount=credit.amount, reason="skip chosen"
-            )
+            flow.skip(0, credit)
         else:
             problem = _refusal(credit, choice, book) or _post_choice(flow, credit, choice)
             if problem is not None:

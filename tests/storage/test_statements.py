@@ -235,10 +235,16 @@ def test_review_choices_dropped_back_are_posted_once(bank, sandbox):
     assert report["totals"] == {"records": 4, "created": 2, "skipped": 1, "review": 1}
     [pending] = review_rows(bank, report)
     assert pending["amount"] == "8.00" and pending["reason"] == "no choice made yet"
-    # The same choices dropped again, and the statement itself again: nothing more is posted.
+    # The same choices dropped again, and the statement itself again: nothing more is posted, and only
+    # the credit without a choice is asked again.
     deliver(bank, upload(bank, f"{C}/{J}/review-done-again.csv", out.getvalue()))
-    deliver(bank, upload(bank, f"{C}/{J}/statement-again.xml", camt("053", entries)))
+    again = upload(bank, f"{C}/{J}/statement-again.xml", camt("053", entries))
+    deliver(bank, again)
     assert len(sandbox.payments()) == 2
+    assert [r["amount"] for r in review_rows(bank, report_of(bank, again))] == ["8.00"]
+    assert report_of(bank, again)["statements"][0]["skipped"] == {
+        "the operator chose skip": {"count": 1, "sum": 7.0}
+    }
 
 
 def test_a_wrong_choice_is_explained_and_asked_again(bank, sandbox):
@@ -438,3 +444,19 @@ def test_a_review_choice_cannot_post_what_the_matcher_would_not(bank, sandbox):
     again = [r["reason"] for r in review_rows(bank, report_of(bank, back))]
     assert "the credit is in USD; the journal posts in the company's currency EUR" in again[0]
     assert "customer 60000 is blocked (All)" in again[1]
+
+
+def test_a_skip_chosen_before_holds_when_the_statement_later_matches(bank, sandbox):
+    """The operator skipped a credit (say, a refund); the statement read again after an invoice of that
+    amount appeared still posts nothing for it."""
+    credit = {"ref": "R-40", "amount": "77.00", "payer": "Fabrikam Lighting GmbH", "text": "SI-104799"}
+    first = upload(bank, f"{C}/{J}/statement.xml", camt("053", [credit]))
+    deliver(bank, first)
+    deliver(
+        bank, upload(bank, f"{C}/{J}/review.csv", _choose(bank, report_of(bank, first), {"77.00": "skip"}))
+    )
+    sandbox.add_invoice("SI-104799", "50000", amount="77.00")
+    again = upload(bank, f"{C}/{J}/again.xml", camt("053", [credit]))
+    deliver(bank, again)
+    assert sandbox.payments() == []
+    assert report_of(bank, again)["records"][0]["reason"] == "the operator chose skip"

@@ -24,9 +24,7 @@ BLOCKED = Customer("c3", "30000", "Alpine Ski House", blocked="All")
 def invoice(
     number: str, customer: Customer, remaining: str, status: str = "Open", currency: str = ""
 ) -> Invoice:
-    return Invoice(
-        f"id-{number}", number, customer.number, customer.name, D(remaining), D(remaining), currency, status
-    )
+    return Invoice(f"id-{number}", number, customer.number, D(remaining), currency, status)
 
 
 def book(*invoices: Invoice, payers: dict[str, str] | None = None) -> Receivables:
