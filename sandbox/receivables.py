@@ -68,6 +68,7 @@ _SCHEMA: dict[str, dict[str, Kind]] = {
         "lastModifiedDateTime": "datetime",
     },
 }
+GRAPH_LACKS = frozenset(("remainingAmount",))  # salesInvoices properties API v2.0 has and Graph has not
 _QUERY_OPTIONS = frozenset(("$filter", "$select", "$top", "$skip", "$skiptoken"))
 
 _GRAPH = re.compile(
@@ -220,6 +221,9 @@ def read(
     sandbox's lock held. `url` is the server's, which `@odata.context` and `@odata.nextLink` start with."""
     entity_type = _ENTITY_TYPE[target.entity_set]
     schema = _SCHEMA[target.entity_set]
+    if target.graph and target.entity_set == "salesInvoices":
+        # Graph's financials salesInvoice resource lists no remainingAmount (API v2.0's page 30012 added it).
+        schema = {k: v for k, v in schema.items() if k not in GRAPH_LACKS}
     for name in query:
         if name.startswith("$") and name not in _QUERY_OPTIONS:
             raise ODataError(
@@ -230,6 +234,8 @@ def read(
     select = parse_select(query.get("$select", [""])[0], schema, entity_type)
 
     def shape(record: dict[str, Any]) -> dict[str, Any]:
+        if target.graph:
+            record = {k: v for k, v in record.items() if k in schema or k == "@odata.etag"}
         if select is None:
             return record
         return {"@odata.etag": record["@odata.etag"], **{k: record[k] for k in select}}

@@ -120,9 +120,12 @@ def _decimal(value: Any, what: str) -> Decimal:
     raise InputError(f"the target answered {what} as {type(value).__name__}, not a decimal number")
 
 
-def load(target: Reads, company_id: str, journal_id: str, payers: bytes | None) -> Receivables:
+def load(
+    target: Reads, company_id: str, journal_id: str, payers: bytes | None, *, graph: bool = False
+) -> Receivables:
     """Read customers, open sales invoices, the journal's unposted lines and the local currency from the
-    target, and the payer map."""
+    target, and the payer map. Graph's salesInvoice has no remainingAmount, so it is not asked for there
+    (an unknown property in `$select` is refused)."""
     info = next(iter(target.read_all(company_id, "companyInformation")), None) or {}
     currency = str(info.get("currencyCode") or "").upper()
     customers = {}
@@ -143,7 +146,8 @@ def load(target: Reads, company_id: str, journal_id: str, payers: bytes | None) 
         "salesInvoices",
         {
             "$filter": "status eq 'Open'",
-            "$select": "id,number,externalDocumentNumber,customerNumber,currencyCode,remainingAmount,status",
+            "$select": "id,number,externalDocumentNumber,customerNumber,currencyCode,status"
+            + ("" if graph else ",remainingAmount"),
         },
     ):
         number = str(item.get("number") or "").upper()

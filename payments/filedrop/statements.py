@@ -196,7 +196,7 @@ def _post_choice(flow: CreditFlow, credit: Credit, choice: Choice) -> str | None
 def _books(drop: Any, company: str, journal: str, with_payers: bool) -> Receivables:
     payers = _payers(drop, company) if with_payers else None
     try:
-        return load(drop.pipeline.client, company, journal, payers)
+        return load(drop.pipeline.client, company, journal, payers, graph=drop.settings.target == "graph")
     except TargetError as exc:
         raise InputError(
             f"the customers and invoices could not be read from Business Central ({exc.message}); nothing "

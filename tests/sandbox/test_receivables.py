@@ -120,7 +120,7 @@ def test_sales_invoices_and_the_local_currency(books, sandbox, fresh):
     sandbox.add_invoice(
         "R-CNX", "30000", amount=Decimal("10"), status="Canceled", remaining=Decimal("10"), company_id=company
     )
-    rows = {i["number"]: i for i in values(books("salesInvoices", graph=True, company=company))}
+    rows = {i["number"]: i for i in values(books("salesInvoices", company=company))}
     assert rows["103001"]["currencyCode"] == "DKK" and rows["R-USD"]["currencyCode"] == "USD"
     assert rows["R-CNX"]["remainingAmount"] == 0
     (info,) = values(books("companyInformation", company=company))
@@ -332,3 +332,12 @@ def test_bulk_seeding_is_cheap(sandbox, fresh):
     assert sandbox.balance_due("B00001", company_id=fresh[0]) == sum(
         Decimal(n) / 100 for n in range(1, 10_000, 2000)
     )
+
+
+def test_graph_sales_invoices_have_no_remaining_amount(books):
+    """Graph's financials salesInvoice resource (fin-graph/resources/dynamics_salesinvoice) lists no
+    remainingAmount; API v2.0's page 30012 added it. Asking for it there is an unknown property."""
+    invoices = values(books("salesInvoices", graph=True))
+    assert invoices and all("remainingAmount" not in i for i in invoices)
+    assert "totalAmountIncludingTax" in invoices[0]
+    assert books("salesInvoices", {"$select": "number,remainingAmount"}, graph=True).status_code == 400

@@ -460,3 +460,17 @@ def test_a_skip_chosen_before_holds_when_the_statement_later_matches(bank, sandb
     deliver(bank, again)
     assert sandbox.payments() == []
     assert report_of(bank, again)["records"][0]["reason"] == "the operator chose skip"
+
+
+def test_against_graph_nothing_is_applied_and_the_report_says_why(drop, sandbox, azure_env):
+    """Graph's financials salesInvoice has no remainingAmount: no invoice can be known to fit."""
+    seed(sandbox)
+    azure_env("graph", **drop.settings)
+    name = upload(drop, f"{C}/{J}/statement.xml", camt("053", ENTRIES[:1]))
+    deliver(drop, name)
+    assert sandbox.payments() == []
+    report = report_of(drop, name)
+    assert report["totals"] == {"records": 1, "review": 1}
+    assert any(
+        "without remainingAmount (Microsoft Graph's financials API has none)" in n for n in report["notes"]
+    )
