@@ -315,9 +315,11 @@ class CreditFlow:
         kinds = []
         for n, outcome in enumerate(parts, start=1):
             kind, detail = outcome.kind, outcome_detail(outcome)
-            if kind == "conflict":  # its key was posted before with other details: not posted again
-                kind = "skipped"
-                detail = {"note": "posted before with other details (an earlier reading or review choice)"}
+            if kind == "conflict":  # its key holds other details (an earlier reading or review choice)
+                kind, detail = self._known(part_key(credit.key, n)) or ("in-flight", {})
+                detail["note"] = (
+                    f"{detail.get('note', 'being decided')}; with other details: not posted again"
+                )
             kinds.append(kind)
             payload = item["payloads"][n - 1]
             self.report.add(
