@@ -180,6 +180,16 @@ param storageAccountName string = ''
 @description('Function app name; empty (the default) derives it. Set it to keep an existing app')
 param functionAppName string = ''
 
+@description('E-mail address the alerts are sent to (RELAY_ALERT_EMAIL); empty: the action group has no receiver and alerts are only recorded in Azure Monitor')
+param alertEmail string = ''
+
+@description('Deploy the alert rules enabled; false keeps them, disabled (README, "Alerts")')
+param alertsEnabled bool = true
+
+@minValue(1)
+@description('The target\'s 429s in 15 minutes above which the throttling alert fires')
+param throttledAlertThreshold int = 50
+
 param tags object = {}
 
 // Names. Each resource type gets the environment name in the characters it allows, and the
@@ -313,6 +323,20 @@ module monitoring 'modules/monitoring.bicep' = {
   }
 }
 
+// Alert rules (log search alerts over the component), their action group and the operators' workbook.
+module alerts 'modules/alerts.bicep' = {
+  name: 'alerts'
+  params: {
+    name: baseName
+    location: location
+    tags: allTags
+    appInsightsName: monitoring.outputs.name
+    alertEmail: alertEmail
+    alertsEnabled: alertsEnabled
+    throttledThreshold: throttledAlertThreshold
+  }
+}
+
 module roles 'modules/roles.bicep' = {
   name: 'roles'
   params: {
@@ -358,3 +382,4 @@ output DEADLETTER_CONTAINER string = deadLetterContainer
 output RELAY_IDENTITY_CLIENT_ID string = identity.outputs.clientId
 output RELAY_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
 output WEBHOOK_KEY_VAULT_NAME string = keyVault.outputs.name
+output ALERT_ACTION_GROUP_ID string = alerts.outputs.actionGroupId

@@ -47,6 +47,7 @@ def test_the_expected_templates_exist():
         "modules/monitoring.bicep",
         "modules/roles.bicep",
         "modules/functionapp.bicep",
+        "modules/alerts.bicep",
     } <= names
 
 
@@ -991,3 +992,247 @@ def test_the_app_registration_has_the_role_for_applications_and_no_credential():
     assert api["parameters"]["callerRole"]["default"] == Settings.model_fields["auth_role"].default
     assert "passwordCredentials" not in app and "keyCredentials" not in app
     assert api["resources"]["apiPrincipal"]["config"]["appRoleAssignmentRequired"] is True
+
+
+# -- alerts and the workbook: what the telemetry contract says, keyless --------------------------------
+
+# The custom metrics the relay emits (azure-monitor-opentelemetry, customMetrics), with their dimensions
+# and the values those take where the contract fixes them.
+METRICS = {
+    "payments.received": {
+        "entry_point": {"webhook", "file", "statement", "review"},
+        "target": {"graph", "businesscentral"},
+    },
+    "payments.outcome": {
+        "entry_point": {"webhook", "file", "statement", "review"},
+        "target": {"graph", "businesscentral"},
+        "outcome": {
+            "created",
+            "skipped",
+            "rejected",
+            "ambiguous",
+            "invalid",
+            "unavailable",
+            "denied",
+            "in-flight",
+            "conflict",
+            "accepted",
+            "review",
+        },
+    },
+    "target.requests": {"operation": {"insert", "batch", "read"}, "method": None, "status": None},
+    "target.throttled": {"operation": {"insert", "batch", "read"}},
+    "target.retries": {"operation": {"insert", "batch", "read"}},
+    "target.duration": {"operation": {"insert", "batch", "read"}, "status": None},
+    "queue.depth": {"queue": {"work", "poison", "deadletter"}},
+    "bank.review_rows": {"entry_point": {"webhook", "file", "statement", "review"}},
+}
+FUNNEL = ["received", "created", "skipped", "rejected", "ambiguous", "invalid", "review"]
+WORKBOOK = INFRA / "workbooks" / "payments-relay.json"
+# rule symbol -> what its query must say (the contract's names and values), its window and its threshold
+RULES = {
+    "ambiguousRule": (
+        ['name == "payments.outcome"', 'tostring(customDimensions.outcome) == "ambiguous"', "sum(valueSum)"],
+        "PT15M",
+        0,
+    ),
+    "poisonRule": (
+        ['name == "queue.depth"', "tostring(customDimensions.queue)", 'queue in ("poison", "deadletter")'],
+        "PT15M",
+        0,
+    ),
+    "throttledRule": (['name == "target.throttled"', "sum(valueSum)"], "PT15M", "throttledThreshold"),
+    "failedRule": (["requests", "where success == false"], "PT15M", 0),
+}
+
+
+def _alerts() -> dict:
+    return parse("modules/alerts.bicep")
+
+
+def _accessor(value: dict) -> str:
+    operands = value["operator"]["operands"]
+    assert value["operator"]["type"] == "property_accessor"
+    return f"{operands['operand_1']}.{operands['operand_2']}"
+
+
+def _kql_names_and_values(query: str) -> tuple[set, set]:
+    """Metric names a query filters on (name == / name in) and the dimension values it compares with."""
+    names = set(re.findall(r'\bname == "([^"]+)"', query))
+    for group in re.findall(r"\bname in \(([^)]*)\)", query):
+        names |= set(re.findall(r'"([^"]+)"', group))
+    values = set(re.findall(r'customDimensions\.(\w+)\) == "([^"]+)"', query))
+    values |= set(re.findall(r'\b(outcome|queue|operation|status|entry_point|target) [!=]= "([^"]+)"', query))
+    for dimension, group in re.findall(
+        r"\b(outcome|queue|operation|entry_point|target) !?in \(([^)]*)\)", query
+    ):
+        values |= {(dimension, v) for v in re.findall(r'"([^"]+)"', group)}
+    return names, values
+
+
+def _assert_within_contract(query: str) -> None:
+    names, values = _kql_names_and_values(query)
+    assert names, query
+    assert names <= set(METRICS), names - set(METRICS)
+    known = {(d, v) for dims in METRICS.values() for d, vs in dims.items() for v in (vs or ())}
+    assert values <= known, values - known
+
+
+def test_the_alert_rules_are_log_search_alerts_over_the_contracts_metrics():
+    resources = _alerts()["resources"]
+    rules = {k: r for k, r in resources.items() if r["type"] == "Microsoft.Insights/scheduledQueryRules"}
+    assert set(rules) == set(RULES)
+    for symbol, (phrases, window, threshold) in RULES.items():
+        rule = rules[symbol]
+        assert rule["api_version"] == "2023-12-01", symbol  # the current GA version
+        config = rule["config"]
+        assert config["kind"] == "LogAlert"
+        # Keyless and minimal: no identity (the rule queries only the component it is scoped to).
+        assert "identity" not in config, symbol
+        props = config["properties"]
+        assert props["scopes"] and [_accessor(s) for s in props["scopes"]] == ["insights.id"], symbol
+        assert [_accessor(g) for g in props["actions"]["actionGroups"]] == ["actionGroup.id"], symbol
+        assert props["severity"] in (0, 1, 2, 3, 4), symbol
+        assert props["enabled"] == "alertsEnabled", symbol
+        assert props["evaluationFrequency"] == "PT5M" and props["windowSize"] == window, symbol
+        assert props["autoMitigate"] is True, symbol  # stateful: one notification per episode
+        assert len(props["description"]) > 80 and props["displayName"].startswith("Payments relay: "), symbol
+        [condition] = props["criteria"]["allOf"]
+        query = condition["query"]
+        for phrase in phrases:
+            assert phrase in query, (symbol, phrase)
+        if symbol != "failedRule":
+            _assert_within_contract(query)
+        assert condition["operator"] == "GreaterThan" and condition["threshold"] == threshold, symbol
+        # The measured column is the one the query summarizes into.
+        assert re.search(rf"summarize {condition['metricMeasureColumn']} = ", query), symbol
+        for dimension in condition.get("dimensions", []):
+            assert re.search(rf"\bby {dimension['name']}\b", query), (symbol, dimension)
+    # What each one tells the operator to do.
+    descriptions = {k: r["config"]["properties"]["description"] for k, r in rules.items()}
+    assert "python -m payments ledger list" in descriptions["ambiguousRule"]
+    assert "python -m payments queue status" in descriptions["poisonRule"]
+    assert "same identity" in descriptions["throttledRule"]
+    assert "${throttledThreshold}" in descriptions["throttledRule"]
+    # Severity: an unknown outcome and unprocessed work are errors, throttling and failures warnings.
+    assert {k: r["config"]["properties"]["severity"] for k, r in rules.items()} == {
+        "ambiguousRule": 1,
+        "poisonRule": 1,
+        "throttledRule": 2,
+        "failedRule": 2,
+    }
+
+
+def test_the_throttling_threshold_and_the_switch_are_parameters_of_main():
+    main = parse("main.bicep")
+    params = main["parameters"]
+    assert params["alertsEnabled"]["type"] == "bool" and params["alertsEnabled"]["default"] is True
+    assert params["throttledAlertThreshold"]["default"] == 50
+    assert _decorator(params["throttledAlertThreshold"], "min_value") == 1
+    call = main["modules"]["alerts"]
+    assert call["detail"]["path"] == "modules/alerts.bicep"
+    assert set(call["config"]) == {"name", "params"}  # no condition: deployed by default, always
+    passed = call["config"]["params"]
+    assert passed["alertsEnabled"] == "alertsEnabled"
+    assert passed["throttledThreshold"] == "throttledAlertThreshold"
+    text = (INFRA / "main.bicep").read_text()
+    assert "appInsightsName: monitoring.outputs.name" in text
+    module = _alerts()["parameters"]
+    assert module["throttledThreshold"]["default"] == 50 and module["alertsEnabled"]["default"] is True
+    assert "output ALERT_ACTION_GROUP_ID string = alerts.outputs.actionGroupId" in text
+
+
+def test_the_alert_email_reaches_the_action_groups_receiver():
+    # azd: RELAY_ALERT_EMAIL -> alertEmail (empty by default) -> the module -> the e-mail receiver.
+    params = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    assert params["alertEmail"]["value"] == "${RELAY_ALERT_EMAIL=}"
+    main = parse("main.bicep")
+    assert main["parameters"]["alertEmail"]["default"] == ""
+    assert main["modules"]["alerts"]["config"]["params"]["alertEmail"] == "alertEmail"
+    alerts = _alerts()
+    assert alerts["parameters"]["alertEmail"]["default"] == ""
+    group = alerts["resources"]["actionGroup"]
+    assert group["type"] == "Microsoft.Insights/actionGroups" and group["api_version"] == "2023-01-01"
+    props = group["config"]["properties"]
+    # The action group always exists (the rules always have one); the receiver only with an address.
+    assert props["enabled"] is True and 1 <= len(props["groupShortName"]) <= 12
+    assert props["emailReceivers"] == "emailReceivers"
+    receivers = alerts["variables"]["emailReceivers"]["value"]["operator"]
+    assert receivers["type"] == "conditional"
+    assert receivers["operands"]["condition"] == {
+        "function": {"type": "empty", "parameters": {"item_to_test": "alertEmail"}}
+    }
+    assert receivers["operands"]["true_value"] == []
+    [receiver] = receivers["operands"]["false_value"]
+    assert receiver["emailAddress"] == "alertEmail" and receiver["useCommonAlertSchema"] is True
+    assert group["config"]["location"] == "Global"
+
+
+def test_the_workbook_shows_the_payment_funnel_per_day_from_the_component():
+    alerts = _alerts()
+    workbook = alerts["resources"]["workbook"]
+    assert workbook["type"] == "Microsoft.Insights/workbooks" and workbook["api_version"] == "2023-06-01"
+    config = workbook["config"]
+    assert config["kind"] == "shared"
+    # A deterministic name: the same workbook on every deployment.
+    assert config["name"]["function"]["type"] == "guid"
+    props = config["properties"]
+    assert props["category"] == "workbook" and _accessor(props["sourceId"]) == "insights.id"
+    serialized = props["serializedData"]["function"]
+    assert serialized["type"] == "string"
+    union = serialized["parameters"]["value_to_convert"]["function"]
+    assert union["type"] == "union" and union["parameters"]["arg_1"] == "workbookContent"
+    assert [_accessor(i) for i in union["parameters"]["arg_2"]["fallbackResourceIds"]] == ["insights.id"]
+    loaded = alerts["variables"]["workbookContent"]["value"]["function"]
+    assert loaded["type"] == "load_json_content"
+    assert (INFRA / "modules" / loaded["parameters"]["file_path"]).resolve() == WORKBOOK.resolve()
+
+    content = json.loads(WORKBOOK.read_text())
+    assert content["version"] == "Notebook/1.0"
+    queries = {i["name"]: i["content"]["query"] for i in content["items"] if i["type"] == 3}
+    for query in queries.values():
+        assert query.startswith(("customMetrics", "requests")), query
+        if query.startswith("customMetrics"):
+            _assert_within_contract(query)
+    funnel = queries["funnel"]
+    assert "bin(timestamp, 1d)" in funnel and "valueSum" in funnel
+    assert 'name == "payments.received"' in funnel
+    for outcome in FUNNEL[1:]:
+        assert f'outcome == "{outcome}"' in funnel, outcome
+    columns = re.findall(r"^\s+(\w+) = sumif", funnel, re.M)
+    assert columns[: len(FUNNEL)] == FUNNEL
+    assert 'name in ("target.requests", "target.duration")' in queries["target-requests"]
+    assert "status" in queries["target-requests"] and "bin(timestamp, 1h)" in queries["target-requests"]
+    assert 'name == "target.throttled"' in queries["target-throttled"]
+    assert "bin(timestamp, 1h)" in queries["target-throttled"]
+    assert all('name == "queue.depth"' in queries[q] for q in ("queue-depth", "queue-depth-latest"))
+    # Every query follows the workbook's time range.
+    assert {i["content"].get("timeContextFromParameter") for i in content["items"] if i["type"] == 3} == {
+        "TimeRange"
+    }
+
+
+def test_alerts_and_workbook_hold_no_key_connection_string_or_secret():
+    for path in (INFRA / "modules" / "alerts.bicep", WORKBOOK):
+        text = path.read_text().lower()
+        for word in (
+            "instrumentationkey",
+            "connectionstring",
+            "connection_string",
+            "listkeys",
+            "apikey",
+            "@secure",
+        ):
+            assert word not in text, (path.name, word)
+    assert "connectionString" not in json.dumps(parse("main.bicep")["modules"]["alerts"])
+
+
+def test_the_readme_explains_each_alert_and_the_email_variable():
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### Alerts") :]
+    ends = [i for i in (section.find("\n## "), section.find("\n### ")) if i > 0]
+    section = section[: min(ends, default=len(section))]
+    for rule in RULES:
+        title = _alerts()["resources"][rule]["config"]["properties"]["displayName"]
+        assert title.removeprefix("Payments relay: ") in section, title
+    assert "| `RELAY_ALERT_EMAIL` | `alertEmail` |" in readme
