@@ -3,7 +3,7 @@
 import azure.functions as func
 import azurefunctions.extensions.bindings.blob as blob
 
-from payments import filedrop, runtime, webhook
+from payments import filedrop, runtime, telemetry, webhook
 
 # The file-drop binding: the container comes from the app setting the code reads too, so the two never
 # differ; the connection is the function's own storage account, reached with its identity.
@@ -13,6 +13,7 @@ WORK_QUEUE = "%PAYMENTS_WORK_QUEUE%"
 
 app = func.FunctionApp()
 runtime.check_settings()
+runtime.start_telemetry()
 
 
 # Every route is anonymous to the host: the relay admits callers itself (payments.inbound), Entra ID
@@ -23,34 +24,39 @@ SIGNED = "webhooks/{sender}/"
 
 @app.function_name("customer_payments")
 @app.route(route=PAYMENTS_ROUTE, methods=[func.HttpMethod.POST], auth_level=func.AuthLevel.ANONYMOUS)
-def customer_payments(req: func.HttpRequest) -> func.HttpResponse:
-    return http_response(post(req))
+def customer_payments(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    with telemetry.invocation("customer_payments", context.trace_context):
+        return http_response(post(req))
 
 
 @app.function_name("signed_customer_payments")
 @app.route(route=SIGNED + PAYMENTS_ROUTE, methods=[func.HttpMethod.POST], auth_level=func.AuthLevel.ANONYMOUS)
-def signed_customer_payments(req: func.HttpRequest) -> func.HttpResponse:
-    return http_response(post(req, sender=req.route_params.get("sender")))
+def signed_customer_payments(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    with telemetry.invocation("signed_customer_payments", context.trace_context):
+        return http_response(post(req, sender=req.route_params.get("sender")))
 
 
 @app.function_name("batch_status")
 @app.route(route="batches/{batchId}", methods=[func.HttpMethod.GET], auth_level=func.AuthLevel.ANONYMOUS)
-def batch_status(req: func.HttpRequest) -> func.HttpResponse:
-    return http_response(status(req))
+def batch_status(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    with telemetry.invocation("batch_status", context.trace_context):
+        return http_response(status(req))
 
 
 @app.function_name("signed_batch_status")
 @app.route(
     route=SIGNED + "batches/{batchId}", methods=[func.HttpMethod.GET], auth_level=func.AuthLevel.ANONYMOUS
 )
-def signed_batch_status(req: func.HttpRequest) -> func.HttpResponse:
-    return http_response(status(req, sender=req.route_params.get("sender")))
+def signed_batch_status(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    with telemetry.invocation("signed_batch_status", context.trace_context):
+        return http_response(status(req, sender=req.route_params.get("sender")))
 
 
 @app.function_name("openapi")
 @app.route(route="openapi.json", methods=[func.HttpMethod.GET], auth_level=func.AuthLevel.ANONYMOUS)
-def openapi(req: func.HttpRequest) -> func.HttpResponse:
-    return http_response(webhook.handle_openapi(headers=dict(req.headers), gate=runtime.gate))
+def openapi(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    with telemetry.invocation("openapi", context.trace_context):
+        return http_response(webhook.handle_openapi(headers=dict(req.headers), gate=runtime.gate))
 
 
 def post(req: func.HttpRequest, sender: str | None = None) -> webhook.Answer:
@@ -89,8 +95,9 @@ def http_response(answer: webhook.Answer) -> func.HttpResponse:
 # queues section bounds how many messages an instance takes at once, the shared limits the rest.
 @app.function_name("post_work")
 @app.queue_trigger(arg_name="message", queue_name=WORK_QUEUE, connection=STORAGE_CONNECTION)
-def post_work(message: func.QueueMessage) -> None:
-    runtime.poster().handle(message.get_body())
+def post_work(message: func.QueueMessage, context: func.Context) -> None:
+    with telemetry.invocation("post_work", context.trace_context):
+        runtime.poster().handle(message.get_body())
 
 
 # A BlobClient (SDK-type binding) instead of InputStream: the host hands over a reference, not
@@ -102,8 +109,9 @@ def post_work(message: func.QueueMessage) -> None:
     connection=STORAGE_CONNECTION,
     source=func.BlobSource.EVENT_GRID,
 )
-def payment_file_drop(client: blob.BlobClient) -> None:
-    filedrop.on_blob(client.container_name, client.blob_name, runtime.file_drop)
+def payment_file_drop(client: blob.BlobClient, context: func.Context) -> None:
+    with telemetry.invocation("payment_file_drop", context.trace_context):
+        filedrop.on_blob(client.container_name, client.blob_name, runtime.file_drop)
 
 
 # Retention of payment keys (PAYMENTS_LEDGER_RETENTION_DAYS): expired entries are ignored on read;
@@ -128,6 +136,7 @@ def inbox_redrive(timer: func.TimerRequest) -> None:
 @app.timer_trigger(arg_name="timer", schedule="0 */5 * * * *", run_on_startup=False, use_monitor=True)
 def work_redrive(timer: func.TimerRequest) -> None:
     runtime.redrive_work()
+    runtime.measure_queues()  # the depths the alerts watch, every five minutes
 
 
 runtime.freeze_startup_objects()  # last: everything above stays for the worker's life

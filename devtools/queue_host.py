@@ -15,6 +15,8 @@ import azure.functions as func
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.queue import BinaryBase64DecodePolicy, QueueClient, TextBase64EncodePolicy
 
+from devtools.invocation import context
+
 log = logging.getLogger("devtools.queue_host")
 
 
@@ -70,7 +72,10 @@ class QueueHost:
         body = message.content if isinstance(message.content, bytes) else message.content.encode()
         failed = False
         try:
-            self.function(func.QueueMessage(id=message.id, body=body, pop_receipt=message.pop_receipt))
+            self.function(
+                func.QueueMessage(id=message.id, body=body, pop_receipt=message.pop_receipt),
+                context=context("post_work"),
+            )
         except Exception:
             failed = True
             log.exception("queue function failed (delivery %d)", message.dequeue_count)

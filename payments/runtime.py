@@ -187,6 +187,41 @@ def redrive_inbox() -> int:
     return len(results)
 
 
+def start_telemetry() -> bool:
+    """Switch telemetry on for this worker when the settings ask for it (once; see payments.telemetry)."""
+    from .telemetry import configure
+
+    try:
+        return configure(load_settings())
+    except SettingsError:
+        return False  # check_settings() has said why; the relay answers relay-misconfigured
+    except Exception:  # telemetry must never keep the relay from starting
+        log.exception("telemetry could not be switched on; the relay runs without it")
+        return False
+
+
+def measure_queues() -> dict[str, int]:
+    """The depths the alerts watch (the timer emits them every five minutes): the work queue, its poison
+    queue, and the Event Grid dead letters waiting in their container (counted up to 1,000)."""
+    from .storage import blob_service
+    from .telemetry import queue_depth
+    from .work import QueuedPipeline
+
+    depths: dict[str, int] = {}
+    queued = pipeline()
+    if isinstance(queued, QueuedPipeline):
+        depths["work"], depths["poison"] = queued.queue.depth()
+    settings = queued.client.settings
+    container = blob_service(settings).get_container_client(settings.deadletter_container)
+    try:
+        depths["deadletter"] = sum(1 for _, _ in zip(range(1000), container.list_blobs(), strict=False))
+    except Exception:  # a container not created yet holds nothing
+        depths["deadletter"] = 0
+    for queue, depth in depths.items():
+        queue_depth(queue, depth)
+    return depths
+
+
 def redrive_work() -> int:
     """Queue again what was accepted and no poster has (the timer): accepted payments whose message was
     lost or poisoned, and claims whose poster died. How many payments."""

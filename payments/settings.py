@@ -159,6 +159,18 @@ class Settings(BaseSettings):
         pattern=r"^[A-Za-z][A-Za-z0-9]{2,62}$",
         description="Table of the signed deliveries seen, so that a replayed one is refused",
     )
+    appinsights_connection_string: str | None = Field(
+        None,
+        validation_alias="APPLICATIONINSIGHTS_CONNECTION_STRING",
+        description="The Application Insights component telemetry goes to (it names it; no secret: "
+        "ingestion is authenticated with the managed identity)",
+    )
+    appinsights_enable_telemetry: bool = Field(
+        False,
+        validation_alias="PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY",
+        description="Functions' switch for Python telemetry: with a connection string, traces, metrics and "
+        "logs go to Application Insights",
+    )
     site_name: str | None = Field(
         None, validation_alias="WEBSITE_SITE_NAME", description="Set by Azure: the app runs in Azure"
     )

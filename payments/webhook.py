@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import codec
+from . import codec, telemetry
 from .errors import (
     AmbiguousOutcome,
     CallerRefused,
@@ -329,7 +329,10 @@ def _single(
     pipeline: Pipeline, company: str, journal: str, data: Any, key: str | None, prefer: set[str]
 ) -> Answer:
     checked = check(data, pipeline.rules)
+    target = pipeline.client.settings.target
+    telemetry.received(1, target)
     if not checked.ok:
+        telemetry.payment_outcome("invalid", target=target, company=company, journal=journal, location="/")
         return problem(
             422,
             "validation-failed",
@@ -381,6 +384,13 @@ def _batch(
         )
     checks: list[Checked] = [check(item, pipeline.rules) for item in items]
     errors = [e.under(f"{prefix}/{i}") for i, c in enumerate(checks) for e in c.errors]
+    target = pipeline.client.settings.target
+    telemetry.received(len(items), target)
+    for i, c in enumerate(checks):
+        if not c.ok:
+            telemetry.payment_outcome(
+                "invalid", target=target, company=company, journal=journal, location=f"{prefix}/{i}"
+            )
     if errors:
         bad = sum(1 for c in checks if not c.ok)
         return problem(

@@ -75,6 +75,9 @@ var appSettings = union(relaySettings, {
   AZURE_CLIENT_ID: identityClientId
   APPLICATIONINSIGHTS_CONNECTION_STRING: appInsightsConnectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
+  // The worker's traces, metrics and logs (payments.telemetry, with the same identity); the host's go
+  // as OpenTelemetry too (host.json telemetryMode), so one trace spans both.
+  PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY: 'true'
   // glibc gives each thread that allocates its own heap arena; with the posting workers, lease
   // renewal and SDK threads a file drop's peak memory crept up with the file's size (+31 MiB at
   // 100,000 records with $batch). Two arenas: +25 MiB, measured with bench/filedrop.py.

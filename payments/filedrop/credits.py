@@ -19,7 +19,7 @@ from typing import IO, Any
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import ContainerClient
 
-from .. import codec
+from .. import codec, telemetry
 from ..bank import Transaction
 from ..bank.matching import Match
 from ..bank.posting import Credit, part_key, payloads
@@ -189,6 +189,15 @@ class CreditFlow:
             return
         summary.review.add(credit.amount)
         self.review.add(credit, account, reason, match)
+        telemetry.review_rows()
+        telemetry.payment_outcome(
+            "review",
+            target=self.settings.target,
+            key=credit.key,
+            company=self.scope.company_id,
+            journal=self.scope.journal_id,
+            location=credit.location,
+        )
         detail2: dict[str, Any] = {"key": credit.key, "amount": credit.amount, "currency": credit.currency}
         self.report.add(credit.location, "review", None, reason=reason, **detail2)
 
@@ -304,8 +313,9 @@ class CreditFlow:
             assert payment is not None  # checked when it was spooled
             payments.append(payment)
         keys: list[str | None] = [part_key(item["credit"]["key"], n) for item, n in parts]
+        labels: list[str | None] = [item["credit"]["location"] for item, _ in parts]
         return self.pipeline.post_all(
-            self.scope.company_id, self.scope.journal_id, payments, keys=keys, halt=halt
+            self.scope.company_id, self.scope.journal_id, payments, keys=keys, halt=halt, labels=labels
         )
 
     def _account(self, item: dict[str, Any], parts: list[Outcome]) -> None:

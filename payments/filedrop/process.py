@@ -24,7 +24,7 @@ from typing import IO, Any
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceNotFoundError
 from azure.storage.blob import BlobClient, BlobServiceClient
 
-from .. import bank, codec
+from .. import bank, codec, telemetry
 from ..bank.review import MAX_REVIEW_BYTES, is_review
 from ..errors import FileBusy, InputError, PartlyPosted
 from ..model import as_dicts, check
@@ -98,11 +98,14 @@ class FileDrop:
             if exc.error_code in ("LeaseAlreadyPresent", "LeaseIdMissing"):
                 raise FileBusy(f"{name} is being processed by another worker") from None
             raise
+        entry, source = telemetry.ENTRY_POINT.set("file"), telemetry.SOURCE.set(name)
         try:
             self.containers.ensure()
             return self._process_leased(inbox, lease, name)
         finally:
             lease.stop()
+            telemetry.ENTRY_POINT.reset(entry)
+            telemetry.SOURCE.reset(source)
 
     def _process_leased(self, inbox: BlobClient, lease: blobs.Lease, name: str) -> DropResult:
         settings = self.settings
@@ -138,10 +141,12 @@ class FileDrop:
             head_bytes = stream.peek(bank.HEAD_BYTES)[: bank.HEAD_BYTES]
             kind = bank.kind_of(head_bytes)
             if kind is not None:
+                telemetry.ENTRY_POINT.set("statement")
                 bank_result = statements.process_statement(
                     self, stream, kind, name, company, journal, stamp, report
                 )
             elif is_review(head_bytes):
+                telemetry.ENTRY_POINT.set("review")
                 data = stream.read(MAX_REVIEW_BYTES + 1)
                 bank_result = statements.process_review(self, data, name, company, journal, stamp, report)
             else:
@@ -202,6 +207,7 @@ class FileDrop:
             checked = check_record(record, rules, text_rules)
             if checked.payment is None:
                 report.add(record.location, "invalid", record, errors=as_dicts(checked.errors))
+                telemetry.payment_outcome("invalid", target=self.settings.target, location=record.location)
                 continue
             line = {
                 "location": record.location,
@@ -213,6 +219,7 @@ class FileDrop:
             spool.write(codec.dumpb(line) + b"\n")
         if count == 0:
             raise InputError(NO_RECORDS)
+        telemetry.received(count, self.settings.target)
 
     def _post(self, company: str, journal: str, spool: IO[bytes], report: Report) -> None:
         """Second pass: post the spooled payments in chunks through the shared pipeline; once the
@@ -231,7 +238,11 @@ class FileDrop:
             # The payloads passed validation in the first pass; checking again restores the model.
             payments = [check(item["payload"], target_form).payment for item in chunk]
             outcomes = self.pipeline.post_all(
-                company, journal, [p for p in payments if p is not None], halt=halt
+                company,
+                journal,
+                [p for p in payments if p is not None],
+                halt=halt,
+                labels=[item["location"] for item in chunk],
             )
             for item, outcome in zip(chunk, outcomes, strict=True):
                 report.add(

@@ -8,6 +8,7 @@ from typing import Any
 from .. import codec
 from ..errors import LedgerUnavailable
 from ..storage import make_sure
+from ..telemetry import ledger_span
 from .entry import Entry, Scope, evolve
 
 
@@ -78,7 +79,9 @@ class TableLedgerStore:
             etag=entity.metadata.get("etag"),
         )
 
-    def _call(self, fn: Callable[[], Any]) -> Any:
+    def _call(self, fn: Callable[[], Any], operation: str, partition: str, key: str | None = None) -> Any:
+        """One storage round trip, in a span of its own; the conditional answers (exists, modified, not
+        found) are the protocol's to read, anything else makes the ledger unavailable."""
         from azure.core.exceptions import (
             AzureError,
             ResourceExistsError,
@@ -87,19 +90,34 @@ class TableLedgerStore:
         )
         from azure.data.tables import TableTransactionError
 
-        try:
-            self._ensure()  # creating the table can fail like any other call
-            return fn()
-        except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError, TableTransactionError):
-            raise
-        except AzureError as exc:
-            raise LedgerUnavailable(f"ledger table unavailable: {exc.__class__.__name__}: {exc}") from None
+        with ledger_span(operation, partition, key) as span:
+            try:
+                self._ensure()  # creating the table can fail like any other call
+                return fn()
+            except (
+                ResourceExistsError,
+                ResourceModifiedError,
+                ResourceNotFoundError,
+                TableTransactionError,
+            ) as exc:
+                span.set_attribute("payments.ledger.answer", type(exc).__name__)
+                raise
+            except AzureError as exc:
+                span.set_attribute("payments.ledger.answer", "unavailable")
+                raise LedgerUnavailable(
+                    f"ledger table unavailable: {exc.__class__.__name__}: {exc}"
+                ) from None
 
     def insert(self, entry: Entry) -> Entry | None:
         from azure.core.exceptions import ResourceExistsError
 
         try:
-            meta = self._call(lambda: self.table.create_entity(self._to_entity(entry)))
+            meta = self._call(
+                lambda: self.table.create_entity(self._to_entity(entry)),
+                "insert",
+                entry.scope.partition,
+                entry.key,
+            )
         except ResourceExistsError:
             return None
         return evolve(entry, etag=meta.get("etag"))
@@ -108,7 +126,10 @@ class TableLedgerStore:
         from azure.core.exceptions import ResourceNotFoundError
 
         try:
-            return self._from_entity(self._call(lambda: self.table.get_entity(scope.partition, key)))
+            found = self._call(
+                lambda: self.table.get_entity(scope.partition, key), "get", scope.partition, key
+            )
+            return self._from_entity(found)
         except ResourceNotFoundError:
             return None
 
@@ -124,7 +145,10 @@ class TableLedgerStore:
                     mode=UpdateMode.REPLACE,
                     etag=entry.etag,
                     match_condition=MatchConditions.IfNotModified,
-                )
+                ),
+                "replace",
+                entry.scope.partition,
+                entry.key,
             )
         except (ResourceModifiedError, ResourceNotFoundError):
             return None
@@ -141,7 +165,10 @@ class TableLedgerStore:
                     entry.key,
                     etag=entry.etag,
                     match_condition=MatchConditions.IfNotModified,
-                )
+                ),
+                "delete",
+                entry.scope.partition,
+                entry.key,
             )
         except (ResourceModifiedError, ResourceNotFoundError):
             return False
@@ -162,7 +189,10 @@ class TableLedgerStore:
         if len(operations) > self._MAX_TRANSACTION or size > self._MAX_TRANSACTION_CHARS:
             return None
         try:
-            return list(self._call(lambda: self.table.submit_transaction(operations)))
+            partition = str(operations[0][1].get("PartitionKey", ""))
+            return list(
+                self._call(lambda: self.table.submit_transaction(operations), "transaction", partition)
+            )
         except TableTransactionError:
             return None
 
@@ -191,14 +221,16 @@ class TableLedgerStore:
     def in_batch(self, scope: Scope, batch: str) -> Iterator[Entry]:
         query = "PartitionKey eq @partition and Batch eq @batch"
         params = {"partition": scope.partition, "batch": batch}
-        for entity in self._call(lambda: self.table.query_entities(query, parameters=params)):
+        for entity in self._call(
+            lambda: self.table.query_entities(query, parameters=params), "query", scope.partition
+        ):
             yield self._from_entity(entity)
 
     def scan(self, states: set[str] | None = None) -> Iterator[Entry]:
         if states:
             query = " or ".join(f"State eq '{s}'" for s in sorted(states))
-            pages = self._call(lambda: self.table.query_entities(query))
+            pages = self._call(lambda: self.table.query_entities(query), "scan", "")
         else:
-            pages = self._call(lambda: self.table.list_entities())
+            pages = self._call(lambda: self.table.list_entities(), "scan", "")
         for entity in pages:
             yield self._from_entity(entity)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..ledger import Digest, Ledger, Scope, digest
+from .. import telemetry
+from ..ledger import Digest, Ledger, Scope, digest, natural_key
 from ..model import CustomerPayment, Rules
 from ..settings import Settings
 from ..target import TargetClient
@@ -37,7 +38,36 @@ class Pipeline:
         self, company_id: str, journal_id: str, payment: CustomerPayment, *, key: str | None = None
     ) -> Outcome:
         """Post one payment, at most once per key (see `Settler.post_one`)."""
-        return self._settler.post_one(company_id, journal_id, payment, key=key)
+        outcome = self._settler.post_one(company_id, journal_id, payment, key=key)
+        self._tell(company_id, journal_id, [payment], [key], [outcome])
+        return outcome
+
+    def _tell(
+        self,
+        company_id: str,
+        journal_id: str,
+        payments: Sequence[CustomerPayment],
+        keys: Sequence[str | None],
+        outcomes: Sequence[Outcome],
+        labels: Sequence[str | None] | None = None,
+    ) -> None:
+        """Each outcome decided here, counted and logged once (telemetry)."""
+        target = self.client.settings.target
+        for i, (payment, outcome) in enumerate(zip(payments, outcomes, strict=True)):
+            key = keys[i] or (
+                digest(Scope(company_id, journal_id), payment.payload()).key if self.ledger else None
+            )
+            telemetry.payment_outcome(
+                outcome.kind,
+                target=target,
+                key=key,
+                client_request_id=outcome.client_request_id,
+                company=company_id,
+                journal=journal_id,
+                natural=natural_key(payment.payload()),
+                location=labels[i] if labels else None,
+                note=outcome.note,
+            )
 
     def post_all(
         self,
@@ -49,11 +79,13 @@ class Pipeline:
         deadline: float | None = None,
         progress: Progress | None = None,
         halt: Halt | None = None,
+        labels: Sequence[str | None] | None = None,
     ) -> list[Outcome]:
         """Post every payment, one insert at a time into the journal (in JSON $batch requests of
         PAYMENTS_BATCH_SIZE when set); outcomes come back in input order. Once the target
         is unavailable, or `deadline` (monotonic) has passed, payments not yet started are not
-        attempted and say so. A `halt` shared between calls carries that across them."""
+        attempted and say so. A `halt` shared between calls carries that across them. `labels` say
+        where each payment came from (a file's line) in its outcome's log line."""
         settings = self.client.settings
         size = settings.batch_size if settings.batch_size > 1 else 1
         all_keys: Sequence[str | None] = keys if keys is not None else [None] * len(payments)
@@ -85,7 +117,7 @@ class Pipeline:
         # journal: two workers suffice, one sending while the other claims and prepares the next group.
         # More would only hold ledger claims while they wait for the journal's turn.
         workers = min(2, settings.max_concurrency, -(-len(payments) // size))
-        return schedule(
+        outcomes = schedule(
             len(payments),
             size,
             workers,
@@ -95,3 +127,12 @@ class Pipeline:
             deadline=deadline,
             progress=progress,
         )
+        self._tell(
+            company_id,
+            journal_id,
+            payments,
+            [all_keys[i] or (d.key if d is not None else None) for i, d in enumerate(known)],
+            outcomes,
+            labels,
+        )
+        return outcomes

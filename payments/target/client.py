@@ -23,8 +23,8 @@ from urllib.parse import quote
 import requests
 from azure.core.credentials import TokenCredential
 
-from .. import codec
-from ..errors import AmbiguousOutcome, TargetError, TargetUnavailable, Transient
+from .. import codec, telemetry
+from ..errors import AmbiguousOutcome, NotAuthorized, TargetError, TargetUnavailable, Transient
 from ..settings import Settings
 from . import batch
 from .auth import TokenSource, claims_challenge
@@ -49,6 +49,7 @@ class Request:
     journal: tuple[str, str] | None = None  # an insert into this (company, journal): one at a time
     prefer: str | None = None  # the Prefer header
     send_by: float | None = None  # monotonic: no attempt leaves after this (its ledger claim ends)
+    company: str | None = None  # the company a read is about (for its span)
 
 
 READ = Request(idempotent=True)
@@ -236,23 +237,36 @@ class TargetClient:
         request_id = str(uuid.uuid4())
         started = time.monotonic()
         attempts = 0
-        try:
-            for attempt in self.retry.attempts():
-                with attempt:
-                    attempts = attempt.retry_state.attempt_number
-                    response = self._attempt(method, url, body, request_id, request)
-        except Retryable as exc:
-            unavailable = exc.unavailable
-            unavailable.client_request_id = request_id
-            log.warning(
-                "%s gave up after %d attempts in %.1fs client-request-id=%s: %s",
-                method,
-                attempts,
-                time.monotonic() - started,
-                request_id,
-                unavailable.message,
-            )
-            raise unavailable from None
+        operation = "read" if body is None else "batch" if url == self.routes.batch_url else "insert"
+        company, journal = request.journal or (request.company, None)
+        with telemetry.target_request(
+            operation, method, client_request_id=request_id, company=company, journal=journal
+        ) as exchange:
+            self._turn.exchange = exchange
+            try:
+                for attempt in self.retry.attempts():
+                    with attempt:
+                        attempts = attempt.retry_state.attempt_number
+                        response = self._attempt(method, url, body, request_id, request)
+            except Retryable as exc:
+                unavailable = exc.unavailable
+                unavailable.client_request_id = request_id
+                exchange.settled("unavailable", unavailable.status, attempts)
+                log.warning(
+                    "%s gave up after %d attempts in %.1fs client-request-id=%s: %s",
+                    method,
+                    attempts,
+                    time.monotonic() - started,
+                    request_id,
+                    unavailable.message,
+                )
+                raise unavailable from None
+            except TargetError as exc:
+                exchange.settled(_outcome_of(exc), exc.status, attempts)
+                raise
+            finally:
+                self._turn.exchange = None
+            exchange.settled("answered", response.status_code, attempts)
         return response, request_id, attempts
 
     def _attempt(
@@ -304,9 +318,13 @@ class TargetClient:
                 headers["Prefer"] = request.prefer
             # A shared slot per request, unless this thread's journal turn holds one already.
             slot = self.shared.slot if self.shared is not None and not self._holds_turn() else nullcontext
+            exchange = getattr(self._turn, "exchange", None)
+            began = time.monotonic()
             try:
                 response = self._transport.exchange(method, url, body, headers, slot)
             except requests.RequestException as exc:
+                if exchange is not None:
+                    exchange.answered(None, time.monotonic() - began)
                 if sent_nothing(exc) or idempotent:
                     raise Retryable(
                         Transient(f"could not reach the target: {type(exc).__name__}", retry_after=30), None
@@ -321,6 +339,8 @@ class TargetClient:
                     client_request_id=request_id,
                 ) from None
             status = response.status_code
+            if exchange is not None:
+                exchange.answered(status, time.monotonic() - began)
             if 200 <= status < 300:
                 self.in_flight.succeeded()
                 return response
@@ -363,6 +383,15 @@ class TargetClient:
         elif isinstance(verdict, Retryable) and retry_after is not None:
             self.gate.pause(retry_after)
         return verdict
+
+
+def _outcome_of(exc: TargetError) -> str:
+    """What a failed request came to, in the outcome words the reports use (for its span)."""
+    if exc.may_exist:
+        return "ambiguous"
+    if isinstance(exc, NotAuthorized):
+        return "denied"
+    return "unavailable" if isinstance(exc, TargetUnavailable) else "rejected"
 
 
 def _longest(results: dict[int, Any], pending: list[int]) -> Retryable:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from .. import codec
+from .. import codec, telemetry
 from ..errors import LedgerUnavailable, TargetError
 from ..ledger import CALLER, Entry, Ledger, Scope, natural_key
 from ..posting.outcome import Outcome, answered
@@ -55,6 +55,13 @@ class Poster:
     def handle(self, text: str | bytes) -> Handled:
         """Post one message's payments. Raises only when the ledger cannot be reached before anything
         was sent (the host then delivers the message again, and after five failures to the poison queue)."""
+        entered = telemetry.ENTRY_POINT.set("queue")  # outcomes decided here are the queue function's
+        try:
+            return self._handle(text)
+        finally:
+            telemetry.ENTRY_POINT.reset(entered)
+
+    def _handle(self, text: str | bytes) -> Handled:
         handled = Handled()
         intake = intake_of(text)
         if intake is not None:
@@ -101,6 +108,16 @@ class Poster:
                     if outcome.client_request_id and change["state"] != "ambiguous":
                         change["client_request_id"] = outcome.client_request_id  # for the status answer
                     marks.append((entry, change))
+                    telemetry.payment_outcome(
+                        outcome.kind,
+                        target=self.client.settings.target,
+                        key=item.key,
+                        client_request_id=outcome.client_request_id,
+                        company=work.company,
+                        journal=work.journal,
+                        natural=entry.natural,
+                        note=outcome.note or f"batch {work.batch}",
+                    )
                     if outcome.kind == "ambiguous":
                         self._recheck_later(entry, item, later)
                 self._commit(marks)

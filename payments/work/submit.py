@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from .. import codec
+from .. import codec, telemetry
 from ..errors import AmbiguousOutcome, LedgerUnavailable, PermanentRejection, TargetUnavailable
-from ..ledger import CALLER, Decision, Entry, Ledger, Scope, digest
+from ..ledger import CALLER, Decision, Entry, Ledger, Scope, digest, natural_key
 from ..model import CustomerPayment
 from ..posting import Halt, Outcome, Pipeline
 from ..posting.scheduler import Progress
@@ -131,6 +131,7 @@ class QueuedPipeline(Pipeline):
         deadline: float | None = None,
         progress: Progress | None = None,
         halt: Halt | None = None,  # the posters stop and resume on their own: nothing to carry
+        labels: Sequence[str | None] | None = None,  # the queue function logs the outcomes, by key
     ) -> list[Outcome]:
         submission = self.submit(company_id, journal_id, payments, keys=keys)
         if deadline is None:  # a file drop: wait, but end well within the host's function timeout
@@ -197,6 +198,18 @@ class QueuedPipeline(Pipeline):
                         "not accepted: the relay's ledger (its storage) is unavailable, so it cannot make "
                         "sure the payment is posted only once; nothing was sent; send it again later"
                     )
+        target = self.client.settings.target
+        for i, origin in enumerate(sub.origins):
+            if origin == "new":  # the payment's final outcome is counted by the queue function that posts it
+                telemetry.payment_outcome(
+                    "accepted",
+                    target=target,
+                    key=sub.keys[i],
+                    company=company_id,
+                    journal=journal_id,
+                    natural=natural_key(payments[i].payload()),
+                    note=f"batch {sub.batch}",
+                )
         if items:
             try:
                 self.queue.send(Work(company_id, journal_id, sub.batch, items, caller=sub.owner))

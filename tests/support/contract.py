@@ -8,6 +8,8 @@ from urllib.parse import quote
 
 import azure.functions as func
 
+from devtools.invocation import context
+
 from .host import FUNCTIONS
 
 
@@ -24,9 +26,10 @@ class Exchange:
 RECORDED: list[Exchange] = []
 
 
-def invoke(function: str, req: func.HttpRequest) -> func.HttpResponse:
-    """Call a registered HTTP function as the Python worker does, and record its answer."""
-    resp = FUNCTIONS[function].get_user_function()(req)
+def invoke(function: str, req: func.HttpRequest, traceparent: str | None = None) -> func.HttpResponse:
+    """Call a registered HTTP function as the Python worker does (with the host's trace context), and
+    record its answer."""
+    resp = FUNCTIONS[function].get_user_function()(req, context=context(function, traceparent))
     # The path as the route template and the route values make it (a hostile value such as "../x" stays
     # one segment, as the host's routing keeps it).
     route = FUNCTIONS[function].get_bindings_dict()["bindings"][0]["route"]

@@ -15,6 +15,8 @@ from azurefunctions.extensions.base import Datum
 from azurefunctions.extensions.bindings.blob import BlobClient as BlobClientBinding
 from azurefunctions.extensions.bindings.blob import BlobClientConverter
 
+from devtools.invocation import context
+
 from .host import FUNCTIONS
 
 _names = itertools.count()
@@ -54,7 +56,7 @@ def upload(drop, name: str, data: bytes | str) -> str:
     return name
 
 
-def deliver(drop, name: str):
+def deliver(drop, name: str, traceparent: str | None = None):
     """Call the registered function with the SDK-type binding the Python worker builds from the host's data."""
     content = json.dumps({"Connection": "AzureWebJobsStorage", "ContainerName": drop.inbox, "BlobName": name})
     model = SimpleNamespace(
@@ -63,7 +65,9 @@ def deliver(drop, name: str):
     client = BlobClientConverter.decode(
         Datum(type="model_binding_data", value=model), trigger_metadata={}, pytype=BlobClientBinding
     )
-    return FUNCTIONS["payment_file_drop"].get_user_function()(client)
+    return FUNCTIONS["payment_file_drop"].get_user_function()(
+        client, context=context("payment_file_drop", traceparent)
+    )
 
 
 def blobs(drop, container: str) -> list[str]:
