@@ -21,6 +21,7 @@ def call(
     company=SANDBOX_COMPANY_ID,
     journal=SANDBOX_JOURNAL_ID,
     headers=None,
+    traceparent=None,
 ):
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     hdrs = {"Content-Type": content_type} if content_type else {}
@@ -32,7 +33,7 @@ def call(
         body=raw,
         route_params={"companyId": company, "journalId": journal},
     )
-    return _answer(invoke("customer_payments", req))
+    return _answer(invoke("customer_payments", req, traceparent))
 
 
 def _answer(resp):
