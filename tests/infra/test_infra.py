@@ -210,6 +210,17 @@ def test_monitoring_uses_entra_authentication_only():
     )
 
 
+def test_telemetry_is_switched_on_as_opentelemetry_for_host_and_worker():
+    """The host sends OpenTelemetry (host.json), the worker configures the distro with the identity when
+    the standard settings say so: the connection string names the component, no key is involved."""
+    import json
+
+    assert json.loads((ROOT / "host.json").read_text())["telemetryMode"] == "OpenTelemetry"
+    settings = _app_settings()
+    assert settings["PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY"] == "true"
+    assert "appInsightsConnectionString" in str(settings["APPLICATIONINSIGHTS_CONNECTION_STRING"])
+
+
 def test_outputs_name_the_app_inbox_and_identity():
     outputs = parse("main.bicep")["outputs"]
     assert {
