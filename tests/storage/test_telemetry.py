@@ -23,8 +23,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from sandbox import SANDBOX_COMPANY_ID as C
 from sandbox import SANDBOX_JOURNAL_ID as J
 from tests.storage.test_statements import camt, seed
-from tests.support.filedrop import deliver, upload
+from tests.support.filedrop import configure_storage, deliver, upload
 from tests.support.webhook import call
+from tests.support.work import queue_host, queue_settings
 
 # The SDK's logs API is not stable yet: its handler warns that it will move.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -69,11 +70,15 @@ class Exported:
                         out[key] = getattr(point, "value", None) or getattr(point, "count", 0)
         return out
 
-    def increments(self, name: str) -> Counter:
-        """How much each attribute set of metric `name` grew since reset()."""
+    def increments(self, name: str, by: tuple[str, ...] | None = None) -> Counter:
+        """How much each attribute set of metric `name` grew since reset() (keyed by the attributes
+        named in `by`, else by outcome or status)."""
         now, out = self._points(), Counter()
         for (metric, attrs), value in now.items():
             if metric == name and value != self._seen.get((metric, attrs), 0):
+                if by is not None:
+                    out[tuple(dict(attrs)[a] for a in by)] += value - self._seen.get((metric, attrs), 0)
+                    continue
                 out[dict(attrs).get("outcome") or dict(attrs).get("status") or str(dict(attrs))] += (
                     value - self._seen.get((metric, attrs), 0)
                 )
@@ -222,3 +227,18 @@ def test_a_file_drop_and_a_statement_are_traced_counted_and_logged_without_ibans
     texts = " ".join(exported.texts())
     for secret in _forbidden(sandbox, ["Fabrikam Lighting GmbH 150", "Someone Else"]):
         assert secret not in texts
+
+
+def test_through_the_work_queue_a_payment_is_accepted_by_the_webhook_and_created_by_the_queue(
+    azure_env, azurite, sandbox, exported
+):
+    """Each outcome is counted where it is decided: accepted at the webhook, created by the queue
+    function, never twice."""
+    env = configure_storage(azure_env, azurite, **queue_settings())
+    with queue_host(env):
+        resp, _ = call({"customerNumber": "10000", "documentNumber": "TEL-Q1", "amount": "-3.00"})
+    assert resp.status_code == 201
+    assert exported.increments("payments.outcome", by=("entry_point", "outcome")) == {
+        ("webhook", "accepted"): 1,
+        ("queue", "created"): 1,
+    }
