@@ -186,20 +186,25 @@ class CreditFlow:
             outcome, detail = known
             (summary.posted_before if outcome == "skipped" else summary.failed).add(credit.amount)
             self.report.add(credit.location, outcome, None, key=credit.key, amount=credit.amount, **detail)
+            self._told(outcome, credit)
             return
         summary.review.add(credit.amount)
         self.review.add(credit, account, reason, match)
+        detail2: dict[str, Any] = {"key": credit.key, "amount": credit.amount, "currency": credit.currency}
+        self.report.add(credit.location, "review", None, reason=reason, **detail2)
         telemetry.review_rows()
+        self._told("review", credit)
+
+    def _told(self, outcome: str, credit: Credit) -> None:
+        """An outcome decided here rather than by posting (which counts its own): telemetry."""
         telemetry.payment_outcome(
-            "review",
+            outcome,
             target=self.settings.target,
             key=credit.key,
             company=self.scope.company_id,
             journal=self.scope.journal_id,
             location=credit.location,
         )
-        detail2: dict[str, Any] = {"key": credit.key, "amount": credit.amount, "currency": credit.currency}
-        self.report.add(credit.location, "review", None, reason=reason, **detail2)
 
     def _known(self, key: str) -> tuple[str, dict[str, Any]] | None:
         """How the ledger has this credit, when it has it (a rejection counts as unknown: nothing was
@@ -267,6 +272,7 @@ class CreditFlow:
         self.report.add(
             credit.location, "skipped", None, key=credit.key, amount=credit.amount, reason=SKIPPED
         )
+        self._told("skipped", credit)
 
     def _spool(self, index: int, credit: Credit, plan: dict[str, Any]) -> None:
         self.spool.write(codec.dumpb({"summary": index, "credit": credit.to_json(), **plan}) + b"\n")

@@ -18,6 +18,7 @@ from typing import IO, Any
 
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 
+from .. import telemetry
 from ..bank import Reader, Transaction, reader_for
 from ..bank.matching import Matcher
 from ..bank.posting import Credit
@@ -89,6 +90,7 @@ def process_statement(
             flow.to_review(tx.statement, credit, tx.payer_account, problem, match)
     for index, statement in enumerate(reader.statements):  # a day without movements is a statement too
         flow.summary(index, statement)
+    telemetry.received(sum(s.credits.count for s in flow.summaries.values()), settings.target)
     _flush(flow, name)
     return _finish(drop, flow, name, stamp, book.notes)
 
@@ -113,6 +115,7 @@ def process_review(
     book = _books(drop, company, journal, with_payers=False)
     flow = _flow(drop, name, company, journal, stamp, report, book)
     summary = flow.summary(0, None)
+    telemetry.received(len(rows), drop.settings.target)
     for row in rows:
         summary.transactions += 1
         facts = records[row.record]["credits"].get(row.key)
