@@ -118,25 +118,28 @@ def payment_file_drop(client: blob.BlobClient, context: func.Context) -> None:
 # this removes them nightly so the table does not grow without bound.
 @app.function_name("ledger_purge")
 @app.timer_trigger(arg_name="timer", schedule="0 17 3 * * *", run_on_startup=False, use_monitor=True)
-def ledger_purge(timer: func.TimerRequest) -> None:
-    runtime.purge_ledger()
+def ledger_purge(timer: func.TimerRequest, context: func.Context) -> None:
+    with telemetry.invocation("ledger_purge", context.trace_context):
+        runtime.purge_ledger()
 
 
 # Nothing stranded: inbox files whose event never came (dead-lettered, or uploaded while the
 # subscription was missing) are processed after PAYMENTS_REDRIVE_AFTER_SECONDS.
 @app.function_name("inbox_redrive")
 @app.timer_trigger(arg_name="timer", schedule="0 */10 * * * *", run_on_startup=False, use_monitor=True)
-def inbox_redrive(timer: func.TimerRequest) -> None:
-    runtime.redrive_inbox()
+def inbox_redrive(timer: func.TimerRequest, context: func.Context) -> None:
+    with telemetry.invocation("inbox_redrive", context.trace_context):
+        runtime.redrive_inbox()
 
 
 # Nothing stranded on the queue side either: accepted payments whose message was lost or poisoned, and
 # claims whose poster died, go back on the work queue from the ledger (which holds their payloads).
 @app.function_name("work_redrive")
 @app.timer_trigger(arg_name="timer", schedule="0 */5 * * * *", run_on_startup=False, use_monitor=True)
-def work_redrive(timer: func.TimerRequest) -> None:
-    runtime.redrive_work()
-    runtime.measure_queues()  # the depths the alerts watch, every five minutes
+def work_redrive(timer: func.TimerRequest, context: func.Context) -> None:
+    with telemetry.invocation("work_redrive", context.trace_context):
+        runtime.measure_queues()  # the depths the alerts watch, every five minutes (before: it may raise)
+        runtime.redrive_work()
 
 
 runtime.freeze_startup_objects()  # last: everything above stays for the worker's life

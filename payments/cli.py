@@ -458,10 +458,17 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
-    args = parser().parse_args(argv)
     from .telemetry import ENTRY_POINT
 
-    ENTRY_POINT.set("cli")
+    entered = ENTRY_POINT.set("cli")
+    try:
+        return _main(argv, out)
+    finally:
+        ENTRY_POINT.reset(entered)
+
+
+def _main(argv: Sequence[str] | None, out: TextIO | None) -> int:
+    args = parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.ERROR, format="%(levelname)s %(name)s: %(message)s"
     )

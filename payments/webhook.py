@@ -163,10 +163,12 @@ def handle_post(
         except CallerRefused as exc:
             return refused(exc, signed=sender is not None)
         entered = CALLER.set(caller.id)  # every ledger entry this call creates records its caller
+        entry = telemetry.ENTRY_POINT.set("webhook")
         try:
             given = _handle(body, lowered, company_id, journal_id, pipeline, caller)
         finally:
             CALLER.reset(entered)
+            telemetry.ENTRY_POINT.reset(entry)
         log.info("webhook call from %s answered %d", caller.id, given.status)
         if pipeline().rules.amount_sign == "positive":
             given.headers[NEGATED_HEADER] = "true"
@@ -386,8 +388,8 @@ def _batch(
     errors = [e.under(f"{prefix}/{i}") for i, c in enumerate(checks) for e in c.errors]
     target = pipeline.client.settings.target
     telemetry.received(len(items), target)
-    for i, c in enumerate(checks):
-        if not c.ok:
+    if errors:  # one invalid payment refuses the batch: none of them is posted
+        for i in range(len(checks)):
             telemetry.payment_outcome(
                 "invalid", target=target, company=company, journal=journal, location=f"{prefix}/{i}"
             )

@@ -78,6 +78,10 @@ var appSettings = union(relaySettings, {
   // The worker's traces, metrics and logs (payments.telemetry, with the same identity); the host's go
   // as OpenTelemetry too (host.json telemetryMode), so one trace spans both.
   PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY: 'true'
+  // The worker configures the distro itself: only the relay's own loggers (not every library's), and
+  // none of the automatic instrumentations (the relay records its own spans, chosen to carry no secret).
+  PYTHON_APPLICATIONINSIGHTS_LOGGER_NAME: 'payments'
+  OTEL_PYTHON_DISABLED_INSTRUMENTATIONS: 'azure_sdk,django,fastapi,flask,httpx,psycopg2,requests,urllib,urllib3'
   // glibc gives each thread that allocates its own heap arena; with the posting workers, lease
   // renewal and SDK threads a file drop's peak memory crept up with the file's size (+31 MiB at
   // 100,000 records with $batch). Two arenas: +25 MiB, measured with bench/filedrop.py.

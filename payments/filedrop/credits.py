@@ -27,7 +27,7 @@ from ..bank.receivables import Customer, Invoice, Receivables
 from ..bank.review import ReviewWriter
 from ..bank.statement import Statement, mask
 from ..ledger import Scope
-from ..model import check
+from ..model import CustomerPayment, check
 from ..posting import Halt, Outcome, Pipeline
 from .report import SPOOL_MEMORY, Report, outcome_detail
 
@@ -300,6 +300,7 @@ class CreditFlow:
             if again:
                 for i, outcome in zip(again, self._send([parts[i] for i in again], halt), strict=True):
                     outcomes[i] = outcome
+            self._tell(parts, outcomes)
             done = iter(outcomes)
             for item in chunk:
                 self._account(item, [next(done) for _ in item["payloads"]])
@@ -312,16 +313,30 @@ class CreditFlow:
             return False
         return self.pipeline.ledger.forget_rejected(self.scope, part_key(item["credit"]["key"], n))
 
-    def _send(self, parts: list[tuple[dict[str, Any], int]], halt: Halt) -> list[Outcome]:
+    def _payments(self, parts: list[tuple[dict[str, Any], int]]) -> list[CustomerPayment]:
         payments = []
         for item, n in parts:
             payment = check(item["payloads"][n - 1], self.target_form).payment
             assert payment is not None  # checked when it was spooled
             payments.append(payment)
+        return payments
+
+    def _send(self, parts: list[tuple[dict[str, Any], int]], halt: Halt) -> list[Outcome]:
+        """Post these lines; their outcomes are told once, after any line sent again (`_tell`)."""
         keys: list[str | None] = [part_key(item["credit"]["key"], n) for item, n in parts]
-        labels: list[str | None] = [item["credit"]["location"] for item, _ in parts]
+        scope = self.scope
         return self.pipeline.post_all(
-            self.scope.company_id, self.scope.journal_id, payments, keys=keys, halt=halt, labels=labels
+            scope.company_id, scope.journal_id, self._payments(parts), keys=keys, halt=halt, tell=False
+        )
+
+    def _tell(self, parts: list[tuple[dict[str, Any], int]], outcomes: list[Outcome]) -> None:
+        self.pipeline.tell(
+            self.scope.company_id,
+            self.scope.journal_id,
+            self._payments(parts),
+            [part_key(item["credit"]["key"], n) for item, n in parts],
+            outcomes,
+            [item["credit"]["location"] for item, _ in parts],
         )
 
     def _account(self, item: dict[str, Any], parts: list[Outcome]) -> None:

@@ -39,10 +39,10 @@ class Pipeline:
     ) -> Outcome:
         """Post one payment, at most once per key (see `Settler.post_one`)."""
         outcome = self._settler.post_one(company_id, journal_id, payment, key=key)
-        self._tell(company_id, journal_id, [payment], [key], [outcome])
+        self.tell(company_id, journal_id, [payment], [key], [outcome])
         return outcome
 
-    def _tell(
+    def tell(
         self,
         company_id: str,
         journal_id: str,
@@ -51,7 +51,8 @@ class Pipeline:
         outcomes: Sequence[Outcome],
         labels: Sequence[str | None] | None = None,
     ) -> None:
-        """Each outcome decided here, counted and logged once (telemetry)."""
+        """Each outcome decided by posting, counted and logged once (telemetry); post_all does it unless
+        told not to (a caller that sends some payments again tells the final outcomes itself)."""
         target = self.client.settings.target
         for i, (payment, outcome) in enumerate(zip(payments, outcomes, strict=True)):
             key = keys[i] or (
@@ -80,6 +81,7 @@ class Pipeline:
         progress: Progress | None = None,
         halt: Halt | None = None,
         labels: Sequence[str | None] | None = None,
+        tell: bool = True,
     ) -> list[Outcome]:
         """Post every payment, one insert at a time into the journal (in JSON $batch requests of
         PAYMENTS_BATCH_SIZE when set); outcomes come back in input order. Once the target
@@ -127,12 +129,13 @@ class Pipeline:
             deadline=deadline,
             progress=progress,
         )
-        self._tell(
-            company_id,
-            journal_id,
-            payments,
-            [all_keys[i] or (d.key if d is not None else None) for i, d in enumerate(known)],
-            outcomes,
-            labels,
-        )
+        if tell:
+            self.tell(
+                company_id,
+                journal_id,
+                payments,
+                [all_keys[i] or (d.key if d is not None else None) for i, d in enumerate(known)],
+                outcomes,
+                labels,
+            )
         return outcomes

@@ -48,19 +48,31 @@ _propagator = TraceContextTextMapPropagator()
 @contextmanager
 def invocation(function: str, trace_context: Any = None, **attributes: str) -> Iterator[trace.Span]:
     """One span for one invocation, continuing the host's trace (`context.trace_context`: W3C
-    traceparent and tracestate), so the host's request, this span and the target requests are one trace."""
+    traceparent and tracestate), so the host's request, this span and the target requests are one trace.
+    An internal span: the host already records the invocation itself as a request. An exception is
+    recorded by its type only (its message may carry storage or target text)."""
     carrier = {}
-    parent = getattr(trace_context, "trace_parent", None) or getattr(trace_context, "Traceparent", None)
+    parent = getattr(trace_context, "trace_parent", None)
     if parent:
         carrier["traceparent"] = str(parent)
-        state = getattr(trace_context, "trace_state", None) or getattr(trace_context, "Tracestate", None)
+        state = getattr(trace_context, "trace_state", None)
         if state:
             carrier["tracestate"] = str(state)
     ctx = _propagator.extract(carrier) if carrier else None
     with tracer.start_as_current_span(
-        function, context=ctx, kind=SpanKind.SERVER, attributes={"faas.name": function, **attributes}
+        function,
+        context=ctx,
+        kind=SpanKind.INTERNAL,
+        attributes={"faas.name": function, **attributes},
+        record_exception=False,
+        set_status_on_exception=False,
     ) as span:
-        yield span
+        try:
+            yield span
+        except BaseException as exc:
+            span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+            span.set_attribute("error.type", type(exc).__name__)
+            raise
 
 
 class Exchange:

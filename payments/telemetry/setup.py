@@ -22,7 +22,7 @@ log = logging.getLogger("payments.telemetry")
 _lock = threading.Lock()
 _configured = False
 # Every instrumentation the distro would switch on by itself (requests, urllib, the Azure SDK...).
-_INSTRUMENTATIONS = (
+INSTRUMENTATIONS = (
     "azure_sdk",
     "django",
     "fastapi",
@@ -50,6 +50,18 @@ def configure(settings: Settings, **overrides: Any) -> bool:
     with _lock:
         if _configured:
             return True
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+
+        if isinstance(trace.get_tracer_provider(), TracerProvider):
+            # The Functions Python worker configured the distro itself (PYTHON_APPLICATIONINSIGHTS_ENABLE_
+            # TELEMETRY), with the identity from APPLICATIONINSIGHTS_AUTHENTICATION_STRING, the logger
+            # from PYTHON_APPLICATIONINSIGHTS_LOGGER_NAME and without the instrumentations in
+            # OTEL_PYTHON_DISABLEDINSTRUMENTATIONS (the template sets all three): a second
+            # configuration would only be refused, after starting exporters of its own.
+            _configured = True
+            log.info("telemetry on, configured by the Functions worker")
+            return True
         from azure.monitor.opentelemetry import configure_azure_monitor
 
         options: dict[str, Any] = {
@@ -57,7 +69,7 @@ def configure(settings: Settings, **overrides: Any) -> bool:
             "credential": make_credential("managed", settings.azure_client_id),
             "logger_name": "payments",
             "enable_live_metrics": False,
-            "instrumentation_options": {name: {"enabled": False} for name in _INSTRUMENTATIONS},
+            "instrumentation_options": {name: {"enabled": False} for name in INSTRUMENTATIONS},
         }
         configure_azure_monitor(**{**options, **overrides})
         _configured = True

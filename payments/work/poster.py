@@ -176,6 +176,7 @@ class Poster:
                 claimed.append((item, entry))
                 continue
             handled.kinds[decision.action] += 1
+            self._tell_claimed(work, item, decision)
             if decision.action == "in-flight" and entry is not None:
                 # Another poster holds it (a message delivered twice) or held it and died: look again
                 # once its claim has ended.
@@ -186,6 +187,28 @@ class Poster:
             elif decision.action == "conflict":
                 log.error("work item %s: %s", item.key, decision.reason)
         return claimed, later
+
+    def _tell_claimed(self, work: Work, item: Item, decision: Any) -> None:
+        """Outcomes the ledger decided while claiming (telemetry): a payment found at the target and
+        adopted, one still ambiguous after reconciliation (again at each look, while it stays so), a
+        conflict. Not one posted before (whoever posted it counted it) nor one in flight elsewhere."""
+        found = decision.action == "done" and getattr(decision, "found", None)
+        kind = (
+            "skipped" if found else decision.action if decision.action in ("ambiguous", "conflict") else None
+        )
+        if kind is None:
+            return
+        entry = decision.entry
+        telemetry.payment_outcome(
+            kind,
+            target=self.client.settings.target,
+            key=item.key,
+            client_request_id=entry.client_request_id if entry is not None else None,
+            company=work.company,
+            journal=work.journal,
+            natural=entry.natural if entry is not None else None,
+            note=decision.reason or f"batch {work.batch}",
+        )
 
     def _as_accepted(self, scope: Scope, work: Work, item: Item) -> Entry:
         """The entry as its acceptance wrote it (the etag says whether it still is)."""

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from .. import codec, telemetry
 from ..errors import AmbiguousOutcome, LedgerUnavailable, PermanentRejection, TargetUnavailable
@@ -59,6 +59,7 @@ class Submission:
     notes: dict[int, str] = field(default_factory=dict)  # in-flight, conflict, refused: why
     since: dict[int, datetime] = field(default_factory=dict)  # reconcile: the entry as it was then
     repeats: dict[int, int] = field(default_factory=dict)  # index -> index of the first occurrence
+    known: dict[int, str] = field(default_factory=dict)  # known: the outcome the ledger replays
     extra: dict[str, Any] = field(default_factory=dict)  # the entry point's own (e.g. ignored properties)
     payloads: list[dict[str, Any]] | None = None  # kept until intake (deferred batches only)
     owner: str | None = field(default_factory=CALLER.get)  # the caller who sent it: only it sees the batch
@@ -132,11 +133,16 @@ class QueuedPipeline(Pipeline):
         progress: Progress | None = None,
         halt: Halt | None = None,  # the posters stop and resume on their own: nothing to carry
         labels: Sequence[str | None] | None = None,  # the queue function logs the outcomes, by key
+        tell: bool = True,  # accepted ones are told at acceptance, the rest by the queue function
     ) -> list[Outcome]:
         submission = self.submit(company_id, journal_id, payments, keys=keys)
         if deadline is None:  # a file drop: wait, but end well within the host's function timeout
             deadline = time.monotonic() + LONGEST_WAIT_SECONDS
         return self.wait(submission, deadline, progress)
+
+    def tell(self, *args: Any, **kwargs: Any) -> None:
+        """Nothing: with the queue, outcomes are counted where they are decided (acceptance, the queue
+        function), not where they are read back."""
 
     # -- accepting ----------------------------------------------------------------------------------
 
@@ -198,18 +204,7 @@ class QueuedPipeline(Pipeline):
                         "not accepted: the relay's ledger (its storage) is unavailable, so it cannot make "
                         "sure the payment is posted only once; nothing was sent; send it again later"
                     )
-        target = self.client.settings.target
-        for i, origin in enumerate(sub.origins):
-            if origin == "new":  # the payment's final outcome is counted by the queue function that posts it
-                telemetry.payment_outcome(
-                    "accepted",
-                    target=target,
-                    key=sub.keys[i],
-                    company=company_id,
-                    journal=journal_id,
-                    natural=natural_key(payments[i].payload()),
-                    note=f"batch {sub.batch}",
-                )
+        self._tell(sub, payments)
         if items:
             try:
                 self.queue.send(Work(company_id, journal_id, sub.batch, items, caller=sub.owner))
@@ -217,6 +212,35 @@ class QueuedPipeline(Pipeline):
                 # Accepted in the ledger all the same: the re-drive timer queues them (stranded).
                 log.error("batch %s: %d payments wait for the re-drive: %s", sub.batch, len(items), exc)
         return sub
+
+    # What this call's payments came to at acceptance, for telemetry: queued ones are counted as accepted
+    # (the queue function counts their final outcome), the others as the ledger settled them here.
+    _TOLD: ClassVar[dict[str, str]] = {
+        "new": "accepted",
+        "joined": "accepted",
+        "reconcile": "accepted",
+        "in-flight": "in-flight",
+        "conflict": "conflict",
+        "refused": "unavailable",
+    }
+
+    def _tell(self, sub: Submission, payments: Sequence[CustomerPayment]) -> None:
+        target = self.client.settings.target
+        for i, origin in enumerate(sub.origins):
+            kind = self._TOLD.get(origin)
+            if origin == "known":  # posted or refused before: answered from the ledger, as directly
+                kind = sub.known.get(i)
+            if kind is None:  # a repeat within this call, or a deferred batch not yet taken in
+                continue
+            telemetry.payment_outcome(
+                kind,
+                target=target,
+                key=sub.keys[i],
+                company=sub.company,
+                journal=sub.journal,
+                natural=natural_key(payments[i].payload()),
+                note=f"batch {sub.batch}",
+            )
 
     def _decided(self, sub: Submission, i: int, decision: Decision, payment: CustomerPayment) -> Item | None:
         """Record what the ledger said about payment i; the item to queue, if any."""
@@ -239,6 +263,7 @@ class QueuedPipeline(Pipeline):
             return Item(entry.key, payment.payload(), entry.fingerprint)
         if action == "done":
             sub.origins[i] = "known"
+            sub.known[i] = replay(entry, decision).kind
         elif action == "in-flight":
             sub.origins[i] = "in-flight"
         else:

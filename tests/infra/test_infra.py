@@ -164,7 +164,9 @@ def test_template_defaults_match_the_code_defaults():
     assert params["bankOnAccount"]["default"] is defaults["bank_on_account"].default
     assert params["bankAmountTolerance"]["default"] == str(defaults["bank_amount_tolerance"].default)
     assert params["bankDocumentNumbers"]["default"] == defaults["bank_document_numbers"].default
-    assert "configContainer" in (INFRA / "modules" / "storage.bicep").read_text().split("for container in [")[1]
+    assert (
+        "configContainer" in (INFRA / "modules" / "storage.bicep").read_text().split("for container in [")[1]
+    )
 
 
 def test_event_grid_subscription_targets_the_trigger_and_its_container():
@@ -218,6 +220,11 @@ def test_telemetry_is_switched_on_as_opentelemetry_for_host_and_worker():
     assert json.loads((ROOT / "host.json").read_text())["telemetryMode"] == "OpenTelemetry"
     settings = _app_settings()
     assert settings["PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY"] == "true"
+    # The worker configures the distro: the relay's loggers only, none of the automatic instrumentations.
+    assert settings["PYTHON_APPLICATIONINSIGHTS_LOGGER_NAME"] == "payments"
+    from payments.telemetry.setup import INSTRUMENTATIONS
+
+    assert set(settings["OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"].split(",")) == set(INSTRUMENTATIONS)
     assert "appInsightsConnectionString" in str(settings["APPLICATIONINSIGHTS_CONNECTION_STRING"])
 
 

@@ -17,6 +17,7 @@ from decimal import Decimal
 
 import pytest
 
+from devtools.invocation import context
 from payments.filedrop import FileBusy
 from payments.ledger import TableLedgerStore
 from sandbox import SANDBOX_COMPANY_ID as C
@@ -513,6 +514,6 @@ def test_nightly_purge_is_registered_and_removes_only_expired_entries(env, sandb
     old = datetime.now(UTC) - timedelta(days=31)
     assert store.insert(Entry(scope, "old", "posted", "f", old, old, old, target_id="t-old"))
     assert call(pay(documentNumber="KEEP-1"))[0].status_code == 201
-    FUNCTIONS["ledger_purge"].get_user_function()(None)
+    FUNCTIONS["ledger_purge"].get_user_function()(None, context=context("ledger_purge"))
     remaining = ledger_entries(env)
     assert [e.state for e in remaining] == ["posted"] and remaining[0].key != "old"

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 from azure.storage.blob import BlobLeaseClient
 
+from devtools.invocation import context
 from payments import runtime
 from payments.cli import main as cli
 from payments.filedrop.redrive import redrive, stranded
@@ -56,7 +57,9 @@ def test_the_timer_re_drives_a_dead_lettered_event_and_removes_its_dead_letter(d
     letter = dead_letter(drop, name)
     [trigger] = FUNCTIONS["inbox_redrive"].get_bindings_dict()["bindings"]
     assert (trigger["type"], trigger["schedule"]) == ("timerTrigger", "0 */10 * * * *")
-    FUNCTIONS["inbox_redrive"].get_user_function()(None)  # the file is young: the dead letter names it
+    FUNCTIONS["inbox_redrive"].get_user_function()(
+        None, context=context("inbox_redrive")
+    )  # the file is young: the dead letter names it
     assert amounts(sandbox) == ["-20.20", "-10.10"]
     assert blobs(drop, drop.inbox) == []
     assert letter not in blobs(drop, drop.settings["PAYMENTS_DEADLETTER_CONTAINER"])

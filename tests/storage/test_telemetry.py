@@ -242,3 +242,34 @@ def test_through_the_work_queue_a_payment_is_accepted_by_the_webhook_and_created
         ("webhook", "accepted"): 1,
         ("queue", "created"): 1,
     }
+
+
+def test_a_payment_sent_again_through_the_queue_is_counted_as_skipped_once(
+    azure_env, azurite, sandbox, exported
+):
+    env = configure_storage(azure_env, azurite, **queue_settings())
+    body = {"customerNumber": "10000", "documentNumber": "TEL-Q2", "amount": "-4.00"}
+    with queue_host(env):
+        assert call(body)[0].status_code == 201
+        exported.reset()
+        assert call(body)[0].status_code == 200  # answered from the ledger: already posted
+    assert exported.increments("payments.outcome", by=("entry_point", "outcome")) == {
+        ("webhook", "skipped"): 1
+    }
+
+
+def test_a_statement_line_sent_again_after_a_refusal_is_counted_once(drop, azure_env, sandbox, exported):
+    """A refusal forgotten and the line sent again: one outcome for it (created), not rejected and created."""
+    from tests.storage.test_statements import ENTRIES, _choose, report_of
+
+    seed(sandbox)
+    azure_env("businesscentral", **drop.settings, PAYMENTS_BATCH_SIZE="100", PAYMENTS_MAX_ATTEMPTS="1")
+    sandbox.inject_inner("400")
+    first = upload(drop, f"{C}/{J}/statement.xml", camt("053", [ENTRIES[0]]))
+    deliver(drop, first)
+    back = upload(drop, f"{C}/{J}/review.csv", _choose(drop, report_of(drop, first), {"150.00": "SI-104711"}))
+    exported.reset()
+    deliver(drop, back)
+    assert exported.increments("payments.outcome", by=("entry_point", "outcome")) == {
+        ("review", "created"): 1
+    }

@@ -14,6 +14,7 @@ from decimal import Decimal
 
 import pytest
 
+from devtools.invocation import context
 from payments.cli import main as cli
 from payments.ledger import TableLedgerStore
 from sandbox import SANDBOX_COMPANY_ID as C
@@ -173,7 +174,7 @@ def test_an_accepted_payment_whose_message_was_lost_is_queued_again_by_the_timer
     assert cli(["queue", "status"], out) == 1
     assert f"{entry.key}  {C}_{J}  batch {body['id']}: accepted, no message seen" in out.getvalue()
 
-    FUNCTIONS["work_redrive"].get_user_function()(None)
+    FUNCTIONS["work_redrive"].get_user_function()(None, context=context("work_redrive"))
     with host:
         host.drain()
     [stored] = sandbox.payments()
