@@ -81,6 +81,10 @@ var appSettings = union(relaySettings, {
   // The worker configures the distro itself: only the relay's own loggers (not every library's), and
   // none of the automatic instrumentations (the relay records its own spans, chosen to carry no secret).
   PYTHON_APPLICATIONINSIGHTS_LOGGER_NAME: 'payments'
+  // Follow the host's sampling decision (its traceparent), so a sampled invocation is one whole trace
+  // from the host's request to the target's answers; the distro's default rate limiter decides span by
+  // span and breaks traces apart.
+  OTEL_TRACES_SAMPLER: 'parentbased_always_on'
   OTEL_PYTHON_DISABLED_INSTRUMENTATIONS: 'azure_sdk,django,fastapi,flask,httpx,psycopg2,requests,urllib,urllib3'
   // glibc gives each thread that allocates its own heap arena; with the posting workers, lease
   // renewal and SDK threads a file drop's peak memory crept up with the file's size (+31 MiB at

@@ -109,7 +109,8 @@ class TargetClient:
         if not isinstance(created, dict):
             log.warning("payment created but the answer was unreadable client-request-id=%s", request_id)
             created = {}
-        log.info(
+        # DEBUG: the payment's outcome line (payments.outcome) says it at INFO, with its search keys.
+        log.debug(
             "payment created id=%s client-request-id=%s attempts=%d", created.get("id"), request_id, attempts
         )
         return Created(created, request_id, attempts)

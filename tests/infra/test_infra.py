@@ -222,6 +222,7 @@ def test_telemetry_is_switched_on_as_opentelemetry_for_host_and_worker():
     assert settings["PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY"] == "true"
     # The worker configures the distro: the relay's loggers only, none of the automatic instrumentations.
     assert settings["PYTHON_APPLICATIONINSIGHTS_LOGGER_NAME"] == "payments"
+    assert settings["OTEL_TRACES_SAMPLER"] == "parentbased_always_on"  # one whole trace when the host samples
     from payments.telemetry.setup import INSTRUMENTATIONS
 
     assert set(settings["OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"].split(",")) == set(INSTRUMENTATIONS)
