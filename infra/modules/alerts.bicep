@@ -258,6 +258,51 @@ requests
   }
 }
 
+// e. Silence: the queue depths come every five minutes from the work_redrive timer; none for half an
+// hour means the timer (and the alerts that read what it emits) is not running, or telemetry stopped.
+resource silenceRule 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: '${name}-telemetry-silent'
+  location: location
+  tags: tags
+  kind: 'LogAlert'
+  properties: {
+    displayName: 'Payments relay: no queue depths for 30 minutes'
+    description: 'No queue.depth metric arrived for 30 minutes: the work_redrive timer, which emits it every five minutes, is not running, or the relay\'s telemetry stopped. Without it the poison and dead-letter alert cannot fire. Check that the function app runs and its timers fire (Application Insights, requests of work_redrive), and that PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY is true.'
+    severity: 2
+    enabled: alertsEnabled
+    scopes: [
+      insights.id
+    ]
+    evaluationFrequency: 'PT15M'
+    windowSize: 'PT30M'
+    autoMitigate: true
+    criteria: {
+      allOf: [
+        {
+          query: '''
+customMetrics
+| where name == "queue.depth"
+| summarize arrived = count()
+'''
+          timeAggregation: 'Total'
+          metricMeasureColumn: 'arrived'
+          operator: 'LessThan'
+          threshold: 1
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    actions: {
+      actionGroups: [
+        actionGroup.id
+      ]
+    }
+  }
+}
+
 // The operators' workbook, shown in the component's Workbooks blade. Its content is
 // infra/workbooks/payments-relay.json; the component's id is added as its fallback resource.
 var workbookContent = loadJsonContent('../workbooks/payments-relay.json')

@@ -1100,7 +1100,8 @@ def _assert_within_contract(query: str) -> None:
 def test_the_alert_rules_are_log_search_alerts_over_the_contracts_metrics():
     resources = _alerts()["resources"]
     rules = {k: r for k, r in resources.items() if r["type"] == "Microsoft.Insights/scheduledQueryRules"}
-    assert set(rules) == set(RULES)
+    assert set(rules) == {*RULES, "silenceRule"}
+    rules.pop("silenceRule")  # its own test below: it fires on what does not arrive
     for symbol, (phrases, window, threshold) in RULES.items():
         rule = rules[symbol]
         assert rule["api_version"] == "2023-12-01", symbol  # the current GA version
@@ -1140,6 +1141,21 @@ def test_the_alert_rules_are_log_search_alerts_over_the_contracts_metrics():
         "throttledRule": 2,
         "failedRule": 2,
     }
+
+
+def test_silence_of_the_queue_depths_is_an_alert_too():
+    """The poison alert reads what the work_redrive timer emits every five minutes: if nothing comes for
+    half an hour, the timer or the telemetry has stopped, and that is said."""
+    rule = _alerts()["resources"]["silenceRule"]["config"]
+    props = rule["properties"]
+    assert rule["kind"] == "LogAlert" and "identity" not in rule
+    assert (props["evaluationFrequency"], props["windowSize"]) == ("PT15M", "PT30M")
+    [condition] = props["criteria"]["allOf"]
+    assert 'name == "queue.depth"' in condition["query"] and "summarize arrived = count()" in condition["query"]
+    _assert_within_contract(condition["query"])
+    assert (condition["operator"], condition["threshold"], condition["metricMeasureColumn"]) == ("LessThan", 1, "arrived")
+    assert [_accessor(g) for g in props["actions"]["actionGroups"]] == ["actionGroup.id"]
+    assert "work_redrive" in props["description"] and props["severity"] == 2
 
 
 def test_the_throttling_threshold_and_the_switch_are_parameters_of_main():
@@ -1251,7 +1267,7 @@ def test_the_readme_explains_each_alert_and_the_email_variable():
     section = readme[readme.index("### Alerts") :]
     ends = [i for i in (section.find("\n## "), section.find("\n### ")) if i > 0]
     section = section[: min(ends, default=len(section))]
-    for rule in RULES:
+    for rule in [*RULES, "silenceRule"]:
         title = _alerts()["resources"][rule]["config"]["properties"]["displayName"]
         assert title.removeprefix("Payments relay: ") in section, title
     assert "| `RELAY_ALERT_EMAIL` | `alertEmail` |" in readme
