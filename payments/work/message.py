@@ -8,7 +8,7 @@ message twice is harmless: the ledger lets only one poster claim a payment.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .. import codec
@@ -42,6 +42,7 @@ class Work:
     items: list[Item] = field(default_factory=list)
     attempt: int = 0  # how many times the target was too busy for these payments (for the backoff)
     caller: str | None = None  # who sent them (the ledger entries keep it when a poster claims them)
+    source: str | None = None  # the file they came from, for the outcome log lines (telemetry)
 
     def encode(self) -> str:
         return codec.dumps(
@@ -52,6 +53,7 @@ class Work:
                 "b": self.batch,
                 "n": self.attempt,
                 **({"u": self.caller} if self.caller is not None else {}),
+                **({"s": self.source} if self.source is not None else {}),
                 "i": [[i.key, i.etag, i.fingerprint, i.payload] for i in self.items],
             }
         )
@@ -63,12 +65,12 @@ class Work:
         for item in self.items:
             cost = len(codec.dumpb(item.payload)) + len(item.key) + 120
             if chunk and (len(chunk) == MAX_ITEMS or size + cost > MAX_MESSAGE_BYTES):
-                yield Work(self.company, self.journal, self.batch, chunk, self.attempt, self.caller)
+                yield replace(self, items=chunk)
                 chunk, size = [], 200
             chunk.append(item)
             size += cost
         if chunk:
-            yield Work(self.company, self.journal, self.batch, chunk, self.attempt, self.caller)
+            yield replace(self, items=chunk)
 
 
 def intake_message(batch: str) -> str:
@@ -93,7 +95,7 @@ def decode(text: str | bytes) -> Work:
         if data.get("v") != VERSION:
             raise BadMessage(f"message version {data.get('v')!r}; this relay reads {VERSION}")
         items = [Item(key, payload, fp, etag) for key, etag, fp, payload in data["i"]]
-        caller = data.get("u")
+        caller, source = data.get("u"), data.get("s")
         work = Work(
             str(data["c"]),
             str(data["j"]),
@@ -101,6 +103,7 @@ def decode(text: str | bytes) -> Work:
             items,
             int(data.get("n", 0)),
             str(caller) if caller is not None else None,
+            str(source) if source is not None else None,
         )
     except BadMessage:
         raise

@@ -56,10 +56,12 @@ class Poster:
         """Post one message's payments. Raises only when the ledger cannot be reached before anything
         was sent (the host then delivers the message again, and after five failures to the poison queue)."""
         entered = telemetry.ENTRY_POINT.set("queue")  # outcomes decided here are the queue function's
+        source = telemetry.SOURCE.set(None)  # set from the message: the file its payments came from
         try:
             return self._handle(text)
         finally:
             telemetry.ENTRY_POINT.reset(entered)
+            telemetry.SOURCE.reset(source)
 
     def _handle(self, text: str | bytes) -> Handled:
         handled = Handled()
@@ -74,6 +76,7 @@ class Poster:
             log.critical("dropped a message from the work queue: %s", exc)
             return handled
         scope = Scope(work.company, work.journal)
+        telemetry.SOURCE.set(work.source)  # the outcome lines name the file the payments came from
         entered = CALLER.set(work.caller)  # entries claimed afresh record who sent the payments
         try:
             claimed, later = self._claim(scope, work, handled)
@@ -123,7 +126,9 @@ class Poster:
                 self._commit(marks)
         if back:
             delay = max(retry_after, min(MAX_BACKOFF_SECONDS, 2.0**work.attempt)) + random.uniform(0, 1)  # noqa: S311 (jitter)
-            again = Work(work.company, work.journal, work.batch, back, work.attempt + 1, work.caller)
+            again = Work(
+                work.company, work.journal, work.batch, back, work.attempt + 1, work.caller, work.source
+            )
             self.queue.send(again, delay=delay)
             handled.requeued, handled.delay = len(back), delay
             log.warning(
@@ -136,7 +141,8 @@ class Poster:
             )
         for when, items in later.items():
             self.queue.send(
-                Work(work.company, work.journal, work.batch, items, caller=work.caller), delay=when
+                Work(work.company, work.journal, work.batch, items, caller=work.caller, source=work.source),
+                delay=when,
             )
             handled.rechecks += len(items)
         log.info(

@@ -207,7 +207,10 @@ class QueuedPipeline(Pipeline):
         self._tell(sub, payments)
         if items:
             try:
-                self.queue.send(Work(company_id, journal_id, sub.batch, items, caller=sub.owner))
+                work = Work(
+                    company_id, journal_id, sub.batch, items, caller=sub.owner, source=telemetry.SOURCE.get()
+                )
+                self.queue.send(work)
             except QueueUnavailable as exc:
                 # Accepted in the ledger all the same: the re-drive timer queues them (stranded).
                 log.error("batch %s: %d payments wait for the re-drive: %s", sub.batch, len(items), exc)

@@ -273,3 +273,23 @@ def test_a_statement_line_sent_again_after_a_refusal_is_counted_once(drop, azure
     assert exported.increments("payments.outcome", by=("entry_point", "outcome")) == {
         ("review", "created"): 1
     }
+
+
+def test_a_file_drop_through_the_queue_names_its_file_in_the_queue_functions_lines(
+    azure_env, azurite, sandbox, exported
+):
+    env = configure_storage(azure_env, azurite, **queue_settings())
+    name = upload(
+        env, f"{C}/{J}/queued.csv", "customerNumber,documentNumber,amount\r\n10000,TEL-QF,-6.00\r\n"
+    )
+    with queue_host(env):
+        deliver(env, name)
+    lines = [
+        r.log_record.attributes
+        for r in exported.logs.get_finished_logs()
+        if r.log_record.attributes.get("outcome")
+    ]
+    assert [(a["outcome"], a["entry_point"], a["file"]) for a in lines] == [
+        ("accepted", "file", name),
+        ("created", "queue", name),
+    ]
