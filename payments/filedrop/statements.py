@@ -10,20 +10,22 @@ nothing. A review file's choices are checked as the matcher checks its own decis
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import IO, Any
 
-from azure.core.exceptions import AzureError, ResourceNotFoundError
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 
-from .. import telemetry
+from .. import codec, telemetry
 from ..bank import Reader, Transaction, reader_for
 from ..bank.matching import Matcher
 from ..bank.posting import Credit
 from ..bank.receivables import BLOCKS_PAYMENTS, PAYERS_BLOB, Receivables, load
 from ..bank.review import MAX_REVIEW_BYTES, Choice, ReviewWriter, load_record, parse_choice, read_rows
+from ..bank.statement import Statement, mask
 from ..errors import InputError, PartlyPosted, TargetError
 from ..ledger import Scope
 from .credits import CreditFlow, Plans, Summary, Tally, credit_of
@@ -90,9 +92,47 @@ def process_statement(
             flow.to_review(tx.statement, credit, tx.payer_account, problem, match)
     for index, statement in enumerate(reader.statements):  # a day without movements is a statement too
         flow.summary(index, statement)
+    _one_journal(drop, reader.statements, company, journal, name)
     telemetry.received(sum(s.credits.count for s in flow.summaries.values()), settings.target)
     _flush(flow, name)
     return _finish(drop, flow, name, stamp, book.notes)
+
+
+def _one_journal(drop: Any, statements: list[Statement], company: str, journal: str, name: str) -> None:
+    """A bank statement belongs to one journal: the ledger's keys are kept per journal, so the same
+    statement dropped under a second journal's folder would post its credits again. The first journal
+    a statement is read into is recorded (a conditional create per statement, first writer wins), and
+    a statement recorded for another journal is refused whole, before anything is posted."""
+    container = drop.service.get_container_client(drop.settings.batches_container)
+    for statement in statements:
+        if not statement.id:
+            continue  # nothing names it: its credits' keys still hold within the journal
+        identity = "|".join(
+            str(x)
+            for x in (
+                statement.format.split(".001.")[0],
+                statement.account.replace(" ", "").upper(),
+                statement.id,
+                statement.opening,
+                statement.closing,
+                statement.entries,
+                statement.booked_credit_sum,
+                statement.booked_debit_sum,
+            )
+        )
+        blob = f"statements/{company}/{hashlib.sha256(identity.encode()).hexdigest()}.json"
+        mine = {"journalId": journal, "file": name}
+        try:
+            container.upload_blob(blob, codec.dumpb(mine), overwrite=False)
+            continue
+        except ResourceExistsError:
+            first = codec.loads(container.download_blob(blob, max_concurrency=1).readall())
+        if first.get("journalId") != journal:
+            raise InputError(
+                f"statement {statement.id} of account {mask(statement.account)} was read into journal "
+                f"{first.get('journalId')} (file {first.get('file')!r}): its credits are posted there; "
+                "drop it under that journal's folder (here it would post them a second time)"
+            )
 
 
 def _bounded(items: Iterator[Transaction], limit: int) -> Iterator[Transaction]:

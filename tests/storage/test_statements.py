@@ -474,3 +474,22 @@ def test_against_graph_nothing_is_applied_and_the_report_says_why(drop, sandbox,
     assert any(
         "without remainingAmount (Microsoft Graph's financials API has none)" in n for n in report["notes"]
     )
+
+
+def test_a_statement_read_into_one_journal_is_refused_in_another(bank, sandbox):
+    """Keys are kept per journal: the same statement under a second journal's folder would post again."""
+    other = sandbox.add_journal(name="BANK2")
+    data = camt("053", ENTRIES[:1])
+    deliver(bank, upload(bank, f"{C}/{J}/statement.xml", data))
+    assert len(sandbox.payments()) == 1
+    name = upload(bank, f"{C}/{other}/statement.xml", data)
+    deliver(bank, name)
+    assert sandbox.payments(journal_id=other) == []
+    report = report_of(bank, name)
+    assert report["status"] == "failed"
+    assert (
+        f"was read into journal {J}" in report["error"]
+        and "nothing in this file was posted" in report["error"]
+    )
+    deliver(bank, upload(bank, f"{C}/{J}/again.xml", data))  # in its own journal: posted before, skipped
+    assert report_of(bank, f"{C}/{J}/again.xml")["status"] == "processed"
