@@ -223,7 +223,7 @@ def worker(args: argparse.Namespace) -> None:
     """One memory run in its own process: write the file (streamed), upload, process, print figures."""
     from azure.storage.blob import BlobServiceClient
 
-    from bench.filedrop import rss_kib
+    from bench.filedrop import measured
     from payments import runtime
     from sandbox import SANDBOX_COMPANY_ID as C
     from tests.support import bankgen
@@ -237,24 +237,7 @@ def worker(args: argparse.Namespace) -> None:
         name = f"{C}/{args.journal}/big-{args.records}.xml"
         with path.open("rb") as stream:
             service.get_blob_client(settings.inbox_container, name).upload_blob(stream, overwrite=True)
-    drop = runtime.file_drop()
-    baseline = rss_kib("VmRSS")
-    Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
-    started = time.perf_counter()
-    result = drop.process(name)
-    elapsed = time.perf_counter() - started
-    print(
-        json.dumps(
-            {
-                "records": args.records,
-                "file_bytes": size,
-                "baseline_kib": baseline,
-                "peak_kib": rss_kib("VmHWM"),
-                "seconds": elapsed,
-                "totals": result.totals,
-            }
-        )
-    )
+    print(json.dumps({"records": args.records, "file_bytes": size, **measured(runtime.file_drop(), name)}))
 
 
 def memory(sandbox, args, connection: str) -> list[str]:

@@ -24,7 +24,9 @@ def make_csv(records: int, invalid_every: int) -> bytes:
     rng = random.Random(records)
     lines = ["customerNumber,postingDate,documentNumber,externalDocumentNumber,amount,description"]
     for i in range(records):
-        amount = f"-{rng.randint(1, 9_999_999)}.{rng.randint(0, 99):02d}"  # a credit, as Business Central posts it
+        amount = (
+            f"-{rng.randint(1, 9_999_999)}.{rng.randint(0, 99):02d}"  # a credit, as Business Central posts it
+        )
         if invalid_every and i % invalid_every == invalid_every - 1:
             amount = amount.replace(".", ",")  # a decimal comma: reported, not posted
         number = ("10000", "20000", "30000", "40000")[i % 4]
@@ -37,6 +39,21 @@ def rss_kib(field: str) -> int:
         if line.startswith(field + ":"):
             return int(line.split()[1])
     return 0
+
+
+def measured(drop, name: str) -> dict:
+    """Process one inbox file in this process, measuring its peak RSS (VmHWM, reset first) and time."""
+    baseline = rss_kib("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
+    started = time.perf_counter()
+    result = drop.process(name)
+    elapsed = time.perf_counter() - started
+    return {
+        "baseline_kib": baseline,
+        "peak_kib": rss_kib("VmHWM"),
+        "seconds": elapsed,
+        "totals": result.totals,
+    }
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -67,22 +84,7 @@ def worker(args: argparse.Namespace) -> None:
     service.get_blob_client(inbox, name).upload_blob(data, overwrite=True)
     drop = runtime.file_drop()
     del data
-    baseline = rss_kib("VmRSS")
-    Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
-    started = time.perf_counter()
-    result = drop.process(name)
-    elapsed = time.perf_counter() - started
-    print(
-        json.dumps(
-            {
-                "records": args.records,
-                "baseline_kib": baseline,
-                "peak_kib": rss_kib("VmHWM"),
-                "seconds": elapsed,
-                "totals": result.totals,
-            }
-        )
-    )
+    print(json.dumps({"records": args.records, **measured(drop, name)}))
 
 
 def main() -> int:
