@@ -45,7 +45,7 @@ def main() -> int:
     from payments import runtime
     from sandbox import SANDBOX_TOKEN_HEADER, Sandbox
     from tests.support.filedrop import blobs, configure_storage, deliver, report_of, upload
-    from tests.support.hostile import FILE_CASES, LARGE_FILE_CASES, WEBHOOK_CASES
+    from tests.support.hostile import FILE_CASES, LARGE_FILE_CASES, MANY_ITEM_CASES, WEBHOOK_CASES
     from tests.support.webhook import call
 
     rows: dict[tuple[str, str], list[tuple[str, str, bool, float, float]]] = defaultdict(list)
@@ -78,6 +78,11 @@ def main() -> int:
             text = resp.get_body().decode()
             ok = resp.status_code == case.status and resp.status_code < 500 and "Traceback" not in text
             rows[("webhook", case.category)].append((case.name, str(resp.status_code), ok, seconds, mb))
+        many: list[tuple[str, int, int, int, float, float]] = []
+        for case in MANY_ITEM_CASES:
+            sandbox.reset()
+            (resp, _), seconds, mb = measured(lambda case=case: call(case.body))
+            many.append((case.name, len(case.body), resp.status_code, len(resp.get_body()), seconds, mb))
 
         def set_env(_target: str = "businesscentral", **settings: str) -> None:
             env(PAYMENTS_TARGET="businesscentral", PAYMENTS_API_BASE_URL=sandbox.bc_base_url, **settings)
@@ -131,6 +136,10 @@ def main() -> int:
         for name, answer, ok, _, _ in cases:
             if not ok:
                 print(f"    NOT AS EXPECTED: {name}: {answer}")
+    print("\nwebhook bodies of 100,000 invalid items: the answer, its size, time and peak traced memory")
+    print(f"{'body':<42} {'bytes':>9} {'status':>6} {'answer bytes':>12} {'s':>7} {'MB':>7}")
+    for name, size, status, answer_size, seconds, mb in many:
+        print(f"{name:<42} {size:>9,} {status:>6} {answer_size:>12,} {seconds:>7.3f} {mb:>7.1f}")
     print(
         f"\n{expected} of {total} cases as expected; slowest case {worst_s:.3f} s (goal < 1 s); "
         f"largest memory {worst_mb:.1f} MB (goal < 50 MB)"

@@ -315,6 +315,10 @@ _validate = CustomerPayment.__pydantic_validator__.validate_python
 _WRITABLE_SET = _WRITABLE
 
 
+# An object with more properties than this is refused whole, before each property is explained.
+MAX_PROPERTIES = 64
+
+
 def check(record: Any, rules: Rules = _DEFAULT_RULES) -> Checked:
     """Validate one record against the contract, collecting every problem rather than the first.
 
@@ -323,6 +327,17 @@ def check(record: Any, rules: Rules = _DEFAULT_RULES) -> Checked:
     the money rules and for explaining failures."""
     if type(record) is not dict:
         return Checked(None, [FieldError("", "must be a JSON object (one customerPayment)")])
+    if len(record) > MAX_PROPERTIES:  # not a payment: explaining each property would cost without end
+        return Checked(
+            None,
+            [
+                FieldError(
+                    "",
+                    f"has {len(record)} properties; a customerPayment has at most {len(KNOWN)}: send one "
+                    "object per payment",
+                )
+            ],
+        )
     errors: list[FieldError] = []
     ignored: list[str] = []
     failed: set[str] = set()

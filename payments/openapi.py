@@ -192,7 +192,24 @@ SCHEMAS: dict[str, Any] = {
             "title": {"type": "string"},
             "status": {"type": "integer", "minimum": 400, "maximum": 599},
             "detail": {"type": "string"},
-            "errors": {"type": "array", "items": _ref("FieldError")},
+            "errors": {
+                "type": "array",
+                "items": _ref("FieldError"),
+                "maxItems": 100,
+                "description": "The first 100 problems, in body order",
+            },
+            "errorCount": {"type": "integer", "minimum": 1, "description": "Problems found"},
+            "unchecked": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "Items of the batch not checked: validation stops once 100 problems are "
+                "found",
+            },
+            "errorsNotShown": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "Problems beyond the first 100, counted but not listed",
+            },
             "clientRequestId": {"type": ["string", "null"]},
             "targetStatus": {"type": ["integer", "null"]},
             "targetCode": {"type": ["string", "null"]},

@@ -25,7 +25,7 @@ from .errors import (
 )
 from .inbound import Caller, Gate
 from .ledger import CALLER, Scope, explicit_key
-from .model import Checked, CustomerPayment, as_dicts, check
+from .model import CustomerPayment, FieldError, Rules, as_dicts, check
 from .posting import Outcome, Pipeline
 from .work import QueuedPipeline, QueueUnavailable, Submission
 from .work.submit import accepted
@@ -40,6 +40,9 @@ ALREADY_HEADER = "Payments-Already-Posted"
 NEGATED_HEADER = "Payments-Amounts-Negated"
 # The Functions host answers an HTTP trigger within 230 s; stop starting new posts well before.
 HTTP_TIME_BUDGET_SECONDS = 180.0
+# A validation answer lists at most this many problems and counts the rest: its size stays bounded
+# whatever the body holds.
+MAX_REPORTED_ERRORS = 100
 STATUS_ROUTE = "/api/batches"  # GET {STATUS_ROUTE}/{id}: a batch answered 202 Accepted
 SIGNED_ROUTE = "/api/webhooks"  # a Standard Webhooks sender's routes: {SIGNED_ROUTE}/{sender}/...
 
@@ -327,6 +330,22 @@ def _ledger_problem(outcome: Outcome) -> Answer | None:
     return None
 
 
+def _invalid(title: str, detail: str, shown: list[FieldError], count: int) -> Answer:
+    """422 with the first MAX_REPORTED_ERRORS problems and how many more there are, so that the answer
+    stays small whatever the body holds."""
+    if count > len(shown):
+        detail += f"; the first {len(shown)} of {count} problems are listed"
+    return problem(
+        422,
+        "validation-failed",
+        title,
+        detail,
+        errors=as_dicts(shown),
+        errorCount=count,
+        errorsNotShown=(count - len(shown)) or None,
+    )
+
+
 def _single(
     pipeline: Pipeline, company: str, journal: str, data: Any, key: str | None, prefer: set[str]
 ) -> Answer:
@@ -335,12 +354,12 @@ def _single(
     telemetry.received(1, target)
     if not checked.ok:
         telemetry.payment_outcome("invalid", target=target, company=company, journal=journal, location="/")
-        return problem(
-            422,
-            "validation-failed",
+        count = len(checked.errors)
+        return _invalid(
             "The payment is invalid",
-            f"{len(checked.errors)} problem(s); nothing was posted",
-            errors=as_dicts(checked.errors),
+            f"{count} problem(s); nothing was posted",
+            checked.errors[:MAX_REPORTED_ERRORS],
+            count,
         )
     assert checked.payment is not None
     ledger_key = explicit_key(Scope(company, journal), key) if key else None
@@ -384,29 +403,28 @@ def _batch(
             "send at least one customerPayment",
             errors=[{"pointer": prefix, "detail": "must be a non-empty array of customerPayment objects"}],
         )
-    checks: list[Checked] = [check(item, pipeline.rules) for item in items]
-    errors = [e.under(f"{prefix}/{i}") for i, c in enumerate(checks) for e in c.errors]
+    checked = _check_batch(items, prefix, pipeline.rules)
     target = pipeline.client.settings.target
     telemetry.received(len(items), target)
-    if errors:  # one invalid payment refuses the batch: none of them is posted
-        for i in range(len(checks)):
-            telemetry.payment_outcome(
-                "invalid", target=target, company=company, journal=journal, location=f"{prefix}/{i}"
+    if checked.invalid:  # one invalid payment refuses the batch: none of them is posted
+        _tell_refused(len(items), prefix, target, company, journal)
+        detail = f"{checked.invalid} of {len(items)} payments are invalid; nothing was posted"
+        unchecked = len(items) - checked.checked
+        if unchecked:
+            detail = (
+                f"{checked.invalid} of the first {checked.checked} of {len(items)} payments are invalid; "
+                f"nothing was posted; the other {unchecked} were not checked once {checked.error_count} "
+                "problems were found: fix these and send the batch again"
             )
-    if errors:
-        bad = sum(1 for c in checks if not c.ok)
-        return problem(
-            422,
-            "validation-failed",
-            "The batch is invalid",
-            f"{bad} of {len(items)} payments are invalid; nothing was posted",
-            errors=as_dicts(errors),
-        )
-    payments = [c.payment for c in checks if c.payment is not None]
+        answer = _invalid("The batch is invalid", detail, checked.errors, checked.error_count)
+        if unchecked and answer.body is not None:
+            answer.body["unchecked"] = unchecked
+        return answer
+    payments = checked.payments
     deadline = time.monotonic() + HTTP_TIME_BUDGET_SECONDS
     scope = Scope(company, journal)
     keys = [explicit_key(scope, key, i) for i in range(len(payments))] if key else None
-    ignored = {i: c.ignored for i, c in enumerate(checks) if c.ignored}
+    ignored = checked.ignored
     if isinstance(pipeline, QueuedPipeline):
         queued = _through_queue(pipeline, company, journal, payments, keys, ignored, key, prefer)
         if isinstance(queued, Answer):
@@ -435,6 +453,59 @@ def _batch(
     if retry_after:
         answer.headers["Retry-After"] = max(retry_after, key=int)
     return answer
+
+
+@dataclass(slots=True)
+class BatchCheck:
+    """A batch validated item by item until MAX_REPORTED_ERRORS problems are found, keeping only what
+    its answer needs: so the time and memory a call costs stay bounded whatever the body holds."""
+
+    payments: list[CustomerPayment] = field(default_factory=list)
+    ignored: dict[int, list[str]] = field(default_factory=dict)
+    errors: list[FieldError] = field(default_factory=list)  # the first MAX_REPORTED_ERRORS problems
+    error_count: int = 0  # problems found in the items checked
+    invalid: int = 0  # items checked that have at least one problem
+    checked: int = 0  # items checked (the rest were not, once enough problems were found)
+
+
+def _check_batch(items: list[Any], prefix: str, rules: Rules) -> BatchCheck:
+    out = BatchCheck()
+    for i, item in enumerate(items):
+        if out.error_count >= MAX_REPORTED_ERRORS:
+            break  # the batch is refused already: the caller has enough to fix
+        out.checked += 1
+        checked = check(item, rules)
+        if checked.payment is not None:
+            if not out.invalid:  # once one is invalid nothing is posted: stop keeping payments
+                out.payments.append(checked.payment)
+                if checked.ignored:
+                    out.ignored[i] = checked.ignored
+            continue
+        if not out.invalid:
+            out.payments, out.ignored = [], {}
+        out.invalid += 1
+        out.error_count += len(checked.errors)
+        room = MAX_REPORTED_ERRORS - len(out.errors)
+        out.errors.extend(e.under(f"{prefix}/{i}") for e in checked.errors[:room])
+    return out
+
+
+def _tell_refused(count: int, prefix: str, target: str, company: str, journal: str) -> None:
+    """A refused batch's payments are each counted invalid; the first hundred get a log line each with
+    their location, the rest one line together, so a hostile body cannot flood the log."""
+    for i in range(min(count, MAX_REPORTED_ERRORS)):
+        telemetry.payment_outcome(
+            "invalid", target=target, company=company, journal=journal, location=f"{prefix}/{i}"
+        )
+    if count > MAX_REPORTED_ERRORS:
+        telemetry.payment_outcome(
+            "invalid",
+            target=target,
+            company=company,
+            journal=journal,
+            location=f"{prefix}/{MAX_REPORTED_ERRORS} to {prefix}/{count - 1}",
+            count=count - MAX_REPORTED_ERRORS,
+        )
 
 
 # -- the work queue: accepted now, posted by the queue's posters -----------------------------------

@@ -158,12 +158,15 @@ def payment_outcome(
     natural: dict[str, str] | None = None,
     location: str | None = None,
     note: str | None = None,
+    count: int = 1,
 ) -> None:
-    """Count one payment's outcome and write its one log line, with the keys an operator searches by."""
+    """Count one payment's outcome and write its one log line, with the keys an operator searches by
+    (`count`: that many payments of one refused batch, in one line)."""
     entry = ENTRY_POINT.get()
-    _outcome.add(1, {"entry_point": entry, "target": target, "outcome": outcome})
+    _outcome.add(count, {"entry_point": entry, "target": target, "outcome": outcome})
     fields: dict[str, Any] = {
         "outcome": outcome,
+        "count": count if count != 1 else None,
         "entry_point": entry,
         "ledger_key": key,
         "client_request_id": client_request_id,

@@ -287,6 +287,46 @@ WEBHOOK_CASES: list[WebhookCase] = [
     WebhookCase(
         "route", "escape sequence in company", _pay(b"-1"), 400, "invalid-route", "\\x1b", company="\x1b[2J"
     ),
+    WebhookCase(
+        "size",
+        "one object of 80,000 properties",
+        b"{" + b",".join(b'"a%d":1' % i for i in range(80_000)) + b"}",
+        422,
+        "validation-failed",
+        "has 80000 properties; a customerPayment has at most",
+    ),
+]
+
+
+# Bodies of 100,000 items within PAYMENTS_MAX_BODY_BYTES (1 MiB), every item invalid: the answer names
+# the first MAX_REPORTED_ERRORS problems and counts the rest, whatever the number of items. The tests
+# assert each answer; `bench/hostile.py` prints its size, time and memory.
+MANY = 100_000
+MANY_ITEM_CASES: list[WebhookCase] = [
+    WebhookCase(
+        "many",
+        "100,000 empty objects",
+        b"[" + b",".join([b"{}"] * MANY) + b"]",
+        422,
+        "validation-failed",
+        "were not checked once",
+    ),
+    WebhookCase(
+        "many",
+        "100,000 numbers",
+        b"[" + b",".join([b"0"] * MANY) + b"]",
+        422,
+        "validation-failed",
+        "were not checked once",
+    ),
+    WebhookCase(
+        "many",
+        "100,000 objects with an unknown property",
+        b"[" + b",".join([b'{"a":1}'] * MANY) + b"]",
+        422,
+        "validation-failed",
+        "were not checked once",
+    ),
 ]
 
 
