@@ -35,14 +35,30 @@ class InputError(RelayError, ValueError):
 
 class CallerRefused(RelayError):
     """A webhook call whose credential does not let it in: nothing was read or posted. `status` is 401
-    (no credential we accept), 403 (a known caller without the role) or 503 (it cannot be checked now)."""
+    (no credential we accept), 403 (a known caller without the role) or 503 (it cannot be checked now).
 
-    def __init__(self, status: int, slug: str, title: str, detail: str):
+    `detail` is what the caller reads: what failed and what to send, never the relay's tenant, audience
+    or settings. `reason` is the operator's version for the log (it may name them). `error` is the
+    RFC 6750 error code for WWW-Authenticate: `invalid_token` for a credential that does not verify,
+    `insufficient_scope` for a verified caller without the right, None when no credential was sent."""
+
+    def __init__(
+        self,
+        status: int,
+        slug: str,
+        title: str,
+        detail: str,
+        *,
+        reason: str = "",
+        error: str | None = "invalid_token",
+    ):
         super().__init__(detail)
         self.status = status
         self.slug = slug
         self.title = title
         self.detail = detail
+        self.reason = reason or detail
+        self.error = error
 
 
 # -- our own storage -----------------------------------------------------------------------------

@@ -238,7 +238,10 @@ HEADERS: dict[str, Any] = {
     ALREADY_HEADER: _header("true: the same payment was posted before; it was not posted again"),
     IGNORED_HEADER: _header("Read-only properties that were in the body and were ignored"),
     NEGATED_HEADER: _header("true: amounts are written as money received and were negated"),
-    "WWW-Authenticate": _header("How to authenticate (401)"),
+    "WWW-Authenticate": _header(
+        "How to authenticate (401, 403): RFC 6750's challenge, with error (invalid_token, "
+        "invalid_request, insufficient_scope) and error_description when a credential was sent"
+    ),
 }
 
 
@@ -279,7 +282,9 @@ POST_RESPONSES: dict[str, Any] = {
     ),
     "400": _problem("The route, body or Idempotency-Key is malformed"),
     "401": _problem("No credential this route accepts, or an invalid one", "WWW-Authenticate"),
-    "403": _problem("The caller is authenticated but lacks the app role or is not allowed"),
+    "403": _problem(
+        "The caller is authenticated but lacks the app role or is not allowed", "WWW-Authenticate"
+    ),
     "404": _problem("The target does not know the company, journal or customer"),
     "409": _problem("This payment is being posted by another request right now, or the target refused it"),
     "413": _problem("The body is too large: split the batch"),

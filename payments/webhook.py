@@ -24,7 +24,8 @@ from .errors import (
     TargetUnavailable,
 )
 from .inbound import Caller, Gate
-from .ledger import CALLER, Scope, explicit_key
+from .inbound.refusal import REFUSALS, challenge
+from .ledger import CALLER, Scope, keys_of
 from .model import CustomerPayment, FieldError, Rules, as_dicts, check
 from .posting import Outcome, Pipeline
 from .work import QueuedPipeline, QueueUnavailable, Submission
@@ -182,13 +183,12 @@ def handle_post(
 
 
 def refused(exc: CallerRefused, *, signed: bool) -> Answer:
-    """The answer to a caller the gate refused (RFC 9110: a 401 says how to authenticate)."""
-    log.warning("caller refused (%d %s): %s", exc.status, exc.slug, exc.detail)
+    """The answer to a caller the gate refused: a 401 or 403 carries RFC 6750's challenge; the reason,
+    which may name the relay's configuration, goes only to the (rate-limited) log."""
+    REFUSALS.record(exc)
     answer = problem(exc.status, exc.slug, exc.title, exc.detail)
-    if exc.status == 401:
-        answer.headers["WWW-Authenticate"] = (
-            'webhook-signature realm="payments-relay"' if signed else 'Bearer realm="payments-relay"'
-        )
+    if exc.status in (401, 403):
+        answer.headers["WWW-Authenticate"] = challenge("webhook-signature" if signed else "Bearer", exc)
     elif exc.status == 503:
         answer.headers["Retry-After"] = "30"
     return answer
@@ -282,9 +282,34 @@ def _handle(
     prefer = _preferences(headers.get("prefer", ""))
     batch = _batch_items(data)
     if batch is None:
-        return _single(pipeline, company, journal, data, key, prefer)
+        return _single(pipeline, company, journal, data, Keyed(caller.id, key), prefer)
     items, prefix = batch
-    return _batch(pipeline, company, journal, items, prefix, key, prefer)
+    return _batch(pipeline, company, journal, items, prefix, Keyed(caller.id, key), prefer)
+
+
+@dataclass(frozen=True, slots=True)
+class Keyed:
+    """A call's explicit idempotency key (None: keys derive from each payment) and whose it is."""
+
+    caller: str
+    key: str | None
+
+    def ledger_keys(self, pipeline: Pipeline, company: str, journal: str, count: int | None) -> list[str]:
+        """The caller's own ledger keys (`ledger.callers`); raises LedgerUnavailable."""
+        assert self.key is not None
+        return keys_of(pipeline.ledger, Scope(company, journal), self.caller, self.key, count)
+
+
+def _storage_unavailable(exc: Exception) -> Answer:
+    log.error("payments not accepted: %s", exc)
+    answer = problem(
+        503,
+        "relay-storage-unavailable",
+        "The relay cannot accept payments right now",
+        "its storage is unavailable; nothing was accepted or posted; send the same request again later",
+    )
+    answer.headers["Retry-After"] = "30"
+    return answer
 
 
 def _preferences(value: str) -> set[str]:
@@ -347,7 +372,7 @@ def _invalid(title: str, detail: str, shown: list[FieldError], count: int) -> An
 
 
 def _single(
-    pipeline: Pipeline, company: str, journal: str, data: Any, key: str | None, prefer: set[str]
+    pipeline: Pipeline, company: str, journal: str, data: Any, keyed: Keyed, prefer: set[str]
 ) -> Answer:
     checked = check(data, pipeline.rules)
     target = pipeline.client.settings.target
@@ -362,7 +387,11 @@ def _single(
             count,
         )
     assert checked.payment is not None
-    ledger_key = explicit_key(Scope(company, journal), key) if key else None
+    key = keyed.key
+    try:
+        ledger_key = keyed.ledger_keys(pipeline, company, journal, None)[0] if key else None
+    except LedgerUnavailable as exc:
+        return _storage_unavailable(exc)
     if isinstance(pipeline, QueuedPipeline):
         ignored = {0: checked.ignored} if checked.ignored else {}
         queued = _through_queue(
@@ -392,7 +421,7 @@ def _batch(
     journal: str,
     items: list[Any],
     prefix: str,
-    key: str | None,
+    keyed: Keyed,
     prefer: set[str],
 ) -> Answer:
     if not items:
@@ -422,8 +451,11 @@ def _batch(
         return answer
     payments = checked.payments
     deadline = time.monotonic() + HTTP_TIME_BUDGET_SECONDS
-    scope = Scope(company, journal)
-    keys = [explicit_key(scope, key, i) for i in range(len(payments))] if key else None
+    key = keyed.key
+    try:
+        keys = keyed.ledger_keys(pipeline, company, journal, len(payments)) if key else None
+    except LedgerUnavailable as exc:
+        return _storage_unavailable(exc)
     ignored = checked.ignored
     if isinstance(pipeline, QueuedPipeline):
         queued = _through_queue(pipeline, company, journal, payments, keys, ignored, key, prefer)
@@ -531,16 +563,7 @@ def _through_queue(
         try:
             sub = pipeline.defer(company, journal, payments, keys=keys, extra=extra)
         except (LedgerUnavailable, QueueUnavailable) as exc:
-            log.error("batch not accepted: %s", exc)
-            answer = problem(
-                503,
-                "relay-storage-unavailable",
-                "The relay cannot accept payments right now",
-                "its storage is unavailable; nothing was accepted or posted; send the same request again "
-                "later",
-            )
-            answer.headers["Retry-After"] = "30"
-            return answer
+            return _storage_unavailable(exc)
         return _accepted(sub, [accepted(sub.batch)] * len(payments), asked, located=True)
     sub = pipeline.submit(company, journal, payments, keys=keys)
     sub.extra = extra

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import time
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,8 +32,48 @@ ROLE_CLAIM = "http://schemas.microsoft.com/ws/2008/06/identity/claims/role"
 LEEWAY_SECONDS = 60  # clock skew allowed between Entra ID and this host
 
 
-def _refused(title: str, detail: str, *, status: int = 401, slug: str = "unauthenticated") -> CallerRefused:
-    return CallerRefused(status, slug, title, detail)
+def _refused(
+    title: str,
+    detail: str,
+    *,
+    reason: str = "",
+    status: int = 401,
+    slug: str = "unauthenticated",
+    error: str | None = "invalid_token",
+) -> CallerRefused:
+    return CallerRefused(status, slug, title, detail, reason=reason, error=error)
+
+
+def _forbidden(title: str, detail: str, reason: str) -> CallerRefused:
+    return _refused(title, detail, reason=reason, status=403, slug="forbidden", error="insufficient_scope")
+
+
+class TenantKeys(jwt.PyJWKClient):
+    """The tenant's signing keys, as the latest fetched key set lists them.
+
+    PyJWT's per-key cache (`cache_keys`) keeps a key after the tenant has withdrawn it (an emergency
+    rollover): it is off, so a key id is looked up in the cached set only, and that set is replaced by
+    every fetch. The set is fetched when an hour has passed, and when a token names a key id it does not
+    list, at most once per `cooldown_duration`, failed fetches included (PyJWT counts only successful
+    ones), so neither forged key ids nor an unreachable authority make calls fetch without end."""
+
+    def __init__(self, uri: str, *, lifespan: float = 3600, cooldown: float = 30, timeout: float = 10):
+        super().__init__(
+            uri, cache_keys=False, lifespan=lifespan, timeout=timeout, cooldown_duration=cooldown
+        )
+        self._failed_at: float | None = None
+
+    def fetch_data(self) -> Any:
+        now = time.monotonic()
+        if self._failed_at is not None and now - self._failed_at < self.cooldown_duration:
+            raise jwt.PyJWKClientConnectionError("the key set could not be fetched moments ago")
+        try:
+            data = super().fetch_data()
+        except jwt.PyJWKClientConnectionError:
+            self._failed_at = now
+            raise
+        self._failed_at = None
+        return data
 
 
 class EntraVerifier:
@@ -47,15 +88,7 @@ class EntraVerifier:
         # identities usually get) name sts.windows.net for the public cloud.
         v1 = "https://sts.windows.net" if urlsplit(authority).hostname == PUBLIC_AUTHORITY else authority
         self.issuers = {f"{authority}/{tenant}/v2.0", f"{v1}/{tenant}/"}
-        # Keys are cached for an hour; a token signed with a key not seen yet refetches them (Entra ID
-        # rolls its keys), at most once per 30 s, so forged key ids cannot make every call fetch.
-        self.keys = jwt.PyJWKClient(
-            f"{authority}/{tenant}/discovery/v2.0/keys",
-            cache_keys=True,
-            lifespan=3600,
-            timeout=10,
-            cooldown_duration=30,
-        )
+        self.keys = TenantKeys(f"{authority}/{tenant}/discovery/v2.0/keys")
 
     def admit(self, headers: Mapping[str, str]) -> Caller:
         """The calling application, or CallerRefused saying what to send."""
@@ -65,8 +98,10 @@ class EntraVerifier:
             if token is None:
                 raise _refused(
                     "A Microsoft Entra ID token is required",
-                    f"send Authorization: Bearer <token> for {self._audience()}; a function key is not "
-                    "accepted",
+                    "send Authorization: Bearer <token>, a token for the relay's app registration; a "
+                    "function key is not accepted",
+                    reason="no bearer token",
+                    error=None,
                 )
             claims = self._verify(token)
         elif principal is not None:
@@ -74,33 +109,40 @@ class EntraVerifier:
         else:
             raise _refused(
                 "A Microsoft Entra ID token is required",
-                f"no authenticated principal: call with Authorization: Bearer <token> for {self._audience()}",
+                "no authenticated principal: call with Authorization: Bearer <token>, a token for the "
+                "relay's app registration",
+                reason="no principal from App Service Authentication and no token",
+                error=None,
             )
         caller = self._authorize(claims)
         if principal is not None and principal is not claims:
             # The platform's view of the same call must be the same application.
             if self._authorize(principal).id != caller.id:
-                raise _refused("Conflicting credentials", "the token and the platform's principal differ")
+                raise _refused(
+                    "Conflicting credentials",
+                    "the token and the platform's principal differ",
+                    reason=f"token of {caller.id}, principal of another application",
+                )
         return caller
-
-    def _audience(self) -> str:
-        return self.settings.audiences[0] if self.settings.audiences else "the relay's app registration"
 
     def _verify(self, token: str) -> dict[str, Any]:
         try:
             key = self.keys.get_signing_key_from_jwt(token)
-        except jwt.PyJWKClientConnectionError:
+        except jwt.PyJWKClientConnectionError as exc:
             raise _refused(
                 "The caller's token cannot be checked right now",
                 "the tenant's signing keys could not be fetched; nothing was accepted; try again shortly",
+                reason=f"signing keys unavailable: {exc}",
                 status=503,
                 slug="auth-unavailable",
+                error=None,
             ) from None
-        except (jwt.PyJWKClientError, jwt.DecodeError):
+        except (jwt.PyJWKClientError, jwt.DecodeError) as exc:
             raise _refused(
                 "Invalid token",
-                "the bearer token is not a JWT signed with one of the tenant's keys: get a new token from "
-                "Microsoft Entra ID",
+                "the bearer token is not a JWT signed with one of the tenant's current keys: get a new "
+                "token from Microsoft Entra ID",
+                reason=f"token not signed with a listed key: {exc}",
             ) from None
         try:
             return jwt.decode(
@@ -113,21 +155,27 @@ class EntraVerifier:
                 options={"require": ["exp", "iss", "aud"]},
             )
         except jwt.ExpiredSignatureError:
-            raise _refused("Token expired", "the bearer token has expired: get a new one") from None
+            raise _refused(
+                "Token expired", "the bearer token has expired: get a new one", reason="token expired"
+            ) from None
         except jwt.InvalidAudienceError:
             raise _refused(
                 "Token for another audience",
-                f"the token is for {_unverified(token, 'aud')!r}; get one for {self._audience()} "
-                f"(scope {self._audience()}/.default)",
+                "the token is not for this relay: get one for the relay's app registration (the scope "
+                "its administrators gave you, ending in /.default)",
+                reason=f"token for audience {_unverified(token, 'aud')!r}, not in PAYMENTS_AUTH_AUDIENCES",
             ) from None
         except jwt.InvalidIssuerError:
             raise _refused(
                 "Token from another tenant",
-                f"the token was issued for tenant {_unverified(token, 'tid')!r}; this relay admits "
-                f"applications of tenant {self.tenant}",
+                "the token was issued by another tenant than the relay's: get one from the relay's tenant",
+                reason=f"token issued by {_unverified(token, 'iss')!r} (tenant "
+                f"{_unverified(token, 'tid')!r}), not tenant {self.tenant}",
             ) from None
         except jwt.PyJWTError as exc:
-            raise _refused("Invalid token", f"the bearer token was refused: {exc}") from None
+            raise _refused(
+                "Invalid token", f"the bearer token was refused: {exc}", reason=f"token refused: {exc}"
+            ) from None
 
     def _authorize(self, claims: Mapping[str, Any]) -> Caller:
         settings = self.settings
@@ -135,29 +183,27 @@ class EntraVerifier:
         if tenant != self.tenant:
             raise _refused(
                 "Token from another tenant",
-                f"the caller belongs to tenant {tenant or 'unknown'!r}; this relay admits tenant "
-                f"{self.tenant}",
+                "the caller belongs to another tenant than the relay's",
+                reason=f"caller of tenant {tenant or 'unknown'!r}, not tenant {self.tenant}",
             )
         app = str(claims.get("azp") or claims.get("appid") or "").lower()
         if not app:
             raise _refused("No calling application", "the token names no application (azp or appid)")
         allowed = settings.client_applications
         if allowed and app not in allowed:
-            raise _refused(
+            raise _forbidden(
                 "Application not allowed",
-                f"application {app} is not among those allowed to post payments "
-                "(PAYMENTS_AUTH_CLIENT_APPLICATIONS)",
-                status=403,
-                slug="forbidden",
+                f"application {app} is not allowed to post payments to this relay: ask its administrators "
+                "to allow it",
+                reason=f"application {app} is not in PAYMENTS_AUTH_CLIENT_APPLICATIONS",
             )
         roles = claims.get("roles") or []
         if settings.auth_role not in (roles if isinstance(roles, list) else [roles]):
-            raise _refused(
+            raise _forbidden(
                 "The caller lacks the app role",
-                f"application {app} does not hold the app role {settings.auth_role}: an administrator grants "
-                "it on the relay's app registration (README: authenticating callers)",
-                status=403,
-                slug="forbidden",
+                f"application {app} does not hold the app role that allows posting payments: an "
+                "administrator of the relay's app registration grants it",
+                reason=f"application {app} lacks the app role {settings.auth_role}",
             )
         return Caller("entra", f"app:{app}", tenant=tenant, object_id=str(claims.get("oid") or "") or None)
 

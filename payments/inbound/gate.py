@@ -49,7 +49,8 @@ class Gate:
                 401,
                 "unknown-sender",
                 "Unknown webhook sender",
-                f"no sender named {sender!r} is configured (PAYMENTS_WEBHOOK_SENDERS); check the URL",
+                "this relay has no webhook sender of the name in the URL; check the URL",
+                reason=f"sender {sender!r} is not in PAYMENTS_WEBHOOK_SENDERS",
             )
         delivery = signature.verify(
             secrets, headers, body, tolerance=self.settings.webhook_tolerance_seconds, now=self.clock()
@@ -64,6 +65,7 @@ class Gate:
                     "relay-storage-unavailable",
                     "The relay cannot accept payments right now",
                     "its storage is unavailable; nothing was accepted; deliver the webhook again later",
+                    error=None,
                 ) from None
             if not first:
                 raise CallerRefused(
@@ -72,6 +74,7 @@ class Gate:
                     "This signed delivery was received before",
                     f"webhook-id {delivery.id!r} with this webhook-timestamp was already received: a retry "
                     "must be signed afresh with a new timestamp (its outcome is then answered again)",
+                    reason=f"sender {sender!r} replayed webhook-id {delivery.id!r}",
                 )
         return Caller("webhook", f"webhook:{sender}", delivery=delivery.id)
 

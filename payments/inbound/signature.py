@@ -44,6 +44,7 @@ def verify(
             "signature-missing",
             "The webhook is not signed",
             f"missing {', '.join(missing)}: this route takes Standard Webhooks deliveries only; {HOW}",
+            error=None if len(missing) == len(HEADERS) else "invalid_request",
         )
     msg_id, stamp, signatures = (headers[name].strip() for name in HEADERS)
     if not 1 <= len(msg_id) <= 255 or not all(" " < ch <= "~" for ch in msg_id):

@@ -1,8 +1,9 @@
 """The idempotency ledger: the exactly-once protocol, its records, keys and stores."""
 
 from ..errors import LedgerUnavailable
+from .callers import keys_of
 from .entry import CALLER, Entry, Scope, State, evolve
-from .keys import Digest, canonical, derived_key, digest, explicit_key, fingerprint, natural_key
+from .keys import Digest, caller_key, canonical, derived_key, digest, fingerprint, former_key, natural_key
 from .memory import MemoryLedgerStore
 from .protocol import Decision, Ledger
 from .store import LedgerStore
@@ -20,11 +21,13 @@ __all__ = [
     "Scope",
     "State",
     "TableLedgerStore",
+    "caller_key",
     "canonical",
     "derived_key",
     "digest",
     "evolve",
-    "explicit_key",
     "fingerprint",
+    "former_key",
+    "keys_of",
     "natural_key",
 ]

@@ -68,8 +68,16 @@ def derived_key(scope: Scope, payload: dict[str, Any]) -> str:
     return digest(scope, payload).key
 
 
-def explicit_key(scope: Scope, idempotency_key: str, index: int | None = None) -> str:
-    """The key for a caller's Idempotency-Key (per item of a batch)."""
+def caller_key(scope: Scope, caller: str, idempotency_key: str, index: int | None = None) -> str:
+    """The key for a caller's Idempotency-Key (per item of a batch): the caller's own, so that another
+    caller sending the same text neither reads its answer nor blocks its payment (`ledger.callers`)."""
+    text = codec.dumpb([scope.partition, caller, idempotency_key, index])
+    return "c-" + hashlib.sha256(text).hexdigest()
+
+
+def former_key(scope: Scope, idempotency_key: str, index: int | None = None) -> str:
+    """The key an Idempotency-Key had before keys were the caller's, shared by every caller: only looked
+    up, for entries written then (`ledger.callers`), never written."""
     suffix = "" if index is None else f"#{index}"
     return "k-" + hashlib.sha256(f"{scope.partition}|{idempotency_key}{suffix}".encode()).hexdigest()
 

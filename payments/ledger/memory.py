@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 from .entry import Entry, Scope, entry_values
@@ -18,6 +19,7 @@ class MemoryLedgerStore:
         self._lock = threading.Lock()
         self._rows: dict[tuple[str, str], tuple[Any, ...]] = {}
         self._version = 0
+        self._marks: dict[str, datetime] = {}
 
     def _stamp(self, entry: Entry) -> Entry:
         self._version += 1
@@ -74,3 +76,11 @@ class MemoryLedgerStore:
             if any(e.etag is None or self._etag(e) != e.etag for e in entries):
                 return None
             return [self._stamp(e) for e in entries]
+
+    def has_entries(self) -> bool:
+        with self._lock:
+            return bool(self._rows)
+
+    def mark_once(self, name: str, value: datetime) -> datetime:
+        with self._lock:
+            return self._marks.setdefault(name, value)

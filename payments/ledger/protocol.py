@@ -35,6 +35,8 @@ from .store import LedgerStore
 
 log = logging.getLogger("payments.ledger")
 
+CALLER_KEYS_SINCE = "caller-keys-since"  # when Idempotency-Keys became the caller's own on this ledger
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_STORED_BODY = 30_000  # characters: a Table string property holds 32K UTF-16 code units
 
 
@@ -76,6 +78,7 @@ class Ledger:
         # request up to 8 minutes and ends it at 10 (operational limits).
         self.settle = settle
         self.clock = clock
+        self._former_until: datetime | None = None
 
     # -- before posting -----------------------------------------------------------------------
 
@@ -396,6 +399,16 @@ class Ledger:
             log.error(
                 "could not release ledger entry %s; it becomes reclaimable when its lease ends", entry.key
             )
+
+    def former_keys_until(self) -> datetime:
+        """Until when an Idempotency-Key's former ledger key (from before keys were the caller's) may
+        still hold an entry: the retention period after the first worker used caller keys on this
+        ledger; never, for a ledger that held no entry then. Read once per worker (`ledger.callers`)."""
+        if self._former_until is None:
+            now = self.clock()
+            since = self.store.mark_once(CALLER_KEYS_SINCE, now if self.store.has_entries() else EPOCH)
+            self._former_until = since + self.retention
+        return self._former_until
 
     # -- people -------------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Protocol
 
 from .entry import Entry, Scope
@@ -32,3 +33,10 @@ class LedgerStore(Protocol):
 
     def replace_many(self, entries: list[Entry]) -> list[Entry] | None:
         """Overwrite all (each etag must match) or none (None): then the caller goes one by one."""
+
+    def has_entries(self) -> bool:
+        """Whether any payment was ever recorded here (and not yet purged)."""
+
+    def mark_once(self, name: str, value: datetime) -> datetime:
+        """The time recorded under `name` about the ledger itself, recording `value` first when none is:
+        the first writer wins, every later caller reads its value. Never seen by `scan`."""

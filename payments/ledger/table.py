@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any
 
 from .. import codec
@@ -10,6 +11,9 @@ from ..errors import LedgerUnavailable
 from ..storage import make_sure
 from ..telemetry import ledger_span
 from .entry import Entry, Scope, evolve
+
+# The partition of the ledger's records about itself (`mark_once`): no company_journal starts with "~".
+MARKS = "~ledger"
 
 
 class TableLedgerStore:
@@ -229,8 +233,33 @@ class TableLedgerStore:
     def scan(self, states: set[str] | None = None) -> Iterator[Entry]:
         if states:
             query = " or ".join(f"State eq '{s}'" for s in sorted(states))
-            pages = self._call(lambda: self.table.query_entities(query), "scan", "")
         else:
-            pages = self._call(lambda: self.table.list_entities(), "scan", "")
-        for entity in pages:
+            query = f"PartitionKey ne '{MARKS}'"
+        for entity in self._call(lambda: self.table.query_entities(query), "scan", ""):
             yield self._from_entity(entity)
+
+    def has_entries(self) -> bool:
+        def first() -> Any:
+            found = self.table.query_entities(
+                f"PartitionKey ne '{MARKS}'", results_per_page=1, select=["PartitionKey"]
+            )
+            return next(iter(found), None)  # one entity, following continuations until there is one
+
+        return self._call(first, "scan", "") is not None
+
+    def mark_once(self, name: str, value: datetime) -> datetime:
+        from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+
+        entity = {"PartitionKey": MARKS, "RowKey": name, "Value": value}
+        for _ in range(3):
+            try:
+                found = self._call(lambda: self.table.get_entity(MARKS, name), "get", MARKS, name)
+                return found["Value"]
+            except ResourceNotFoundError:
+                pass
+            try:
+                self._call(lambda: self.table.create_entity(entity), "insert", MARKS, name)
+                return value
+            except ResourceExistsError:
+                continue  # another worker recorded it first: read its value
+        raise LedgerUnavailable(f"the ledger's mark {name} kept changing")

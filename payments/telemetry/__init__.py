@@ -11,6 +11,7 @@ a token, an IBAN, a payer's name beside an amount, or a whole payload.
 from .instruments import (
     ENTRY_POINT,
     SOURCE,
+    caller_refused,
     invocation,
     ledger_span,
     payment_outcome,
@@ -25,6 +26,7 @@ from .setup import configure, enabled
 __all__ = [
     "ENTRY_POINT",
     "SOURCE",
+    "caller_refused",
     "configure",
     "enabled",
     "invocation",

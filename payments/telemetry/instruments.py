@@ -34,6 +34,7 @@ _retries = _meter.create_counter("target.retries", unit="{request}", description
 _duration = _meter.create_histogram("target.duration", unit="ms", description="one exchange with the target")
 _depth = _meter.create_gauge("queue.depth", unit="{message}", description="messages or blobs waiting")
 _review = _meter.create_counter("bank.review_rows", unit="{row}", description="credits put to the operator")
+_refused = _meter.create_counter("callers.refused", unit="{call}", description="calls refused at the door")
 
 outcome_log = logging.getLogger("payments.outcome")
 _LEVEL = {
@@ -187,6 +188,11 @@ def payment_outcome(
 def queue_depth(queue: str, depth: int) -> None:
     """How many messages (or dead-lettered blobs) wait in one queue now (emitted by a timer)."""
     _depth.set(depth, {"queue": queue})
+
+
+def caller_refused(status: int, problem: str) -> None:
+    """A call refused before anything was read (401, 403, 503), by its problem type."""
+    _refused.add(1, {"status": status, "problem": problem})
 
 
 def review_rows(count: int = 1) -> None:
