@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from .credentials import target_credential
 from .errors import SettingsError
+from .inbound.refusal import REFUSALS
 from .ledger import Ledger, TableLedgerStore
 from .posting import Pipeline
 from .settings import Settings, load_settings
@@ -253,6 +254,7 @@ def reset() -> None:
     global _pipeline, _file_drop, _poster, _gate
     with _lock:
         _gate = None
+        REFUSALS.reset()
         if _pipeline is not None:
             _pipeline.client.close()
         if _poster is not None:

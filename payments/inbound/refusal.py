@@ -62,6 +62,11 @@ class RefusalLog:
         self._windows: dict[str, _Window] = {}
         self._lock = threading.Lock()
 
+    def reset(self) -> None:
+        """Start every reason's minute afresh (a new worker's state)."""
+        with self._lock:
+            self._windows.clear()
+
     def record(self, refusal: CallerRefused) -> None:
         telemetry.caller_refused(refusal.status, refusal.slug)
         now = self.clock()

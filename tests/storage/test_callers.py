@@ -17,44 +17,26 @@ from tests.support.entra import (
     OTHER_APP,
     OTHER_TENANT,
     RELAY_APP,
-    Entra,
-    entra_settings,
     principal,
 )
-from tests.support.filedrop import configure_storage
-from tests.support.webhook import call, call_signed, get_openapi, get_status, pay, posts, signed_headers
+from tests.support.webhook import (
+    ACME_NEW_SECRET,
+    ACME_SECRET,
+    call,
+    call_signed,
+    get_openapi,
+    get_status,
+    pay,
+    posts,
+    signed_headers,
+)
 from tests.support.work import queue_host, queue_settings
 
 PROBLEM = "urn:payments-relay:problem:"
-SECRET = "whsec_" + base64.b64encode(b"acme-signing-secret-0123456789ab").decode()
-NEW_SECRET = "whsec_" + base64.b64encode(b"acme-rotated-secret-9876543210zy").decode()
+SECRET, NEW_SECRET = ACME_SECRET, ACME_NEW_SECRET
 OLD_SECRET = "whsec_" + base64.b64encode(b"acme-retired-secret-abcdefghijkl").decode()
 
 MATRIX: list[dict[str, object]] = []  # printed by tests/conftest.py
-
-
-@pytest.fixture(scope="module")
-def entra():
-    stand_in = Entra()
-    yield stand_in
-    stand_in.close()
-
-
-@pytest.fixture
-def relay(azure_env, azurite, sandbox, entra, monkeypatch):
-    """The relay with the ledger in Azurite, Entra ID callers of the test tenant, and one signed sender,
-    acme, whose secrets are SECRET and NEW_SECRET (mid-rotation)."""
-    monkeypatch.setenv("PAYMENTS_WEBHOOK_SECRET_ACME", f"{NEW_SECRET} {SECRET}")
-    n = time.monotonic_ns()
-    env = configure_storage(
-        azure_env,
-        azurite,
-        **entra_settings(entra),
-        PAYMENTS_WEBHOOK_SENDERS="acme",
-        PAYMENTS_WEBHOOK_TABLE=f"webhooks{n}",
-    )
-    env.entra = entra
-    return env
 
 
 def _record(credential: str, resp, body, sandbox, before: int) -> int:

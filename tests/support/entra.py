@@ -67,6 +67,16 @@ class Entra:
         self.jwks = self._publish([(self.kid, self.key), ("rolled-key", new)])
         self.key, self.kid = new, "rolled-key"
 
+    def withdraw(self) -> tuple[rsa.RSAPrivateKey, str]:
+        """An emergency rollover: the signing key is withdrawn from the published set (only a new one is
+        listed) and the new one signs from now on. Returns the withdrawn key and its id, so a test can
+        sign with it as whoever holds it could."""
+        withdrawn = (self.key, self.kid)
+        new = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.key, self.kid = new, f"key-{uuid.uuid4().hex[:8]}"
+        self.jwks = self._publish([(self.kid, new)])
+        return withdrawn
+
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
@@ -81,6 +91,7 @@ class Entra:
         expires_in: int = 3600,
         version: str = "2.0",
         signed_by: rsa.RSAPrivateKey | None = None,
+        kid: str | None = None,
     ) -> str:
         now = int(time.time())
         claims = {
@@ -98,7 +109,7 @@ class Entra:
         }
         if roles:
             claims["roles"] = list(roles)
-        return jwt.encode(claims, signed_by or self.key, algorithm="RS256", headers={"kid": self.kid})
+        return jwt.encode(claims, signed_by or self.key, algorithm="RS256", headers={"kid": kid or self.kid})
 
     def bearer(self, **claims) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token(**claims)}"}

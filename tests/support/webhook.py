@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from decimal import Decimal
 
@@ -12,6 +13,9 @@ from sandbox import SANDBOX_COMPANY_ID, SANDBOX_JOURNAL_ID
 from .contract import invoke
 
 PAYMENTS_PATH = "companies/{company}/customerPaymentJournals/{journal}/customerPayments"
+# The signed sender "acme" of the caller tests, mid-rotation: both secrets verify.
+ACME_SECRET = "whsec_" + base64.b64encode(b"acme-signing-secret-0123456789ab").decode()
+ACME_NEW_SECRET = "whsec_" + base64.b64encode(b"acme-rotated-secret-9876543210zy").decode()
 
 
 def call(
