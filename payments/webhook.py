@@ -278,6 +278,7 @@ def _handle(
         )
     if key is None and caller.delivery is not None:
         # A signed delivery's webhook-id is its idempotency key (Standard Webhooks: a retry keeps it).
+        # The sender in the text is what its former (shared) ledger key hashed: kept for the migration.
         key = f"webhook-id:{caller.id}:{caller.delivery}"
     prefer = _preferences(headers.get("prefer", ""))
     batch = _batch_items(data)
