@@ -62,6 +62,14 @@ param ledgerTable string = 'paymentsledger'
 @description('Days a payment key is remembered')
 param ledgerRetentionDays int = 30
 
+@description('Table of the bank credits decided, per company and bank account (so none is posted twice)')
+param bankTable string = 'paymentsbank'
+
+@description('Days a bank credit and its plan are remembered after their last change: as long as the bank may send a statement again')
+@minValue(1)
+@maxValue(3650)
+param bankRetentionDays int = 400
+
 @description('Container receiving Event Grid events that could not be delivered to the file-drop trigger')
 param deadLetterContainer string = 'payments-deadletter'
 
@@ -244,6 +252,8 @@ var relaySettings = {
   PAYMENTS_BANK_ON_ACCOUNT: string(bankOnAccount)
   PAYMENTS_BANK_AMOUNT_TOLERANCE: bankAmountTolerance
   PAYMENTS_BANK_DOCUMENT_NUMBERS: bankDocumentNumbers
+  PAYMENTS_BANK_TABLE: bankTable
+  PAYMENTS_BANK_RETENTION_DAYS: string(bankRetentionDays)
   PAYMENTS_ANSWER_WITHIN_SECONDS: string(answerWithinSeconds)
   PAYMENTS_ASYNC_ABOVE: string(asyncAbove)
   PAYMENTS_DEADLETTER_CONTAINER: deadLetterContainer // Event Grid dead-letters undeliverable inbox events here
@@ -300,6 +310,7 @@ module storage 'modules/storage.bicep' = {
     configContainer: configContainer
     workQueue: workQueue
     ledgerTable: ledgerTable
+    bankTable: bankTable
     webhookTable: webhookTable
   }
 }

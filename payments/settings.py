@@ -211,6 +211,19 @@ class Settings(BaseSettings):
         "assigns one); bank: documentNumber is derived from the bank transaction (unique, so a posted "
         "payment can be found again), for journals without a number series",
     )
+    bank_table: str = Field(
+        "paymentsbank",
+        pattern=r"^[A-Za-z][A-Za-z0-9]{2,62}$",
+        description="Table of the bank credits the relay decided, per company and bank account, so that "
+        "none is posted twice whatever the file type, the journal or the time",
+    )
+    bank_retention_days: float = Field(
+        400.0,
+        ge=1,
+        le=3650,
+        description="How long a bank credit (and its plan) is remembered after its last change: as long as "
+        "the bank may send a statement again; a statement older than this would post its credits again",
+    )
     default_company_id: str | None = Field(None, description="Company for files dropped at the inbox root")
     default_journal_id: str | None = Field(None, description="Journal for files dropped at the inbox root")
     max_file_bytes: int = Field(100 * 1024 * 1024, ge=1024, description="Largest payment file accepted")

@@ -37,6 +37,9 @@ param workQueue string
 @description('Table of the idempotency ledger')
 param ledgerTable string
 
+@description('Table of the bank credits decided, per company and bank account')
+param bankTable string
+
 @description('Table of the signed webhook deliveries seen')
 param webhookTable string
 
@@ -159,6 +162,12 @@ resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-0
 resource ledger 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
   parent: tableService
   name: ledgerTable
+}
+
+// The bank credits decided, per company and bank account: none is posted twice across journals and files.
+resource bank 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
+  parent: tableService
+  name: bankTable
 }
 
 // The signed webhook deliveries seen, so that a replayed one is refused by every instance.

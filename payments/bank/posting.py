@@ -34,6 +34,7 @@ class Credit:
     payer_name: str
     text: str
     problem: str = ""  # why the bank's own description of it cannot be trusted (never posted then)
+    identity: dict[str, Any] | None = None  # identity.Identity as JSON: how the register knows it
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -47,6 +48,7 @@ class Credit:
             "payerName": self.payer_name,
             "text": self.text,
             "problem": self.problem,
+            **({"identity": self.identity} if self.identity is not None else {}),
         }
 
     @classmethod
@@ -62,6 +64,7 @@ class Credit:
             str(data["payerName"]),
             str(data["text"]),
             str(data.get("problem", "")),
+            data.get("identity"),
         )
 
 

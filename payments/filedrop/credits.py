@@ -21,11 +21,14 @@ from azure.storage.blob import ContainerClient
 
 from .. import codec, telemetry
 from ..bank import Transaction
+from ..bank.identity import Identity, identity_of
 from ..bank.matching import Match
 from ..bank.posting import Credit, part_key, payloads
 from ..bank.receivables import Customer, Invoice, Receivables
+from ..bank.register import BankRegister, Registered, State
 from ..bank.review import ReviewWriter
 from ..bank.statement import Statement, mask
+from ..errors import LedgerUnavailable
 from ..ledger import Scope
 from ..model import CustomerPayment, check
 from ..posting import Halt, Outcome, Pipeline
@@ -35,6 +38,7 @@ log = logging.getLogger("payments.filedrop")
 
 CHUNK = 500  # credits handed to the pipeline at a time
 SKIPPED = "the operator chose skip"
+ELSEWHERE = "decided for another journal"
 
 
 @dataclass(slots=True)
@@ -92,8 +96,9 @@ class Summary:
         }
 
 
-def credit_of(tx: Transaction) -> Credit:
-    """The facts of a bank transaction that posting and review need."""
+def credit_of(tx: Transaction, statement: Statement | None = None) -> Credit:
+    """The facts of a bank transaction that posting and review need, with its identity (`statement`: the
+    one it is booked in, whose account and format the identity takes)."""
     day = tx.booking_date or tx.value_date
     return Credit(
         tx.key,
@@ -106,6 +111,7 @@ def credit_of(tx: Transaction) -> Credit:
         tx.payer_name,
         tx.text,
         tx.problem,
+        identity_of(tx, statement).to_json() if statement is not None else None,
     )
 
 
@@ -150,6 +156,8 @@ class CreditFlow:
         review: ReviewWriter,
         book: Receivables,
         plans: Plans,
+        register: BankRegister | None = None,
+        reading: str = "",
     ):
         self.pipeline = pipeline
         self.settings = settings
@@ -158,6 +166,9 @@ class CreditFlow:
         self.review = review
         self.book = book
         self.plans = plans
+        self.register = register
+        self.reading = reading  # the file being read and when: what the register records a credit came from
+        self._slots: dict[str, int] = {}  # credits new to the register: where to register them when decided
         self.spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)
         self.summaries: dict[int, Summary] = {}
         self.target_form = replace(pipeline.rules, amount_sign="negative")
@@ -168,6 +179,91 @@ class CreditFlow:
         if found is None:
             found = self.summaries[index] = Summary(statement)
         return found
+
+    # -- the register: one decision per bank credit, whoever reads it --------------------------------
+
+    def claim(self, index: int, credit: Credit, account: str = "", *, chosen: bool = False) -> Credit | None:
+        """The credit to decide, under the key the register knows it by; None when it was decided before
+        (posted, skipped, or for another journal) or may have been (then it goes to review), and is
+        reported so. `chosen`: the operator decided it, having seen the candidates an uncertain match
+        named: it is then a credit of its own."""
+        if self.register is None or credit.identity is None:
+            return credit
+        identity = Identity.from_json(credit.identity)
+        found = self.register.resolve(identity, self.reading)
+        if found.kind == "new" or (found.kind == "uncertain" and chosen):
+            self._slots[credit.key] = found.slot
+            return credit
+        if found.kind == "uncertain":
+            named = "; ".join(
+                f"{c.first} (journal {c.journal}, {c.state})" for c in found.candidates[:5]
+            )
+            self.to_review(
+                index,
+                credit,
+                account,
+                f"{found.reason}: {named}. If it is that credit, choose skip; if not, choose how to post it",
+            )
+            return None
+        registered = found.credit
+        assert registered is not None
+        if registered.credit != identity.key:
+            self.register.alias(identity, registered)
+        credit = replace(credit, key=registered.credit)
+        return credit if self._still_open(index, credit, registered) else None
+
+    def _still_open(self, index: int, credit: Credit, registered: Registered) -> bool:
+        """True when this reading goes on deciding a credit registered before: it was decided for this
+        journal and is not posted yet. Otherwise it is reported as the register has it."""
+        elsewhere = registered.journal != self.scope.journal_id
+        if registered.state == "decided" and not elsewhere:
+            return True
+        summary = self.summaries[index]
+        where = f"first read from {registered.first}" + (
+            f", in journal {registered.journal}" if elsewhere else ""
+        )
+        detail: dict[str, Any] = {"key": credit.key, "amount": credit.amount}
+        if registered.state == "posted":
+            summary.posted_before.add(credit.amount)
+            ids = " ".join(registered.ids) or None
+            note = f"posted before ({where})"
+            self.report.add(credit.location, "skipped", None, **detail, id=ids, note=note)
+        elif registered.state == "skipped":
+            summary.skipped.setdefault(SKIPPED, Tally()).add(credit.amount)
+            self.report.add(credit.location, "skipped", None, **detail, reason=SKIPPED, note=where)
+        else:
+            summary.skipped.setdefault(ELSEWHERE, Tally()).add(credit.amount)
+            self.report.add(
+                credit.location,
+                "skipped",
+                None,
+                **detail,
+                reason=ELSEWHERE,
+                note=f"decided for journal {registered.journal} ({where}): it is posted there, never here; "
+                "drop the statement into that journal's folder to finish it",
+            )
+        self._told("skipped", credit)
+        return False
+
+    def _registered(self, index: int, credit: Credit, state: State) -> Credit | None:
+        """Register a credit decided now, unless the register knew it already: the credit to go on with
+        (under the key the register knows it by), or None when another reading registered it meanwhile
+        and it is reported as that one."""
+        if self.register is None or credit.identity is None or credit.key not in self._slots:
+            return credit
+        identity = Identity.from_json(credit.identity)
+        first = f"{self.review.head['source']}, {credit.location}"
+        for _ in range(3):
+            slot = self._slots.pop(credit.key)
+            journal = self.scope.journal_id
+            if self.register.register(
+                identity, journal=journal, reading=self.reading, first=first, slot=slot, state=state
+            ):
+                return credit
+            claimed = self.claim(index, credit, chosen=True)  # registered meanwhile: as which credit?
+            if claimed is None or claimed.key not in self._slots:
+                return claimed  # reported as that credit, or that credit still open in this journal
+        raise LedgerUnavailable(f"bank credit {credit.key} not registered: the register kept changing")
 
     # -- deciding ------------------------------------------------------------------------------------
 
@@ -243,6 +339,11 @@ class CreditFlow:
                 return "cannot be posted as read: " + "; ".join(
                     f"{e.pointer.lstrip('/')} {e.detail}" for e in checked.errors
                 )
+        registered = self._registered(index, credit, "decided")
+        if registered is None:
+            return None  # decided by another reading meanwhile, and reported so
+        if registered.key != credit.key:  # the same credit under the key the register knows
+            return self.post(index, registered, customer, invoices, why)
         plan = {
             "why": why,
             "customer": customer.number,
@@ -260,8 +361,18 @@ class CreditFlow:
     def skip(self, index: int, credit: Credit) -> None:
         """The operator chose to post nothing for this credit: fixed as its plan, so no later reading
         asks again (unless a plan to post was fixed first: then that one is posted)."""
+        registered = self._registered(index, credit, "skipped")
+        if registered is None:
+            return
         nothing = {"why": SKIPPED, "customer": "", "invoices": [], "payloads": []}
-        self._decided(index, credit, self.plans.fix(credit.key, nothing))
+        plan = self.plans.fix(registered.key, nothing)
+        if not plan["payloads"]:
+            self._mark(registered, "skipped")
+        self._decided(index, registered, plan)
+
+    def _mark(self, credit: Credit, state: State, ids: list[str] | None = None) -> None:
+        if self.register is not None and credit.identity is not None:
+            self.register.mark(Identity.from_json(credit.identity).account, credit.key, state, ids)
 
     def _decided(self, index: int, credit: Credit, plan: dict[str, Any]) -> None:
         """A credit whose plan was fixed: posted as planned, or skipped as the operator chose."""
@@ -364,6 +475,9 @@ class CreditFlow:
                 reason=item["why"],
                 **detail,
             )
+        if set(kinds) <= {"created", "skipped"}:
+            ids = [str((o.created or {}).get("id") or "") for o in parts]
+            self._mark(credit, "posted", [i for i in ids if i])
         if set(kinds) == {"skipped"}:
             summary.posted_before.add(credit.amount)
         elif set(kinds) <= {"created", "skipped"}:

@@ -10,24 +10,25 @@ nothing. A review file's choices are checked as the matcher checks its own decis
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from decimal import Decimal
 from typing import IO, Any
 
-from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import AzureError, ResourceNotFoundError
 
-from .. import codec, telemetry
+from .. import telemetry
 from ..bank import Reader, Transaction, reader_for
 from ..bank.matching import Matcher
 from ..bank.posting import Credit
 from ..bank.receivables import BLOCKS_PAYMENTS, PAYERS_BLOB, Receivables, load
+from ..bank.register import BankRegister
 from ..bank.review import MAX_REVIEW_BYTES, Choice, ReviewWriter, load_record, parse_choice, read_rows
-from ..bank.statement import Statement, mask
 from ..errors import InputError, PartlyPosted, TargetError
 from ..ledger import Scope
+from ..storage import table_client
 from .credits import CreditFlow, Plans, Summary, Tally, credit_of
 from .report import Report
 
@@ -58,7 +59,13 @@ def _flow(
     settings = drop.settings
     review = ReviewWriter(f"{name}.{stamp}.review.json", company, journal, name)
     plans = Plans(drop.service.get_container_client(settings.batches_container), company, journal)
-    return CreditFlow(drop.pipeline, settings, Scope(company, journal), report, review, book, plans)
+    table = table_client(settings, settings.bank_table)
+    register = None
+    if table is not None:
+        register = BankRegister(table, company, retention=timedelta(days=settings.bank_retention_days))
+    scope = Scope(company, journal)
+    reading = f"{name}@{stamp}"
+    return CreditFlow(drop.pipeline, settings, scope, report, review, book, plans, register, reading)
 
 
 def process_statement(
@@ -82,7 +89,10 @@ def process_statement(
             )
             continue
         summary.credits.add(tx.amount)
-        credit = credit_of(tx)
+        claimed = flow.claim(tx.statement, credit_of(tx, statement), tx.payer_account)
+        if claimed is None:
+            continue  # decided before (in this journal or another) or may have been: reported
+        credit = claimed
         match = matcher.match(tx)
         if match.decision == "review" or match.customer is None or match.applied is None:
             flow.to_review(tx.statement, credit, tx.payer_account, match.reason, match)
@@ -92,47 +102,9 @@ def process_statement(
             flow.to_review(tx.statement, credit, tx.payer_account, problem, match)
     for index, statement in enumerate(reader.statements):  # a day without movements is a statement too
         flow.summary(index, statement)
-    _one_journal(drop, reader.statements, company, journal, name)
     telemetry.received(sum(s.credits.count for s in flow.summaries.values()), settings.target)
     _flush(flow, name)
     return _finish(drop, flow, name, stamp, book.notes)
-
-
-def _one_journal(drop: Any, statements: list[Statement], company: str, journal: str, name: str) -> None:
-    """A bank statement belongs to one journal: the ledger's keys are kept per journal, so the same
-    statement dropped under a second journal's folder would post its credits again. The first journal
-    a statement is read into is recorded (a conditional create per statement, first writer wins), and
-    a statement recorded for another journal is refused whole, before anything is posted."""
-    container = drop.service.get_container_client(drop.settings.batches_container)
-    for statement in statements:
-        if not statement.id:
-            continue  # nothing names it: its credits' keys still hold within the journal
-        identity = "|".join(
-            str(x)
-            for x in (
-                statement.format.split(".001.")[0],
-                statement.account.replace(" ", "").upper(),
-                statement.id,
-                statement.opening,
-                statement.closing,
-                statement.entries,
-                statement.booked_credit_sum,
-                statement.booked_debit_sum,
-            )
-        )
-        blob = f"statements/{company}/{hashlib.sha256(identity.encode()).hexdigest()}.json"
-        mine = {"journalId": journal, "file": name}
-        try:
-            container.upload_blob(blob, codec.dumpb(mine), overwrite=False)
-            continue
-        except ResourceExistsError:
-            first = codec.loads(container.download_blob(blob, max_concurrency=1).readall())
-        if first.get("journalId") != journal:
-            raise InputError(
-                f"statement {statement.id} of account {mask(statement.account)} was read into journal "
-                f"{first.get('journalId')} (file {first.get('file')!r}): its credits are posted there; "
-                "drop it under that journal's folder (here it would post them a second time)"
-            )
 
 
 def _bounded(items: Iterator[Transaction], limit: int) -> Iterator[Transaction]:
@@ -167,6 +139,10 @@ def process_review(
             continue
         credit = replace(Credit.from_json(facts), location=f"{row.location} ({facts['location']})")
         summary.credits.add(credit.amount)
+        claimed = flow.claim(0, credit, chosen=True)
+        if claimed is None:
+            continue  # decided since (another reading, another review file): reported as it was
+        credit = claimed
         try:
             choice = parse_choice(row.choice, book)
         except InputError as exc:

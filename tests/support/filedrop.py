@@ -32,6 +32,7 @@ def configure_storage(azure_env, azurite, **extra: str) -> SimpleNamespace:
         "PAYMENTS_ARCHIVE_CONTAINER": f"archive-{n}",
         "PAYMENTS_DEADLETTER_CONTAINER": f"deadletter-{n}",
         "PAYMENTS_LEDGER_TABLE": f"ledger{n}",
+        "PAYMENTS_BANK_TABLE": f"bank{n}",
         "PAYMENTS_BATCHES_CONTAINER": f"batches-f{n}",  # also where bank credits' plans are fixed
         **extra,
     }
