@@ -19,7 +19,7 @@ from .inbound.refusal import REFUSALS
 from .ledger import Ledger, TableLedgerStore
 from .posting import Pipeline
 from .settings import Settings, load_settings
-from .storage import ledger_table
+from .storage import blob_service, ledger_table
 from .target import TargetClient
 from .target.shared import SharedFlow
 
@@ -170,6 +170,12 @@ def purge_ledger() -> int:
         return 0
     removed = ledger.purge()
     log.info("ledger purge removed %d entries past retention", removed)
+    settings = pipeline().client.settings
+    if settings.storage_connection_string or settings.storage_blob_uri:
+        from .filedrop.credits import forget_old_credits
+
+        credits, plans = forget_old_credits(settings, blob_service(settings))
+        log.info("ledger purge forgot %d bank credits and %d plans past their retention", credits, plans)
     if gate().settings.senders:
         forgotten = gate().purge()
         log.info("ledger purge forgot %d signed deliveries past the tolerance", forgotten)

@@ -1,6 +1,8 @@
 """What cash application reads from the books: `customers` (API v2.0 page 30009 "APIV2 - Customers"),
-`salesInvoices` (page 30012 "APIV2 - Sales Invoices") and `companyInformation` (page 30011 "APIV2 -
-Company Information"), in either API form, read-only, with `$filter`, `$select`, `$top`, `$skip` and
+`salesInvoices` (page 30012 "APIV2 - Sales Invoices"), `companyInformation` (page 30011 "APIV2 -
+Company Information") and `customerPaymentJournals` (page 30013 "APIV2 - Cust. Paym. Journals": the
+batches of the default customer payments template, which its OnOpenPage filters on; every journal of the
+sandbox is one), in either API form, read-only, with `$filter`, `$select`, `$top`, `$skip` and
 server-driven paging (`@odata.nextLink` with a `$skiptoken`), as Business Central serves API pages.
 
 Amounts are exact Decimals written without trailing zeros (Business Central's Edm.Decimal: 1500.00 is
@@ -20,7 +22,7 @@ from urllib.parse import quote, urlencode
 
 from .entity import etag
 from .odata import Call, Kind, ODataError, norm_guid, parse_select, parse_typed_filter
-from .store import CUSTOMER_BLOCKED, INVOICE_STATUSES, Company, Customer, Invoice
+from .store import CUSTOMER_BLOCKED, INVOICE_STATUSES, Company, Customer, Invoice, Journal
 
 # Business Central's maximum page size for OData/API pages, online and on-premises by default
 # (dev-itpro/webservices/server-driven-paging-in-odata-web-services.md: "a maximum of 20,000 entities
@@ -28,11 +30,12 @@ from .store import CUSTOMER_BLOCKED, INVOICE_STATUSES, Company, Customer, Invoic
 MAX_PAGE_SIZE = 20_000
 BLANK_DATE = "0001-01-01"  # an empty AL Date, as the API writes it
 
-ENTITY_SETS = ("customers", "salesInvoices", "companyInformation")
+ENTITY_SETS = ("customers", "salesInvoices", "companyInformation", "customerPaymentJournals")
 _ENTITY_TYPE = {
     "customers": "customer",
     "salesInvoices": "salesInvoice",
     "companyInformation": "companyInformation",
+    "customerPaymentJournals": "customerPaymentJournal",
 }
 _SCHEMA: dict[str, dict[str, Kind]] = {
     "customers": {
@@ -67,17 +70,26 @@ _SCHEMA: dict[str, dict[str, Kind]] = {
         "currencyCode": "code",
         "lastModifiedDateTime": "datetime",
     },
+    "customerPaymentJournals": {
+        "id": "guid",
+        "code": "code",
+        "displayName": "text",
+        "lastModifiedDateTime": "datetime",
+        "balancingAccountId": "guid",
+        "balancingAccountNumber": "code",
+    },
 }
 GRAPH_LACKS = frozenset(("remainingAmount",))  # salesInvoices properties API v2.0 has and Graph has not
 _QUERY_OPTIONS = frozenset(("$filter", "$select", "$top", "$skip", "$skiptoken"))
 
+_SETS = "|".join(ENTITY_SETS)
 _GRAPH = re.compile(
-    r"^/beta/financials/companies/(?P<company>[^/]+)/(?P<set>customers|salesInvoices|companyInformation)"
+    rf"^/beta/financials/companies/(?P<company>[^/]+)/(?P<set>{_SETS})"
     r"(?:/(?P<key>[^/]+))?/?$",
     re.IGNORECASE,
 )
 _BC = re.compile(
-    r"^(?P<root>.*/api/v2\.0)/companies\((?P<company>[^)/]+)\)/(?P<set>customers|salesInvoices|companyInformation)"
+    rf"^(?P<root>.*/api/v2\.0)/companies\((?P<company>[^)/]+)\)/(?P<set>{_SETS})"
     r"(?:\((?P<key>[^)/]+)\))?/?$",
     re.IGNORECASE,
 )
@@ -185,8 +197,26 @@ def render_company(company: Company) -> dict[str, Any]:
     }
 
 
+def render_journal(journal_id: str, journal: Journal) -> dict[str, Any]:
+    """Page 30013: code is the batch's Name, displayName its Description (the sandbox keeps one name);
+    the sandbox's journals have no balancing account."""
+    return {
+        "@odata.etag": _tag(journal_id, "0"),
+        "id": journal_id,
+        "code": journal.name,
+        "displayName": journal.name,
+        "lastModifiedDateTime": "2024-01-01T00:00:00.000Z",
+        "balancingAccountId": "00000000-0000-0000-0000-000000000000",
+        "balancingAccountNumber": "",
+    }
+
+
 def _rows(company: Company, entity_set: str) -> list[tuple[str, Callable[[], dict[str, Any]]]]:
-    """(sort key, renderer) of every record, in key order (customers and invoices by No.)."""
+    """(sort key, renderer) of every record, in key order (customers and invoices by No., journals by
+    id, as the page's key SystemId orders them)."""
+    if entity_set == "customerPaymentJournals":
+        journals = sorted(company.journals.items())
+        return [(k, lambda k=k, j=j: render_journal(k, j)) for k, j in journals]
     if entity_set == "customers":
         items = sorted(company.customer_records.items())
         return [(n, lambda c=c: render_customer(company, c)) for n, c in items]

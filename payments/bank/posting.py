@@ -35,6 +35,7 @@ class Credit:
     text: str
     problem: str = ""  # why the bank's own description of it cannot be trusted (never posted then)
     identity: dict[str, Any] | None = None  # identity.Identity as JSON: how the register knows it
+    part: int = 0  # n: the n-th line of the credit's fixed plan, refused and decided again on its own
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -49,6 +50,7 @@ class Credit:
             "text": self.text,
             "problem": self.problem,
             **({"identity": self.identity} if self.identity is not None else {}),
+            **({"part": self.part} if self.part else {}),
         }
 
     @classmethod
@@ -65,12 +67,18 @@ class Credit:
             str(data["text"]),
             str(data.get("problem", "")),
             data.get("identity"),
+            int(data.get("part", 0)),
         )
 
 
 def part_key(key: str, part: int) -> str:
     """The ledger key of a credit's n-th payment (the first is the transaction's own key)."""
     return key if part == 1 else f"{key}.{part}"
+
+
+def whole_key(key: str, part: int) -> str:
+    """The key of the credit whose n-th payment has the ledger key `key` (part_key's inverse)."""
+    return key if part <= 1 else key.removesuffix(f".{part}")
 
 
 def _cut(text: str, limit: int) -> str:

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from schwifty import IBAN
 from schwifty.exceptions import SchwiftyException
 
-from ..errors import InputError
+from ..errors import InputError, TargetError
 from ..readers import delimiter_of
 from .statement import mask
 
@@ -120,12 +120,31 @@ def _decimal(value: Any, what: str) -> Decimal:
     raise InputError(f"the target answered {what} as {type(value).__name__}, not a decimal number")
 
 
+def _journals(target: Reads, company_id: str, journal_id: str) -> tuple[list[str], str]:
+    """Every customer payment journal of the company (page 30013 lists the batches of the default
+    customer payments template), this one first: their unposted lines all wait to pay invoices. Lines in
+    journals of other templates are not readable through the API (page 30049 `journalLines` shows
+    G/L and bank account lines only). When the list cannot be read, this journal alone, and a note."""
+    try:
+        found = [
+            str(item.get("id") or "").lower()
+            for item in target.read_all(company_id, "customerPaymentJournals", {"$select": "id,code"})
+        ]
+    except TargetError as exc:
+        return [journal_id], (
+            f"the company's other customer payment journals could not be listed ({exc.message}): only this "
+            "journal's unposted lines are counted against the invoices"
+        )
+    own = journal_id.lower()
+    return [journal_id] + [j for j in found if j and j != own], ""
+
+
 def load(
     target: Reads, company_id: str, journal_id: str, payers: bytes | None, *, graph: bool = False
 ) -> Receivables:
-    """Read customers, open sales invoices, the journal's unposted lines and the local currency from the
-    target, and the payer map. Graph's salesInvoice has no remainingAmount, so it is not asked for there
-    (an unknown property in `$select` is refused)."""
+    """Read customers, open sales invoices, the unposted lines of every customer payment journal and the
+    local currency from the target, and the payer map. Graph's salesInvoice has no remainingAmount, so it
+    is not asked for there (an unknown property in `$select` is refused)."""
     info = next(iter(target.read_all(company_id, "companyInformation")), None) or {}
     currency = str(info.get("currencyCode") or "").upper()
     customers = {}
@@ -166,11 +185,15 @@ def load(
             str(item.get("externalDocumentNumber") or "").upper(),
         )
     in_journal: dict[str, Decimal] = defaultdict(Decimal)
-    for line in target.journal_lines(company_id, journal_id, "appliesToInvoiceNumber,amount"):
-        number = str(line.get("appliesToInvoiceNumber") or "").upper()
-        if number:
-            in_journal[number] += -_decimal(line.get("amount", 0), "a journal line's amount")
+    journals, note = _journals(target, company_id, journal_id)
+    for journal in journals:
+        for line in target.journal_lines(company_id, journal, "appliesToInvoiceNumber,amount"):
+            number = str(line.get("appliesToInvoiceNumber") or "").upper()
+            if number:
+                in_journal[number] += -_decimal(line.get("amount", 0), "a journal line's amount")
     book = Receivables(customers, invoices, currency, in_journal=dict(in_journal))
+    if note:
+        book.notes.append(note)
     if payers is not None:
         book.payers, book.notes = read_payers(payers, customers)
     if unknown_remaining:

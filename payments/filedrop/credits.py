@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import IO, Any
 
@@ -23,15 +24,17 @@ from .. import codec, telemetry
 from ..bank import Transaction
 from ..bank.identity import Identity, identity_of
 from ..bank.matching import Match
-from ..bank.posting import Credit, part_key, payloads
+from ..bank.posting import Credit, part_key, payloads, whole_key
 from ..bank.receivables import Customer, Invoice, Receivables
 from ..bank.register import BankRegister, Registered, State
+from ..bank.register import purge as purge_register
 from ..bank.review import ReviewWriter
 from ..bank.statement import Statement, mask
 from ..errors import LedgerUnavailable
 from ..ledger import Scope
 from ..model import CustomerPayment, check
 from ..posting import Halt, Outcome, Pipeline
+from ..storage import table_client
 from .report import SPOOL_MEMORY, Report, outcome_detail
 
 log = logging.getLogger("payments.filedrop")
@@ -140,8 +143,48 @@ class Plans:
         return self.get(key)
 
     def get(self, key: str) -> dict[str, Any]:
-        data = self.container.download_blob(self.prefix + key + ".json", max_concurrency=1).readall()
-        return codec.loads(data, unique_keys=False)
+        return self.read(key)[0]
+
+    def read(self, key: str) -> tuple[dict[str, Any], str]:
+        """The plan and its blob's etag (to change it only if nobody did meanwhile)."""
+        blob = self.container.download_blob(self.prefix + key + ".json", max_concurrency=1)
+        return codec.loads(blob.readall(), unique_keys=False), blob.properties.etag
+
+    def change(self, key: str, plan: dict[str, Any], etag: str) -> bool:
+        """Replace a fixed plan (one line decided again by the operator), unless it changed since read."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError
+
+        try:
+            self.container.upload_blob(
+                self.prefix + key + ".json",
+                codec.dumpb(plan),
+                overwrite=True,
+                etag=etag,
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except ResourceModifiedError:
+            return False
+        return True
+
+
+def forget_old_credits(settings: Any, service: Any, now: datetime | None = None) -> tuple[int, int]:
+    """The nightly purge of bank credits: the register's credits and the plans untouched for
+    PAYMENTS_BANK_RETENTION_DAYS; how many of each were forgotten. A plan goes with its credit (and a
+    plan fixed before the register existed goes by its own age)."""
+    cutoff = (now or datetime.now(UTC)) - timedelta(days=settings.bank_retention_days)
+    table = table_client(settings, settings.bank_table)
+    credits = purge_register(table, cutoff) if table is not None else 0
+    plans = 0
+    container = service.get_container_client(settings.batches_container)
+    try:
+        for blob in container.list_blobs(name_starts_with="credits/"):
+            if blob.last_modified < cutoff:
+                container.delete_blob(blob.name)
+                plans += 1
+    except ResourceNotFoundError:  # no container yet: nothing was ever planned
+        pass
+    return credits, plans
 
 
 class CreditFlow:
@@ -358,6 +401,53 @@ class CreditFlow:
         self._decided(index, credit, plan)
         return None
 
+    def repost_part(
+        self, index: int, part: Credit, customer: Customer, invoice: Invoice | None
+    ) -> str | None:
+        """Decide one refused line of a credit's fixed plan again: the operator's invoice (or the customer's
+        account) replaces the line in the plan, the other lines stay as they are, and the plan is posted
+        (its lines posted before are skipped, the refusal is forgotten and the new line sent). An error
+        message when it cannot be done as chosen."""
+        whole = whole_key(part.key, part.part)
+        if whole not in self.plans.known:
+            return "this credit has no fixed plan any more: choose for the whole credit"
+        plan, etag = self.plans.read(whole)
+        if part.part > len(plan["payloads"]):
+            return f"the credit's plan has no part {part.part}"
+        if invoice is not None and self.book.left[invoice.number] < part.amount:
+            return (
+                f"{invoice.number} waits for {self.book.left[invoice.number]}, this part is {part.amount}: "
+                "choose an invoice that takes it whole, or 'account <customer number>'"
+            )
+        payload = {
+            k: v
+            for k, v in plan["payloads"][part.part - 1].items()
+            if k not in ("customerNumber", "appliesToInvoiceId", "appliesToInvoiceNumber")
+        }
+        payload["customerNumber"] = customer.number
+        if invoice is not None:
+            if invoice.id:
+                payload["appliesToInvoiceId"] = invoice.id
+            payload["appliesToInvoiceNumber"] = invoice.number
+        checked = check(payload, self.target_form)
+        if checked.payment is None:
+            said = "; ".join(f"{e.pointer.lstrip('/')} {e.detail}" for e in checked.errors)
+            return f"cannot be posted so: {said}"
+        plan["payloads"][part.part - 1] = payload
+        invoices = list(plan["invoices"]) + [""] * (len(plan["payloads"]) - len(plan["invoices"]))
+        invoices[part.part - 1] = invoice.number if invoice is not None else ""
+        plan["invoices"] = invoices
+        chosen = invoice.number if invoice is not None else f"account {customer.number}"
+        plan["why"] = f"{plan['why']}; part {part.part}: operator's choice {chosen}"
+        if not self.plans.change(whole, plan, etag):
+            return "the credit's plan was changed meanwhile (another review file): drop this one again"
+        if invoice is not None:
+            self.book.apply(invoice, part.amount)
+        total = -sum((Decimal(p["amount"]) for p in plan["payloads"]), Decimal(0))
+        location = part.location.rsplit(", part ", 1)[0]
+        self._spool(index, replace(part, key=whole, part=0, amount=total, location=location), plan)
+        return None
+
     def skip(self, index: int, credit: Credit) -> None:
         """The operator chose to post nothing for this credit: fixed as its plan, so no later reading
         asks again (unless a plan to post was fixed first: then that one is posted)."""
@@ -463,6 +553,11 @@ class CreditFlow:
                     f"{detail.get('note', 'being decided')}; with other details: not posted again"
                 )
             kinds.append(kind)
+            if kind == "rejected":
+                detail["note"] = (
+                    "in the review file: choose another invoice or 'account <customer number>' for "
+                    + ("it" if len(parts) == 1 else "this part alone; the other parts stay as they are")
+                )
             payload = item["payloads"][n - 1]
             self.report.add(
                 credit.location if len(parts) == 1 else f"{credit.location}, part {n}",
@@ -470,7 +565,7 @@ class CreditFlow:
                 None,
                 key=part_key(credit.key, n),
                 amount=-Decimal(payload["amount"]),
-                customerNumber=item["customer"],
+                customerNumber=payload.get("customerNumber"),
                 invoice=payload.get("appliesToInvoiceNumber"),
                 reason=item["why"],
                 **detail,
@@ -484,7 +579,27 @@ class CreditFlow:
             (summary.applied if item["invoices"] else summary.on_account).add(credit.amount)
         else:
             summary.failed.add(credit.amount)
-            rejected = next((o for o in parts if o.kind == "rejected"), None)
-            if rejected is not None and len(parts) == 1:
-                message = rejected.error.message if rejected.error is not None else "rejected"
-                self.review.add(credit, "", f"Business Central refused it: {message}", None)
+            for n, outcome in enumerate(parts, start=1):
+                if outcome.kind != "rejected":
+                    continue
+                message = outcome.error.message if outcome.error is not None else "rejected"
+                if len(parts) == 1:
+                    self.review.add(credit, "", f"Business Central refused it: {message}", None)
+                    continue
+                payload = item["payloads"][n - 1]
+                line = replace(
+                    credit,
+                    key=part_key(credit.key, n),
+                    location=f"{credit.location}, part {n}",
+                    amount=-Decimal(payload["amount"]),
+                    part=n,
+                )
+                target = payload.get("appliesToInvoiceNumber") or f"account {payload.get('customerNumber')}"
+                self.review.add(
+                    line,
+                    "",
+                    f"Business Central refused part {n} of this credit ({target}): {message}. Choose an "
+                    "invoice or 'account <customer number>' for this part alone; the other parts stay as "
+                    "they are",
+                    None,
+                )

@@ -139,6 +139,9 @@ def process_review(
             continue
         credit = replace(Credit.from_json(facts), location=f"{row.location} ({facts['location']})")
         summary.credits.add(credit.amount)
+        if credit.part:  # one refused line of a credit's fixed plan, decided again alone
+            _repost_part(flow, credit, row.choice, book)
+            continue
         claimed = flow.claim(0, credit, chosen=True)
         if claimed is None:
             continue  # decided since (another reading, another review file): reported as it was
@@ -158,6 +161,32 @@ def process_review(
                 flow.to_review(0, credit, "", problem)
     _flush(flow, name)
     return _finish(drop, flow, name, stamp, [])
+
+
+def _repost_part(flow: CreditFlow, part: Credit, text: str, book: Receivables) -> None:
+    """The operator's choice for one refused line of a credit's fixed plan: one invoice, or the account
+    of a customer; the rest of the plan stays as it was fixed."""
+    try:
+        choice = parse_choice(text, book)
+    except InputError as exc:
+        flow.to_review(0, part, "", f"the choice {text!r} cannot be used: {exc}")
+        return
+    if choice.action == "none":
+        flow.to_review(0, part, "", "no choice made yet for this refused part of a credit")
+        return
+    if choice.action == "skip" or len(choice.invoices) > 1:
+        flow.to_review(
+            0,
+            part,
+            "",
+            "a refused part of a credit takes one invoice or 'account <customer number>': it cannot be "
+            "skipped or split, its other parts are posted",
+        )
+        return
+    invoice = choice.invoices[0] if choice.invoices else None
+    problem = _refusal(part, choice, book) or flow.repost_part(0, part, choice.customer, invoice)
+    if problem is not None:
+        flow.to_review(0, part, "", problem)
 
 
 def _flush(flow: CreditFlow, name: str) -> None:
