@@ -216,7 +216,25 @@ def posted_once(sandbox, service, args) -> list[str]:
             f"{summary['postedBefore']['count']} | {summary['review']['count']} | {len(lines_at_target)} | "
             f"{max(per_credit.values(), default=0)} (same invoice twice: {sum(1 for v in parts.values() if v > 1)}) |"
         )
-    return lines
+    return [*lines, "", *register_cost()]
+
+
+def register_cost() -> list[str]:
+    """What the register of bank credits holds after the runs above: rows and bytes per credit (each
+    entity's properties as JSON: about what Table storage bills)."""
+    from azure.data.tables import TableClient
+
+    from payments import runtime
+
+    settings = runtime.pipeline().client.settings
+    table = TableClient.from_connection_string(settings.storage_connection_string or "", settings.bank_table)
+    rows = list(table.list_entities())
+    credits = sum(1 for r in rows if r["RowKey"].startswith("c|"))
+    size = sum(len(json.dumps({k: str(v) for k, v in r.items()}).encode()) for r in rows)
+    return [
+        f"register (PAYMENTS_BANK_TABLE): {credits} credits in {len(rows)} rows, {size / 1024:.0f} KiB; "
+        f"{len(rows) / max(credits, 1):.1f} rows and {size / max(credits, 1):.0f} bytes per credit"
+    ]
 
 
 def worker(args: argparse.Namespace) -> None:

@@ -196,10 +196,13 @@ class BankRegister:
             "Identity": codec.dumps(identity.to_json()),
             "UpdatedAt": now,
         }
-        rows = [f"c|{identity.key}", f"k|{identity.key}", f"{_facts(identity)}{slot:04d}"]
-        if identity.reference:
-            rows.append(_reference_row(identity))
-        operations = [("create", {"PartitionKey": pk, "RowKey": row, **body}) for row in rows]
+        # The credit and its facts row carry what `resolve` compares; the key and reference rows only
+        # point to the credit.
+        whole = [f"c|{identity.key}", f"{_facts(identity)}{slot:04d}"]
+        pointers = [f"k|{identity.key}"] + ([_reference_row(identity)] if identity.reference else [])
+        pointer = {"Credit": identity.key, "Journal": journal, "UpdatedAt": now}
+        operations = [("create", {"PartitionKey": pk, "RowKey": row, **body}) for row in whole]
+        operations += [("create", {"PartitionKey": pk, "RowKey": row, **pointer}) for row in pointers]
         try:
             self._call(lambda: self.table.submit_transaction(operations))
         except TableTransactionError:

@@ -1,7 +1,7 @@
 """What cash application reads from the sandbox: customers, sales invoices and the company's currency,
 and what posting a payment journal does to them. Each test names the Business Central fact it follows:
-pages 30009 "APIV2 - Customers", 30011 "APIV2 - Company Information" and 30012 "APIV2 - Sales
-Invoices" (microsoft/ALAppExtensions Apps/W1/APIV2/app/src/pages/), codeunit 5465 "Graph Mgt - General
+pages 30009 "APIV2 - Customers", 30011 "APIV2 - Company Information", 30012 "APIV2 - Sales
+Invoices" and 30013 "APIV2 - Cust. Paym. Journals" (microsoft/ALAppExtensions Apps/W1/APIV2/app/src/pages/), codeunit 5465 "Graph Mgt - General
 Tools", codeunit 12 "Gen. Jnl.-Post Line", and MicrosoftDocs/dynamics365smb-devitpro-pb."""
 
 from __future__ import annotations
@@ -134,6 +134,29 @@ def test_company_information_in_both_forms(books):
         (info,) = values(books("companyInformation", graph=graph))
         assert set(info) >= {"@odata.etag", "id", "displayName", "currencyCode"}
         assert info["currencyCode"] == "EUR"
+
+
+def test_customer_payment_journals_in_both_forms(books, sandbox):
+    """Page 30013 "APIV2 - Cust. Paym. Journals" (EntitySetName customerPaymentJournals, SourceTable Gen.
+    Journal Batch, ODataKeyFields SystemId): id, code (Name), displayName (Description),
+    lastModifiedDateTime, balancingAccountId, balancingAccountNumber; OnOpenPage keeps the batches of the
+    default customer payments template, which every sandbox journal is. $select as on any API page."""
+    added = sandbox.add_journal(name="BANK2")
+    for graph in (False, True):
+        journals = {j["id"]: j for j in values(books("customerPaymentJournals", graph=graph))}
+        assert set(journals) == {SANDBOX_JOURNAL_ID, added}
+        assert set(journals[added]) == {
+            "@odata.etag",
+            "id",
+            "code",
+            "displayName",
+            "lastModifiedDateTime",
+            "balancingAccountId",
+            "balancingAccountNumber",
+        }
+        assert journals[added]["code"] == "BANK2"
+    [only] = values(books("customerPaymentJournals", {"$select": "id,code", "$filter": "code eq 'BANK2'"}))
+    assert set(only) == {"@odata.etag", "id", "code"} and only["id"] == added
 
 
 def test_filters_select_and_top(books, sandbox, fresh):

@@ -124,3 +124,33 @@ def test_the_german_sepa_samples_are_applied_to_their_invoices_and_posted_once(d
         "21007 (remaining 50000.00), customer K-1001 Karl Kaufmann: medium — document number in the remittance; "
         "amount differs (remaining 50000.00)"
     )
+
+
+def test_the_german_sepa_samples_read_again_elsewhere_or_a_month_later_post_nothing_more(drop, sandbox):
+    """The register keeps each credit per bank account (issue 24): the whole statement dropped under a
+    second journal's folder, and again after the ledger has forgotten its keys (and the journal was
+    posted), reports the credits as posted before and posts nothing."""
+    from datetime import UTC, datetime, timedelta
+
+    from payments.ledger import Ledger, TableLedgerStore
+
+    sandbox.seed_receivables(
+        [{"number": n, "name": name} for n, name in SAMPLE_CUSTOMERS.items()],
+        [{"number": n, "customer_number": c, "amount": a} for n, c, a in SAMPLE_INVOICES],
+    )
+    data = (BETTERPLACE / "sepa_mt9401.sta").read_bytes()
+    deliver(drop, upload(drop, f"{C}/{J}/sepa_mt9401.sta", data))
+    posted = len(sandbox.payments())
+    assert posted == 7
+    other = sandbox.add_journal(name="BANK2")
+    elsewhere = upload(drop, f"{C}/{other}/sepa_mt9401.sta", data)
+    deliver(drop, elsewhere)
+    assert sandbox.payments(journal_id=other) == []
+    assert sum(s["postedBefore"]["count"] for s in report_of(drop, elsewhere)["statements"]) == 7
+    later = datetime.now(UTC) + timedelta(days=31)
+    assert Ledger(TableLedgerStore(drop.table), clock=lambda: later).purge() == 7
+    sandbox.post_journal()
+    again = upload(drop, f"{C}/{J}/sepa_mt9401-again.sta", data)
+    deliver(drop, again)
+    assert sandbox.payments() == []  # posting emptied the journal; nothing new came
+    assert sum(s["postedBefore"]["count"] for s in report_of(drop, again)["statements"]) == 7
