@@ -141,10 +141,14 @@ def test_customer_payment_journals_in_both_forms(books, sandbox):
     Journal Batch, ODataKeyFields SystemId): id, code (Name), displayName (Description),
     lastModifiedDateTime, balancingAccountId, balancingAccountNumber; OnOpenPage keeps the batches of the
     default customer payments template, which every sandbox journal is. $select as on any API page."""
-    added = sandbox.add_journal(name="BANK2")
+    company = sandbox.add_company(name="Journals")  # its own: the session's sandbox keeps added journals
+    first, added = sandbox.add_journal(name="BANK", company_id=company), sandbox.add_journal(
+        name="BANK2", company_id=company
+    )
     for graph in (False, True):
-        journals = {j["id"]: j for j in values(books("customerPaymentJournals", graph=graph))}
-        assert set(journals) == {SANDBOX_JOURNAL_ID, added}
+        listed = values(books("customerPaymentJournals", graph=graph, company=company))
+        journals = {j["id"]: j for j in listed}
+        assert set(journals) == {first, added}
         assert set(journals[added]) == {
             "@odata.etag",
             "id",
@@ -155,7 +159,8 @@ def test_customer_payment_journals_in_both_forms(books, sandbox):
             "balancingAccountNumber",
         }
         assert journals[added]["code"] == "BANK2"
-    [only] = values(books("customerPaymentJournals", {"$select": "id,code", "$filter": "code eq 'BANK2'"}))
+    query = {"$select": "id,code", "$filter": "code eq 'BANK2'"}
+    [only] = values(books("customerPaymentJournals", query, company=company))
     assert set(only) == {"@odata.etag", "id", "code"} and only["id"] == added
 
 
