@@ -51,6 +51,16 @@ class Registered:
     ids: tuple[str, ...] = ()  # its payments' ids at the target, once posted
 
 
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A credit's new state, to record."""
+
+    account: str
+    credit: str
+    state: State
+    ids: tuple[str, ...] = ()
+
+
 @dataclass(slots=True)
 class Resolution:
     """What the register says of one reading: a new credit (and the slot to register it in), a credit
@@ -178,6 +188,11 @@ class BankRegister:
 
     # -- writing ----------------------------------------------------------------------------------
 
+    def _merge(self, entity: dict[str, Any]) -> None:
+        from azure.data.tables import UpdateMode
+
+        self._call(lambda: self.table.update_entity(entity, mode=UpdateMode.MERGE))
+
     def register(
         self, identity: Identity, *, journal: str, reading: str, first: str, slot: int, state: State
     ) -> bool:
@@ -228,22 +243,39 @@ class BankRegister:
             except ResourceExistsError:
                 pass
 
-    def mark(self, account: str, credit: str, state: State, ids: list[str] | None = None) -> None:
-        """A credit's new state: posted once every line exists at the target (`ids`: theirs there)."""
+    def mark(self, changes: list[Change]) -> None:
+        """Credits' new states (posted once every line exists at the target, with their ids there): one
+        transaction per partition and hundred credits; one by one when a credit is missing."""
         from azure.core.exceptions import ResourceNotFoundError
-        from azure.data.tables import UpdateMode
+        from azure.data.tables import TableTransactionError, UpdateMode
 
-        entity = {
-            "PartitionKey": partition(self.company, account),
-            "RowKey": f"c|{credit}",
-            "State": state,
-            "UpdatedAt": self.clock(),
-            **({"TargetIds": " ".join(ids)[:4000]} if ids else {}),
-        }
-        try:
-            self._call(lambda: self.table.update_entity(entity, mode=UpdateMode.MERGE))
-        except ResourceNotFoundError:
-            log.warning("bank credit %s is not in the register: its state was not recorded", credit)
+        now = self.clock()
+        by_partition: dict[str, list[dict[str, Any]]] = {}
+        for change in changes:
+            pk = partition(self.company, change.account)
+            by_partition.setdefault(pk, []).append(
+                {
+                    "PartitionKey": pk,
+                    "RowKey": f"c|{change.credit}",
+                    "State": change.state,
+                    "UpdatedAt": now,
+                    **({"TargetIds": " ".join(change.ids)[:4000]} if change.ids else {}),
+                }
+            )
+        for entities in by_partition.values():
+            for start in range(0, len(entities), 100):
+                chunk = entities[start : start + 100]
+                operations = [("update", e, {"mode": UpdateMode.MERGE}) for e in chunk]
+                try:
+                    self._call(lambda operations=operations: self.table.submit_transaction(operations))
+                    continue
+                except TableTransactionError:
+                    pass
+                for entity in chunk:
+                    try:
+                        self._merge(entity)
+                    except ResourceNotFoundError:
+                        log.warning("bank credit %s is not in the register", entity["RowKey"][2:])
 
 
 def purge(table: Any, older_than: datetime) -> int:

@@ -26,7 +26,7 @@ from ..bank.identity import Identity, identity_of
 from ..bank.matching import Match
 from ..bank.posting import Credit, part_key, payloads, whole_key
 from ..bank.receivables import Customer, Invoice, Receivables
-from ..bank.register import BankRegister, Registered, State
+from ..bank.register import BankRegister, Change, Registered, State
 from ..bank.register import purge as purge_register
 from ..bank.review import ReviewWriter
 from ..bank.statement import Statement, mask
@@ -211,7 +211,10 @@ class CreditFlow:
         self.plans = plans
         self.register = register
         self.reading = reading  # the file being read and when: what the register records a credit came from
-        self._slots: dict[str, int] = {}  # credits new to the register: where to register them when decided
+        # Credits new to the register: where to register them once decided, and whether the operator chose
+        # (then a match the register is unsure of does not hold them back).
+        self._slots: dict[str, tuple[int, bool]] = {}
+        self._marks: list[Change] = []
         self.spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)
         self.summaries: dict[int, Summary] = {}
         self.target_form = replace(pipeline.rules, amount_sign="negative")
@@ -235,7 +238,7 @@ class CreditFlow:
         identity = Identity.from_json(credit.identity)
         found = self.register.resolve(identity, self.reading)
         if found.kind == "new" or (found.kind == "uncertain" and chosen):
-            self._slots[credit.key] = found.slot
+            self._slots[credit.key] = (found.slot, chosen)
             return credit
         if found.kind == "uncertain":
             named = "; ".join(
@@ -297,13 +300,13 @@ class CreditFlow:
         identity = Identity.from_json(credit.identity)
         first = f"{self.review.head['source']}, {credit.location}"
         for _ in range(3):
-            slot = self._slots.pop(credit.key)
+            slot, chosen = self._slots.pop(credit.key)
             journal = self.scope.journal_id
             if self.register.register(
                 identity, journal=journal, reading=self.reading, first=first, slot=slot, state=state
             ):
                 return credit
-            claimed = self.claim(index, credit, chosen=True)  # registered meanwhile: as which credit?
+            claimed = self.claim(index, credit, chosen=chosen)  # registered meanwhile: as which credit?
             if claimed is None or claimed.key not in self._slots:
                 return claimed  # reported as that credit, or that credit still open in this journal
         raise LedgerUnavailable(f"bank credit {credit.key} not registered: the register kept changing")
@@ -458,11 +461,19 @@ class CreditFlow:
         plan = self.plans.fix(registered.key, nothing)
         if not plan["payloads"]:
             self._mark(registered, "skipped")
+            self._marked()
         self._decided(index, registered, plan)
 
     def _mark(self, credit: Credit, state: State, ids: list[str] | None = None) -> None:
+        """Record a credit's new state in the register with the next ones (`_marked` writes them)."""
         if self.register is not None and credit.identity is not None:
-            self.register.mark(Identity.from_json(credit.identity).account, credit.key, state, ids)
+            account = Identity.from_json(credit.identity).account
+            self._marks.append(Change(account, credit.key, state, tuple(ids or ())))
+
+    def _marked(self) -> None:
+        if self.register is not None and self._marks:
+            self.register.mark(self._marks)
+        self._marks = []
 
     def _decided(self, index: int, credit: Credit, plan: dict[str, Any]) -> None:
         """A credit whose plan was fixed: posted as planned, or skipped as the operator chose."""
@@ -505,6 +516,7 @@ class CreditFlow:
             done = iter(outcomes)
             for item in chunk:
                 self._account(item, [next(done) for _ in item["payloads"]])
+            self._marked()
 
     def _refused(self, outcome: Outcome, item: dict[str, Any], n: int) -> bool:
         """True when this line met an earlier refusal of its key (replayed, or under other details),

@@ -325,3 +325,37 @@ def test_a_refused_line_of_a_fixed_plan_is_decided_again_alone_in_the_review_fil
     assert back["totals"].get("created") == 1
     again = drop_file(books, "day-again.xml", g.camt053([several], account_iban=ACCOUNT, statement_id="S5"))
     assert len(payments(sandbox, books)) == 2 and again["statements"][0]["postedBefore"]["count"] == 1
+
+
+def test_two_readings_of_one_credit_registered_at_the_same_moment_collide_and_the_second_finds_the_first(
+    books,
+):
+    """Two workers read the camt.054 and the camt.053 at once: both find nothing registered and both
+    register. The facts row's slot makes the second transaction fail (nothing of it written), and
+    resolving again finds the first reading's credit, so it is not posted beside it."""
+    from payments.bank import reader_for
+    from payments.bank.identity import identity_of
+    from payments.bank.register import BankRegister
+    from payments.settings import load_settings
+
+    credits = two_credits(books.world)[1:]  # the one on account: payer account and name in both
+    readings = []
+    for kind, data in (
+        ("camt", g.camt054(without_references(credits), account_iban=ACCOUNT, notification_id="N1")),
+        ("camt", g.camt053(credits, account_iban=ACCOUNT, statement_id="S1")),
+    ):
+        reader = reader_for(kind, io.BytesIO(data), "x")
+        [tx] = list(reader.transactions())
+        readings.append(identity_of(tx, reader.statements[tx.statement]))
+    notified, booked = readings
+    assert notified.key != booked.key  # the readings' own keys differ: facts, then AcctSvcrRef
+    table = TableClient.from_connection_string(books.drop.azurite.connection_string, load_settings().bank_table)
+    register = BankRegister(table, books.company)
+    first, second = register.resolve(notified, "intraday"), register.resolve(booked, "day")
+    assert (first.kind, second.kind, first.slot, second.slot) == ("new", "new", 0, 0)
+    decided = {"journal": books.journal, "first": "x", "state": "decided"}
+    assert register.register(notified, reading="intraday", slot=first.slot, **decided) is True
+    assert register.register(booked, reading="day", slot=second.slot, **decided) is False
+    again = register.resolve(booked, "day")
+    assert (again.kind, again.credit.credit) == ("same", notified.key)
+    assert again.reason == "the same payer account, text, payer name"
