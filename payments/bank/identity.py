@@ -28,6 +28,7 @@ import unicodedata
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from ..ledger.keys import exact_text
 from .statement import Statement, Transaction
 
 Verdict = Literal["same", "different", "maybe"]
@@ -90,7 +91,7 @@ class Identity:
     entry: str  # the entry's reference and the transaction's place in it, "" when none
     booking_date: str  # ISO date
     value_date: str
-    amount: str  # exact, as text
+    amount: str  # exact, as text, without trailing zeros
     currency: str
     details: dict[str, str] = field(default_factory=dict)  # digests, by the names in DISTINCT and LOOSE
 
@@ -122,7 +123,7 @@ def identity_of(tx: Transaction, statement: Statement | None) -> Identity:
         entry=f"{tx.entry_reference}#{tx.position}" if tx.entry_reference else "",
         booking_date=day.isoformat() if day else "",
         value_date=tx.value_date.isoformat() if tx.value_date else "",
-        amount=format(tx.amount, "f") if tx.amount is not None else "",
+        amount=exact_text(tx.amount) if tx.amount is not None else "",  # 150.00 and 150 are one amount
         currency=tx.currency.upper(),
         details={k: v for k, v in details.items() if v},
     )

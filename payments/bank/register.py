@@ -2,20 +2,24 @@
 journals, file types and time, so that none is posted twice (`identity` says when two readings are one).
 
 One Azure table in the function's own storage account (`PAYMENTS_BANK_TABLE`); a partition per company
-and bank account (the account as a digest, never the IBAN). A credit is four kinds of rows, written
-together in one transaction (all or none):
+and bank account (the account as a digest, never the IBAN). Two readings can only be one credit when
+their booking date, amount and currency agree, so every row of a credit starts with those facts, and one
+range query over them finds all a reading needs. A credit is four rows, written in one transaction (all
+or none):
 
-- `c|<credit>`: the credit (named by the key of its first reading), the journal it was decided for, its
-  state (`decided`, then `posted` once every line was created; `skipped` when the operator chose so), the
-  file and place it was first read from;
-- `k|<reading key>` and `r|<family>|<reference digest>`: how a later reading finds it at once;
-- `d|<booking date>|<amount>|<currency>|<slot>`: how a reading without the same key or reference finds
-  the credits it could be (`identity.compare`). The slot is the number of credits registered before
-  with those facts, so two workers registering two readings of one credit at the same moment collide on
-  it: the second then compares against the first instead of posting beside it.
+- `<facts>|c|<credit>`: the credit (named by the key of its first reading), the journal it was decided
+  for, its state (`decided`, then `posted` once every line was created, with their ids; `skipped` when the
+  operator chose so), the file and place it was first read from;
+- `<facts>|k|<reading key>` and `<facts>|r|<family>|<reference digest>`: how a later reading of the same
+  basis, or with the bank's reference, finds it at once;
+- `<facts>|d|<slot>`: the credit's identity, compared with readings that have neither. The slot is the
+  number of credits registered with those facts before, so two workers registering two readings of one
+  credit at the same moment collide on it: the second then compares against the first instead of posting
+  beside it.
 
-Rows are kept `PAYMENTS_BANK_RETENTION_DAYS` (400) after their last change, as long as a bank may send a
-statement again, and purged with the credits' plans by the nightly timer.
+A reading costs one query; a new credit one transaction more, and its state one write per hundred. Rows
+are kept `PAYMENTS_BANK_RETENTION_DAYS` (400) after the credit's last change, as long as a bank may send
+a statement again, and purged with the credits' plans by the nightly timer.
 """
 
 from __future__ import annotations
@@ -55,7 +59,7 @@ class Registered:
 class Change:
     """A credit's new state, to record."""
 
-    account: str
+    identity: Identity  # the reading that decided it (its account and facts name the credit's rows)
     credit: str
     state: State
     ids: tuple[str, ...] = ()
@@ -81,12 +85,14 @@ def partition(company: str, account: str) -> str:
     return f"{company}_{hashlib.sha256(account.encode('utf-8')).hexdigest()[:24]}"
 
 
-def _facts(identity: Identity) -> str:
-    return f"d|{identity.booking_date}|{identity.amount}|{identity.currency}|"
+def facts(identity: Identity) -> str:
+    """The start of every row of a credit: what two readings of one credit always share."""
+    return f"{identity.booking_date}|{identity.amount}|{identity.currency}|"
 
 
 def _reference_row(identity: Identity) -> str:
-    return f"r|{identity.family}|{hashlib.sha256(identity.reference.encode('utf-8')).hexdigest()[:40]}"
+    digest = hashlib.sha256(identity.reference.encode("utf-8")).hexdigest()[:40]
+    return f"{facts(identity)}r|{identity.family}|{digest}"
 
 
 class BankRegister:
@@ -123,68 +129,56 @@ class BankRegister:
         except AzureError as exc:
             raise LedgerUnavailable(f"bank register unavailable: {type(exc).__name__}") from None
 
-    def _get(self, pk: str, row: str) -> dict[str, Any] | None:
-        from azure.core.exceptions import ResourceNotFoundError
-
-        try:
-            return dict(self._call(lambda: self.table.get_entity(pk, row)))
-        except ResourceNotFoundError:
-            return None
-
-    def _credit(self, pk: str, credit: str) -> Registered | None:
-        row = self._get(pk, f"c|{credit}")
-        return None if row is None else _registered(row)
-
     # -- reading ----------------------------------------------------------------------------------
 
     def resolve(self, identity: Identity, reading: str) -> Resolution:
         """Whether this reading (`reading`: the file being read, and when) is a credit registered before."""
-        pk = partition(self.company, identity.account)
-        for row in (f"k|{identity.key}", _reference_row(identity) if identity.reference else None):
-            if row is None:
-                continue
-            alias = self._get(pk, row)
-            if alias is None:
-                continue
-            found = self._credit(pk, alias["Credit"])
-            if found is None:  # purged meanwhile: the alias goes with it
+        pk, lo = partition(self.company, identity.account), facts(identity)
+        query = "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi"
+        params = {"pk": pk, "lo": lo, "hi": lo + "~"}
+        rows = {
+            row["RowKey"][len(lo) :]: row
+            for row in self._call(lambda: list(self.table.query_entities(query, parameters=params)))
+        }
+        credits = {name[2:]: _registered(row) for name, row in rows.items() if name.startswith("c|")}
+        pointers = [("k|" + identity.key, "the same reading")]
+        if identity.reference:
+            pointers.append((_reference_row(identity)[len(lo) :], ""))
+        for name, said in pointers:
+            found = credits.get(str(rows.get(name, {}).get("Credit", "")))
+            if found is None:
                 continue
             verdict, reason = compare(identity, found.identity)
-            if row.startswith("r|") and verdict == "different":
+            if name.startswith("r|") and verdict == "different":
                 return Resolution(
                     "uncertain",
                     reason=f"the bank's reference names a credit read before with {reason}",
                     candidates=[found],
                 )
-            return Resolution("same", found, reason="the same reading" if row.startswith("k|") else reason)
-        query = "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi"
-        lo = _facts(identity)
-        params = {"pk": pk, "lo": lo, "hi": lo + "~"}
-        rows = list(
-            self._call(lambda: self.table.query_entities(query, parameters=params, results_per_page=100))
-        )
+            return Resolution("same", found, reason=said or reason)
+        slots = [row for name, row in rows.items() if name.startswith("d|")]
         same: list[tuple[Registered, str]] = []
         maybe: list[Registered] = []
-        for row in rows[:MAX_CANDIDATES]:
+        for row in slots[:MAX_CANDIDATES]:
             if row.get("Reading") == reading:
                 continue  # registered by this very reading: another credit of the same file
-            candidate = _registered(row)
+            candidate = credits.get(str(row["Credit"])) or _registered(row)
             verdict, reason = compare(identity, candidate.identity)
             if verdict == "same":
                 same.append((candidate, reason))
             elif verdict == "maybe":
                 maybe.append(candidate)
         if len(same) == 1 and not maybe:
-            found = self._credit(pk, same[0][0].credit) or same[0][0]
-            return Resolution("same", found, reason=same[0][1])
+            return Resolution("same", same[0][0], reason=same[0][1])
         if same or maybe:
             return Resolution(
                 "uncertain",
                 reason="it may be a credit read before (same booking date and amount, nothing that tells "
                 "them apart for sure)",
                 candidates=[c for c, _ in same] + maybe,
+                slot=len(slots),
             )
-        return Resolution("new", slot=len(rows))
+        return Resolution("new", slot=len(slots))
 
     # -- writing ----------------------------------------------------------------------------------
 
@@ -211,12 +205,13 @@ class BankRegister:
             "Identity": codec.dumps(identity.to_json()),
             "UpdatedAt": now,
         }
-        # The credit and its facts row carry what `resolve` compares; the key and reference rows only
-        # point to the credit.
-        whole = [f"c|{identity.key}", f"{_facts(identity)}{slot:04d}"]
-        pointers = [f"k|{identity.key}"] + ([_reference_row(identity)] if identity.reference else [])
+        # The credit and its slot carry what `resolve` compares; the key and reference rows only point.
+        lo = facts(identity)
+        whole = [f"{lo}c|{identity.key}", f"{lo}d|{slot:04d}"]
+        pointers = [f"{lo}k|{identity.key}"] + ([_reference_row(identity)] if identity.reference else [])
         pointer = {"Credit": identity.key, "Journal": journal, "UpdatedAt": now}
         operations = [("create", {"PartitionKey": pk, "RowKey": row, **body}) for row in whole]
+        operations[0][1]["Kind"] = "credit"  # what the purge looks for
         operations += [("create", {"PartitionKey": pk, "RowKey": row, **pointer}) for row in pointers]
         try:
             self._call(lambda: self.table.submit_transaction(operations))
@@ -229,7 +224,8 @@ class BankRegister:
         from azure.core.exceptions import ResourceExistsError
 
         pk = partition(self.company, identity.account)
-        rows = [f"k|{identity.key}"] + ([_reference_row(identity)] if identity.reference else [])
+        rows = [f"{facts(identity)}k|{identity.key}"]
+        rows += [_reference_row(identity)] if identity.reference else []
         for row in rows:
             entity = {
                 "PartitionKey": pk,
@@ -252,11 +248,11 @@ class BankRegister:
         now = self.clock()
         by_partition: dict[str, list[dict[str, Any]]] = {}
         for change in changes:
-            pk = partition(self.company, change.account)
+            pk = partition(self.company, change.identity.account)
             by_partition.setdefault(pk, []).append(
                 {
                     "PartitionKey": pk,
-                    "RowKey": f"c|{change.credit}",
+                    "RowKey": f"{facts(change.identity)}c|{change.credit}",
                     "State": change.state,
                     "UpdatedAt": now,
                     **({"TargetIds": " ".join(change.ids)[:4000]} if change.ids else {}),
@@ -275,7 +271,7 @@ class BankRegister:
                     try:
                         self._merge(entity)
                     except ResourceNotFoundError:
-                        log.warning("bank credit %s is not in the register", entity["RowKey"][2:])
+                        log.warning("bank credit %s is not in the register", entity["RowKey"])
 
 
 def purge(table: Any, older_than: datetime) -> int:
@@ -283,7 +279,7 @@ def purge(table: Any, older_than: datetime) -> int:
     from azure.core.exceptions import AzureError, ResourceNotFoundError
 
     removed = 0
-    query = "RowKey ge 'c|' and RowKey lt 'c}' and UpdatedAt lt @t"
+    query = "Kind eq 'credit' and UpdatedAt lt @t"
     try:
         make_sure(table.create_table)
         for credit in list(table.query_entities(query, parameters={"t": older_than})):

@@ -467,8 +467,8 @@ class CreditFlow:
     def _mark(self, credit: Credit, state: State, ids: list[str] | None = None) -> None:
         """Record a credit's new state in the register with the next ones (`_marked` writes them)."""
         if self.register is not None and credit.identity is not None:
-            account = Identity.from_json(credit.identity).account
-            self._marks.append(Change(account, credit.key, state, tuple(ids or ())))
+            identity = Identity.from_json(credit.identity)
+            self._marks.append(Change(identity, credit.key, state, tuple(ids or ())))
 
     def _marked(self) -> None:
         if self.register is not None and self._marks:

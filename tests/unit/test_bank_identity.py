@@ -105,3 +105,7 @@ def test_what_is_kept_of_payers_is_digests_not_values():
     text = str(kept.to_json())
     assert "DE0212" not in text and "Kaufmann" not in text and "4711" not in text
     assert Identity.from_json(kept.to_json()) == kept
+
+
+def test_an_amount_is_one_however_many_zeros_the_format_wrote():
+    assert _reading(amount=Decimal("150")).amount == _reading(amount=Decimal("150.00")).amount == "150"
