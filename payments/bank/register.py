@@ -41,6 +41,8 @@ log = logging.getLogger("payments.bank")
 State = Literal["decided", "posted", "skipped"]
 Kind = Literal["new", "same", "uncertain"]
 MAX_CANDIDATES = 50  # credits with the same booking date, amount and currency looked at per reading
+CREDITS_PER_TRANSACTION = 25  # four rows each: an entity group transaction takes 100
+PREFETCH_ROWS = 100_000  # rows of one account's day kept per reading (25,000 credits: about 15 MB)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +65,28 @@ class Change:
     credit: str
     state: State
     ids: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class _Day:
+    """One account's booking date as the register holds it, kept for a reading: the facts of its
+    credits, where each reading key points, and each credit's journal, state, first reading and ids."""
+
+    facts: set[str] = field(default_factory=set)
+    keys: dict[str, str] = field(default_factory=dict)
+    credits: dict[str, tuple[str, Any, str, tuple[str, ...]]] = field(default_factory=dict)
+    complete: bool = True  # False: too many rows to keep; each credit is looked up on its own
+
+
+@dataclass(frozen=True, slots=True)
+class New:
+    """A credit to register: its first reading's identity, its slot among credits of those facts, its
+    state, where it was read."""
+
+    identity: Identity
+    slot: int
+    state: State
+    first: str
 
 
 @dataclass(slots=True)
@@ -111,6 +135,7 @@ class BankRegister:
         self.retention = retention
         self.clock = clock
         self._ready = False
+        self._days: dict[tuple[str, str], _Day] = {}  # (partition, booking date) -> what it holds
 
     def _ensure(self) -> None:
         if not self._ready:
@@ -131,9 +156,60 @@ class BankRegister:
 
     # -- reading ----------------------------------------------------------------------------------
 
+    def _day(self, identity: Identity) -> _Day:
+        """What this reading's account and booking date hold, read once per reading: a new statement's
+        credits then cost no query each, and a statement read again finds its credits by key."""
+        pk, date = partition(self.company, identity.account), identity.booking_date
+        day = self._days.get((pk, date))
+        if day is None:
+            day = self._days[(pk, date)] = _Day()
+            query = "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi"
+            params = {"pk": pk, "lo": f"{date}|", "hi": f"{date}}}"}
+            wanted = ["RowKey", "Credit", "Journal", "State", "First", "TargetIds"]
+            rows = self._call(lambda: self.table.query_entities(query, parameters=params, select=wanted))
+            for n, row in enumerate(rows):
+                if n >= PREFETCH_ROWS:  # too many to keep: its credits are looked up one by one
+                    day.complete = False
+                    day.keys.clear()
+                    day.credits.clear()
+                    break
+                date_, amount, currency, rest = row["RowKey"].split("|", 3)
+                day.facts.add(f"{date_}|{amount}|{currency}|")
+                if rest.startswith("k|"):
+                    day.keys[row["RowKey"]] = str(row["Credit"])
+                elif rest.startswith("c|"):
+                    ids = tuple(str(row.get("TargetIds") or "").split())
+                    day.credits[str(row["Credit"])] = (
+                        str(row.get("Journal", "")),
+                        row.get("State", "decided"),
+                        str(row.get("First", "")),
+                        ids,
+                    )
+        return day
+
+    def _remember(self, new: New, journal: str) -> None:
+        """A credit registered now: its day, when kept, knows it."""
+        identity = new.identity
+        day = self._days.get((partition(self.company, identity.account), identity.booking_date))
+        if day is not None and day.complete:
+            lo = facts(identity)
+            day.facts.add(lo)
+            day.keys[f"{lo}k|{identity.key}"] = identity.key
+            day.credits[identity.key] = (journal, new.state, new.first, ())
+
     def resolve(self, identity: Identity, reading: str) -> Resolution:
         """Whether this reading (`reading`: the file being read, and when) is a credit registered before."""
         pk, lo = partition(self.company, identity.account), facts(identity)
+        day = self._day(identity)
+        if day.complete:
+            if lo not in day.facts:
+                return Resolution("new", slot=0)
+            credit = day.keys.get(f"{lo}k|{identity.key}")
+            if credit in day.credits:
+                journal, state, first, ids = day.credits[credit]
+                # The same key is the same basis: the reading's identity is the credit's.
+                found = Registered(credit, journal, state, first, identity, ids)
+                return Resolution("same", found, reason="the same reading")
         query = "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi"
         params = {"pk": pk, "lo": lo, "hi": lo + "~"}
         rows = {
@@ -187,37 +263,56 @@ class BankRegister:
 
         self._call(lambda: self.table.update_entity(entity, mode=UpdateMode.MERGE))
 
-    def register(
-        self, identity: Identity, *, journal: str, reading: str, first: str, slot: int, state: State
-    ) -> bool:
-        """Record a new credit (every row at once); False when a row exists already (another reading
-        registered it, or one like it, meanwhile: resolve again)."""
-        from azure.data.tables import TableTransactionError
-
-        pk = partition(self.company, identity.account)
-        now = self.clock()
+    def _operations(self, new: New, journal: str, reading: str, now: datetime) -> list[tuple[Any, ...]]:
+        """The rows of a new credit, as transaction operations (the credit and its slot carry what
+        `resolve` compares; the key and reference rows only point)."""
+        identity = new.identity
+        pk, lo = partition(self.company, identity.account), facts(identity)
         body = {
             "Credit": identity.key,
             "Journal": journal,
-            "State": state,
-            "First": first[:1000],
+            "State": new.state,
+            "First": new.first[:1000],
             "Reading": reading[:1000],
             "Identity": codec.dumps(identity.to_json()),
             "UpdatedAt": now,
         }
-        # The credit and its slot carry what `resolve` compares; the key and reference rows only point.
-        lo = facts(identity)
-        whole = [f"{lo}c|{identity.key}", f"{lo}d|{slot:04d}"]
-        pointers = [f"{lo}k|{identity.key}"] + ([_reference_row(identity)] if identity.reference else [])
         pointer = {"Credit": identity.key, "Journal": journal, "UpdatedAt": now}
-        operations = [("create", {"PartitionKey": pk, "RowKey": row, **body}) for row in whole]
-        operations[0][1]["Kind"] = "credit"  # what the purge looks for
-        operations += [("create", {"PartitionKey": pk, "RowKey": row, **pointer}) for row in pointers]
-        try:
-            self._call(lambda: self.table.submit_transaction(operations))
-        except TableTransactionError:
-            return False
-        return True
+        pointers = [f"{lo}k|{identity.key}"] + ([_reference_row(identity)] if identity.reference else [])
+        return [
+            ("create", {"PartitionKey": pk, "RowKey": f"{lo}c|{identity.key}", "Kind": "credit", **body}),
+            ("create", {"PartitionKey": pk, "RowKey": f"{lo}d|{new.slot:04d}", **body}),
+            *(("create", {"PartitionKey": pk, "RowKey": row, **pointer}) for row in pointers),
+        ]
+
+    def register(self, new: list[New], *, journal: str, reading: str) -> set[str]:
+        """Record new credits, each all at once (credits of one account together, 25 to a transaction):
+        the keys of those that could not be, because a row existed already (another reading registered
+        them, or one like them, meanwhile: resolve them again)."""
+        from azure.data.tables import TableTransactionError
+
+        now = self.clock()
+        failed: set[str] = set()
+        by_partition: dict[str, list[New]] = {}
+        for item in new:
+            by_partition.setdefault(partition(self.company, item.identity.account), []).append(item)
+        for items in by_partition.values():
+            for start in range(0, len(items), CREDITS_PER_TRANSACTION):
+                group = items[start : start + CREDITS_PER_TRANSACTION]
+                operations = [op for item in group for op in self._operations(item, journal, reading, now)]
+                try:
+                    self._call(lambda operations=operations: self.table.submit_transaction(operations))
+                except TableTransactionError:
+                    if len(group) == 1:
+                        failed.add(group[0].identity.key)
+                        continue
+                    failed |= self.register(group[:1], journal=journal, reading=reading)
+                    for item in group[1:]:
+                        failed |= self.register([item], journal=journal, reading=reading)
+                    continue
+                for item in group:
+                    self._remember(item, journal)
+        return failed
 
     def alias(self, identity: Identity, credit: Registered) -> None:
         """Let later readings like this one find the credit at once (by key and reference)."""

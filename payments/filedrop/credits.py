@@ -26,7 +26,7 @@ from ..bank.identity import Identity, identity_of
 from ..bank.matching import Match
 from ..bank.posting import Credit, part_key, payloads, whole_key
 from ..bank.receivables import Customer, Invoice, Receivables
-from ..bank.register import BankRegister, Change, Registered, State
+from ..bank.register import BankRegister, Change, New, Registered, State, facts
 from ..bank.register import purge as purge_register
 from ..bank.review import ReviewWriter
 from ..bank.statement import Statement, mask
@@ -42,6 +42,7 @@ log = logging.getLogger("payments.filedrop")
 CHUNK = 500  # credits handed to the pipeline at a time
 SKIPPED = "the operator chose skip"
 ELSEWHERE = "decided for another journal"
+BUSY = "being decided by another reading"
 
 
 @dataclass(slots=True)
@@ -214,6 +215,7 @@ class CreditFlow:
         # Credits new to the register: where to register them once decided, and whether the operator chose
         # (then a match the register is unsure of does not hold them back).
         self._slots: dict[str, tuple[int, bool]] = {}
+        self._reserved: dict[str, int] = {}  # facts -> the next slot free for this reading's credits
         self._marks: list[Change] = []
         self.spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)
         self.summaries: dict[int, Summary] = {}
@@ -238,7 +240,12 @@ class CreditFlow:
         identity = Identity.from_json(credit.identity)
         found = self.register.resolve(identity, self.reading)
         if found.kind == "new" or (found.kind == "uncertain" and chosen):
-            self._slots[credit.key] = (found.slot, chosen)
+            # Credits of this reading with the same facts take the next slots: they are registered
+            # together when posted, and each needs its own.
+            lo = facts(identity)
+            slot = max(found.slot, self._reserved.get(lo, 0))
+            self._reserved[lo] = slot + 1
+            self._slots[credit.key] = (slot, chosen)
             return credit
         if found.kind == "uncertain":
             named = "; ".join(
@@ -298,18 +305,65 @@ class CreditFlow:
         if self.register is None or credit.identity is None or credit.key not in self._slots:
             return credit
         identity = Identity.from_json(credit.identity)
-        first = f"{self.review.head['source']}, {credit.location}"
         for _ in range(3):
             slot, chosen = self._slots.pop(credit.key)
-            journal = self.scope.journal_id
-            if self.register.register(
-                identity, journal=journal, reading=self.reading, first=first, slot=slot, state=state
-            ):
+            new = New(identity, slot, state, self._first(credit))
+            if not self.register.register([new], journal=self.scope.journal_id, reading=self.reading):
                 return credit
             claimed = self.claim(index, credit, chosen=chosen)  # registered meanwhile: as which credit?
             if claimed is None or claimed.key not in self._slots:
                 return claimed  # reported as that credit, or that credit still open in this journal
         raise LedgerUnavailable(f"bank credit {credit.key} not registered: the register kept changing")
+
+    def _first(self, credit: Credit) -> str:
+        return f"{self.review.head['source']}, {credit.location}"
+
+    def _register_chunk(self, chunk: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Register the credits new to the register that this chunk is about to post, together; what to
+        post of the chunk then. A credit another reading registered meanwhile is resolved again: as that
+        credit, reported as the register has it, or, decided by another reading of this journal, left to
+        it; otherwise registered alone."""
+        new = [item for item in chunk if "new" in item]
+        if self.register is None or not new:
+            return chunk
+        items = [
+            New(
+                Identity.from_json(item["credit"]["identity"]),
+                item["new"][0],
+                "decided",
+                self._first(Credit.from_json(item["credit"])),
+            )
+            for item in new
+        ]
+        failed = self.register.register(items, journal=self.scope.journal_id, reading=self.reading)
+        if not failed:
+            return chunk
+        keep = []
+        for item in chunk:
+            credit = Credit.from_json(item["credit"])
+            if credit.key not in failed:
+                keep.append(item)
+                continue
+            self._slots[credit.key] = tuple(item["new"])  # type: ignore[assignment]
+            got = self._registered(item["summary"], credit, "decided")
+            if got is None:
+                continue  # that credit, reported as the register has it
+            if got.key != credit.key:
+                self.summaries[item["summary"]].skipped.setdefault(BUSY, Tally()).add(credit.amount)
+                self.report.add(
+                    credit.location,
+                    "in-flight",
+                    None,
+                    key=got.key,
+                    amount=credit.amount,
+                    reason=BUSY,
+                    note="another reading of this journal decided it at the same moment and posts it: drop "
+                    "the file again later to see its outcome",
+                )
+                self._told("in-flight", credit)
+                continue
+            keep.append(item)
+        return keep
 
     # -- deciding ------------------------------------------------------------------------------------
 
@@ -385,11 +439,6 @@ class CreditFlow:
                 return "cannot be posted as read: " + "; ".join(
                     f"{e.pointer.lstrip('/')} {e.detail}" for e in checked.errors
                 )
-        registered = self._registered(index, credit, "decided")
-        if registered is None:
-            return None  # decided by another reading meanwhile, and reported so
-        if registered.key != credit.key:  # the same credit under the key the register knows
-            return self.post(index, registered, customer, invoices, why)
         plan = {
             "why": why,
             "customer": customer.number,
@@ -487,7 +536,12 @@ class CreditFlow:
         self._told("skipped", credit)
 
     def _spool(self, index: int, credit: Credit, plan: dict[str, Any]) -> None:
-        self.spool.write(codec.dumpb({"summary": index, "credit": credit.to_json(), **plan}) + b"\n")
+        """Keep a decided credit for posting; one new to the register is registered just before
+        (`_register_chunk`), with its slot and whether the operator chose it."""
+        item: dict[str, Any] = {"summary": index, "credit": credit.to_json(), **plan}
+        if credit.key in self._slots:
+            item["new"] = list(self._slots.pop(credit.key))
+        self.spool.write(codec.dumpb(item) + b"\n")
 
     # -- posting -------------------------------------------------------------------------------------
 
@@ -499,6 +553,9 @@ class CreditFlow:
             chunk = [codec.loads(line) for _, line in zip(range(CHUNK), self.spool, strict=False)]
             if not chunk:
                 return
+            chunk = self._register_chunk(chunk)
+            if not chunk:
+                continue
             parts = [(item, n) for item in chunk for n in range(1, len(item["payloads"]) + 1)]
             self.posting = True
             outcomes = self._send(parts, halt)

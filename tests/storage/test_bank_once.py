@@ -335,7 +335,7 @@ def test_two_readings_of_one_credit_registered_at_the_same_moment_collide_and_th
     resolving again finds the first reading's credit, so it is not posted beside it."""
     from payments.bank import reader_for
     from payments.bank.identity import identity_of
-    from payments.bank.register import BankRegister
+    from payments.bank.register import BankRegister, New
     from payments.settings import load_settings
 
     credits = two_credits(books.world)[1:]  # the one on account: payer account and name in both
@@ -353,9 +353,10 @@ def test_two_readings_of_one_credit_registered_at_the_same_moment_collide_and_th
     register = BankRegister(table, books.company)
     first, second = register.resolve(notified, "intraday"), register.resolve(booked, "day")
     assert (first.kind, second.kind, first.slot, second.slot) == ("new", "new", 0, 0)
-    decided = {"journal": books.journal, "first": "x", "state": "decided"}
-    assert register.register(notified, reading="intraday", slot=first.slot, **decided) is True
-    assert register.register(booked, reading="day", slot=second.slot, **decided) is False
+    assert register.register([New(notified, first.slot, "decided", "x")], journal=books.journal, reading="intraday") == set()
+    assert register.register([New(booked, second.slot, "decided", "x")], journal=books.journal, reading="day") == {
+        booked.key
+    }
     again = register.resolve(booked, "day")
     assert (again.kind, again.credit.credit) == ("same", notified.key)
     assert again.reason == "the same payer account, text, payer name"
