@@ -42,7 +42,9 @@ State = Literal["decided", "posted", "skipped"]
 Kind = Literal["new", "same", "uncertain"]
 MAX_CANDIDATES = 50  # credits with the same booking date, amount and currency looked at per reading
 CREDITS_PER_TRANSACTION = 25  # four rows each: an entity group transaction takes 100
-PREFETCH_ROWS = 100_000  # rows of one account's day kept per reading (25,000 credits: about 15 MB)
+PREFETCH_ROWS = 60_000  # rows of one account's day kept per reading (15,000 credits: about 20 MB)
+_RANGE = "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi"
+_KEPT = ["RowKey", "Credit", "Journal", "State", "First", "TargetIds", "Reading", "Identity"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,13 +70,41 @@ class Change:
 
 
 @dataclass(slots=True)
-class _Day:
-    """One account's booking date as the register holds it, kept for a reading: the facts of its
-    credits, where each reading key points, and each credit's journal, state, first reading and ids."""
+class _Facts:
+    """The credits registered with one booking date, amount and currency, as `resolve` compares them:
+    where each reading key and reference points, each credit's journal, state, first reading and ids,
+    and each slot's credit, reading and identity (kept as its JSON text until compared)."""
 
-    facts: set[str] = field(default_factory=set)
-    keys: dict[str, str] = field(default_factory=dict)
+    pointers: dict[str, str] = field(default_factory=dict)  # "k|<key>" or "r|<family>|<digest>" -> credit
     credits: dict[str, tuple[str, Any, str, tuple[str, ...]]] = field(default_factory=dict)
+    slots: list[tuple[str, str, str]] = field(default_factory=list)  # (credit, reading, identity JSON)
+
+    def add(self, rest: str, row: dict[str, Any]) -> None:
+        credit = str(row.get("Credit", ""))
+        if rest.startswith(("k|", "r|")):
+            self.pointers[rest] = credit
+        elif rest.startswith("c|"):
+            ids = tuple(str(row.get("TargetIds") or "").split())
+            first = str(row.get("First", ""))
+            self.credits[credit] = (str(row.get("Journal", "")), row.get("State", "decided"), first, ids)
+        elif rest.startswith("d|"):
+            self.slots.append((credit, str(row.get("Reading", "")), str(row.get("Identity", ""))))
+
+    def registered(self, credit: str) -> Registered | None:
+        found = self.credits.get(credit)
+        identity = next((i for c, _, i in self.slots if c == credit), None)
+        if found is None or identity is None:
+            return None
+        journal, state, first, ids = found
+        return Registered(credit, journal, state, first, Identity.from_json(codec.loads(identity)), ids)
+
+
+@dataclass(slots=True)
+class _Day:
+    """One account's booking date as the register holds it, kept for a reading (`PREFETCH_ROWS` at
+    most), by facts."""
+
+    facts: dict[str, _Facts] = field(default_factory=dict)
     complete: bool = True  # False: too many rows to keep; each credit is looked up on its own
 
 
@@ -158,70 +188,56 @@ class BankRegister:
 
     def _day(self, identity: Identity) -> _Day:
         """What this reading's account and booking date hold, read once per reading: a new statement's
-        credits then cost no query each, and a statement read again finds its credits by key."""
+        credits then cost no query each, nor does a statement read again."""
         pk, date = partition(self.company, identity.account), identity.booking_date
         day = self._days.get((pk, date))
         if day is None:
             day = self._days[(pk, date)] = _Day()
-            query = "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi"
             params = {"pk": pk, "lo": f"{date}|", "hi": f"{date}}}"}
-            wanted = ["RowKey", "Credit", "Journal", "State", "First", "TargetIds"]
-            rows = self._call(lambda: self.table.query_entities(query, parameters=params, select=wanted))
-            for n, row in enumerate(rows):
+            found = self._call(lambda: self.table.query_entities(_RANGE, parameters=params, select=_KEPT))
+            for n, row in enumerate(found):
                 if n >= PREFETCH_ROWS:  # too many to keep: its credits are looked up one by one
                     day.complete = False
-                    day.keys.clear()
-                    day.credits.clear()
+                    day.facts.clear()
                     break
                 date_, amount, currency, rest = row["RowKey"].split("|", 3)
-                day.facts.add(f"{date_}|{amount}|{currency}|")
-                if rest.startswith("k|"):
-                    day.keys[row["RowKey"]] = str(row["Credit"])
-                elif rest.startswith("c|"):
-                    ids = tuple(str(row.get("TargetIds") or "").split())
-                    day.credits[str(row["Credit"])] = (
-                        str(row.get("Journal", "")),
-                        row.get("State", "decided"),
-                        str(row.get("First", "")),
-                        ids,
-                    )
+                day.facts.setdefault(f"{date_}|{amount}|{currency}|", _Facts()).add(rest, row)
         return day
 
-    def _remember(self, new: New, journal: str) -> None:
+    def _remember(self, new: New, journal: str, reading: str) -> None:
         """A credit registered now: its day, when kept, knows it."""
         identity = new.identity
         day = self._days.get((partition(self.company, identity.account), identity.booking_date))
-        if day is not None and day.complete:
-            lo = facts(identity)
-            day.facts.add(lo)
-            day.keys[f"{lo}k|{identity.key}"] = identity.key
-            day.credits[identity.key] = (journal, new.state, new.first, ())
+        if day is None or not day.complete:
+            return
+        held = day.facts.setdefault(facts(identity), _Facts())
+        held.pointers[f"k|{identity.key}"] = identity.key
+        if identity.reference:
+            held.pointers[_reference_row(identity)[len(facts(identity)) :]] = identity.key
+        held.credits[identity.key] = (journal, new.state, new.first, ())
+        held.slots.append((identity.key, reading, codec.dumps(identity.to_json())))
+
+    def _facts(self, identity: Identity) -> _Facts:
+        """The credits registered with this reading's facts: from the day kept, else one query."""
+        day = self._day(identity)
+        lo = facts(identity)
+        if day.complete:
+            return day.facts.get(lo) or _Facts()
+        held = _Facts()
+        params = {"pk": partition(self.company, identity.account), "lo": lo, "hi": lo + "~"}
+        for row in self._call(lambda: list(self.table.query_entities(_RANGE, parameters=params))):
+            held.add(row["RowKey"][len(lo) :], row)
+        return held
 
     def resolve(self, identity: Identity, reading: str) -> Resolution:
         """Whether this reading (`reading`: the file being read, and when) is a credit registered before."""
-        pk, lo = partition(self.company, identity.account), facts(identity)
-        day = self._day(identity)
-        if day.complete:
-            if lo not in day.facts:
-                return Resolution("new", slot=0)
-            credit = day.keys.get(f"{lo}k|{identity.key}")
-            if credit in day.credits:
-                journal, state, first, ids = day.credits[credit]
-                # The same key is the same basis: the reading's identity is the credit's.
-                found = Registered(credit, journal, state, first, identity, ids)
-                return Resolution("same", found, reason="the same reading")
-        query = "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi"
-        params = {"pk": pk, "lo": lo, "hi": lo + "~"}
-        rows = {
-            row["RowKey"][len(lo) :]: row
-            for row in self._call(lambda: list(self.table.query_entities(query, parameters=params)))
-        }
-        credits = {name[2:]: _registered(row) for name, row in rows.items() if name.startswith("c|")}
+        held = self._facts(identity)
         pointers = [("k|" + identity.key, "the same reading")]
         if identity.reference:
-            pointers.append((_reference_row(identity)[len(lo) :], ""))
+            pointers.append((_reference_row(identity)[len(facts(identity)) :], ""))
         for name, said in pointers:
-            found = credits.get(str(rows.get(name, {}).get("Credit", "")))
+            credit = held.pointers.get(name)
+            found = held.registered(credit) if credit else None
             if found is None:
                 continue
             verdict, reason = compare(identity, found.identity)
@@ -232,13 +248,12 @@ class BankRegister:
                     candidates=[found],
                 )
             return Resolution("same", found, reason=said or reason)
-        slots = [row for name, row in rows.items() if name.startswith("d|")]
         same: list[tuple[Registered, str]] = []
         maybe: list[Registered] = []
-        for row in slots[:MAX_CANDIDATES]:
-            if row.get("Reading") == reading:
+        for credit, by, _ in held.slots[:MAX_CANDIDATES]:
+            candidate = held.registered(credit)
+            if by == reading or candidate is None:
                 continue  # registered by this very reading: another credit of the same file
-            candidate = credits.get(str(row["Credit"])) or _registered(row)
             verdict, reason = compare(identity, candidate.identity)
             if verdict == "same":
                 same.append((candidate, reason))
@@ -246,15 +261,16 @@ class BankRegister:
                 maybe.append(candidate)
         if len(same) == 1 and not maybe:
             return Resolution("same", same[0][0], reason=same[0][1])
+        slot = len(held.slots)
         if same or maybe:
             return Resolution(
                 "uncertain",
                 reason="it may be a credit read before (same booking date and amount, nothing that tells "
                 "them apart for sure)",
                 candidates=[c for c, _ in same] + maybe,
-                slot=len(slots),
+                slot=slot,
             )
-        return Resolution("new", slot=len(slots))
+        return Resolution("new", slot=slot)
 
     # -- writing ----------------------------------------------------------------------------------
 
@@ -311,7 +327,7 @@ class BankRegister:
                         failed |= self.register([item], journal=journal, reading=reading)
                     continue
                 for item in group:
-                    self._remember(item, journal)
+                    self._remember(item, journal, reading)
         return failed
 
     def alias(self, identity: Identity, credit: Registered) -> None:
@@ -391,14 +407,3 @@ def purge(table: Any, older_than: datetime) -> int:
     except AzureError as exc:
         raise LedgerUnavailable(f"bank register unavailable: {type(exc).__name__}") from None
     return removed
-
-
-def _registered(row: dict[str, Any]) -> Registered:
-    return Registered(
-        credit=str(row["Credit"]),
-        journal=str(row.get("Journal", "")),
-        state=row.get("State", "decided"),
-        first=str(row.get("First", "")),
-        ids=tuple(str(row.get("TargetIds") or "").split()),
-        identity=Identity.from_json(codec.loads(row["Identity"])),
-    )
