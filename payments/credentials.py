@@ -31,8 +31,12 @@ def make_credential(kind: Literal["managed", "developer"], client_id: str | None
     return ManagedIdentityCredential(client_id=client_id) if client_id else ManagedIdentityCredential()
 
 
-def target_credential(settings: Settings) -> TokenCredential:
-    """The credential for the target API, as the settings choose it (built once per pipeline)."""
+def target_credential(settings: Settings) -> TokenCredential | list[tuple[str, TokenCredential]]:
+    """The credential for the target API, as the settings choose it (built once per pipeline): one, or
+    one per identity named in PAYMENTS_TARGET_CLIENT_IDS (managed identities only), by client id."""
+    identities = settings.target_identities
+    if identities and settings.credential == "managed":
+        return [(client_id, make_credential("managed", client_id)) for client_id in identities]
     return make_credential(settings.credential, settings.azure_client_id)
 
 

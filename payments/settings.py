@@ -58,6 +58,12 @@ class Settings(BaseSettings):
         validation_alias="AZURE_CLIENT_ID",
         description="Client id of the user-assigned managed identity",
     )
+    target_client_ids: str = Field(
+        "",
+        description="Comma-separated client ids of the user-assigned managed identities the relay calls the "
+        "target as, each with its own budget (Business Central: 5 requests at once and 6,000 per 5 minutes "
+        "per identity); requests go to the one with room. Empty: AZURE_CLIENT_ID's identity alone",
+    )
     amount_decimals: int = Field(2, ge=0, le=10, description="Maximum decimal places in an amount")
     amount_sign: Literal["negative", "positive"] = Field(
         "negative",
@@ -328,6 +334,19 @@ class Settings(BaseSettings):
                 )
         return value
 
+    @field_validator("target_client_ids")
+    @classmethod
+    def _check_client_ids(cls, value: str) -> str:
+        ids = _names(value)
+        for client_id in ids:
+            try:
+                uuid.UUID(client_id)
+            except ValueError:
+                raise ValueError(f"{client_id!r} is not a client id (a GUID)") from None
+        if len(set(ids)) != len(ids):
+            raise ValueError("names an identity twice")
+        return ",".join(str(uuid.UUID(c)) for c in ids)
+
     @field_validator("api_scope")
     @classmethod
     def _check_scope(cls, value: str | None) -> str | None:
@@ -435,6 +454,11 @@ class Settings(BaseSettings):
     @cached_property
     def base_url(self) -> str:
         return self.api_base_url or GRAPH_BASE_URL
+
+    @property
+    def target_identities(self) -> list[str]:
+        """The client ids of the identities the relay calls the target as (empty: the one default)."""
+        return _names(self.target_client_ids)
 
     @cached_property
     def scope(self) -> str:

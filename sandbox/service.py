@@ -80,6 +80,11 @@ class Sandbox(Books):
         self._faults = FaultQueues(self._lock)
         self._in_flight = 0
         self._admissions: dict[str, Admission] = {}  # per identity (client id, or the bearer token)
+        self.unregistered: set[str] = set()  # client ids Business Central does not know (`unregister`)
+        # Limits of their own for some identities (client id): one another integration shares, whose
+        # budget is partly spent (the limits are per user or service principal, whoever sends).
+        self.identity_limits: dict[str, Limits] = {}
+        self.requests_by_identity: Counter[str] = Counter()  # payments requests admitted, per identity
         self._token_owners: dict[str, str] = {}  # token -> client id it was issued for
         self._token_counter = 0
         self._companies: dict[str, Company] = seed_companies()
@@ -202,6 +207,9 @@ class Sandbox(Books):
             self._journal_writers.clear()
             self.batch_count = 0
             self._admissions = {}
+            self.unregistered.clear()
+            self.identity_limits.clear()
+            self.requests_by_identity.clear()
             self._faults.release_held()
 
     # ----- request handling ------------------------------------------------------------------------------
@@ -284,17 +292,28 @@ class Sandbox(Books):
             self._token_owners[token] = client_id
         return token
 
-    def _admission_of(self, h: Handler) -> Admission:
+    def _identity_of(self, h: Handler) -> str:
         """The limits apply per user or service principal: tokens issued here belong to their client
         id; any other bearer value stands for an identity of its own."""
         auth = h.headers.get("Authorization") or ""
         token = auth[7:] if auth[:7].lower() == "bearer " else auth
         with self._lock:
-            identity = self._token_owners.get(token, token)
+            return self._token_owners.get(token, token)
+
+    def _admission_of(self, identity: str) -> Admission:
+        with self._lock:
             admission = self._admissions.get(identity)
             if admission is None:
                 admission = self._admissions[identity] = Admission(self.stopping)
         return admission
+
+    def unregister(self, client_id: str) -> None:
+        """Take an application off Business Central's "Microsoft Entra Applications" page: its requests
+        are refused with 401 Authentication_InvalidCredentials ("The server has rejected the client
+        credentials."), whatever token it gets (dev-itpro automation-apis-using-s2s-authentication.md:
+        the application must be registered there before it can call)."""
+        with self._lock:
+            self.unregistered.add(client_id.lower())
 
     def _admit(
         self, h: Handler, recorded: RecordedRequest, graph: bool, serve: Callable[[Fault | None], None]
@@ -303,10 +322,19 @@ class Sandbox(Books):
         it, as the limits say), then serve it with its fault, if any."""
         with self._lock:
             self.requests.append(recorded)
-        admission = self._admission_of(h)
+        identity = self._identity_of(h)
+        if identity.lower() in self.unregistered:
+            refused = ODataError(
+                401, "Authentication_InvalidCredentials", "The server has rejected the client credentials."
+            )
+            self._error(h, graph, refused)
+            return
+        with self._lock:
+            self.requests_by_identity[identity] += 1
+        admission = self._admission_of(identity)
         arrived = h.arrived or time.monotonic()
         try:
-            started = admission.enter(self.limits, arrived)
+            started = admission.enter(self.identity_limits.get(identity.lower(), self.limits), arrived)
         except ODataError as err:
             with self._lock:
                 if err.status == 429:

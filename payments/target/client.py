@@ -14,9 +14,10 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 from urllib.parse import quote
 
@@ -27,8 +28,9 @@ from .. import codec, telemetry
 from ..errors import AmbiguousOutcome, NotAuthorized, TargetError, TargetUnavailable, Transient
 from ..settings import Settings
 from . import batch
-from .auth import TokenSource, claims_challenge
+from .auth import claims_challenge
 from .flow import InFlightLimit, JournalLocks, RateWindow, ThrottleGate
+from .principals import DEFAULT, Principal, principals_of
 from .responses import Created, classify, odata_error, parse_retry_after
 from .retry import Retryable, RetryPolicy
 from .routes import Routes
@@ -61,7 +63,7 @@ class TargetClient:
     def __init__(
         self,
         settings: Settings,
-        credential: TokenCredential,
+        credential: TokenCredential | Sequence[tuple[str, TokenCredential]],
         *,
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
@@ -71,21 +73,41 @@ class TargetClient:
         self.settings = settings
         self.shared = shared  # limits kept with every other instance (None: this worker's own only)
         self.routes = Routes.of(settings)
-        self.gate = ThrottleGate(sleep, clock)
-        # The target's concurrency limit is about requests in flight, so that is what is bounded:
-        # workers may prepare and record payments while others' requests are out.
-        self.in_flight = InFlightLimit(settings.max_concurrency)
-        self.journals = JournalLocks()
+        self.journals = JournalLocks()  # one insert at a time per journal, whichever identity sends it
         self._turn = threading.local()  # the journal whose turn this thread holds (journal_turn)
         limit, window = settings.target_rate_requests, settings.target_rate_window_seconds
-        self.rate: RateWindow | SharedRate = (
-            shared.rate(limit, window, settings.retry_max_seconds)
-            if shared is not None
-            else RateWindow(limit, window, settings.retry_max_seconds, sleep, clock)
+
+        def rate(identity: str | None) -> RateWindow | SharedRate:
+            if shared is not None:
+                return shared.rate(limit, window, settings.retry_max_seconds, identity)
+            return RateWindow(limit, window, settings.retry_max_seconds, sleep, clock)
+
+        credentials = [(DEFAULT, credential)] if hasattr(credential, "get_token") else list(credential)  # type: ignore[arg-type]
+        # Each identity's concurrency limit is about its requests in flight, so that is what is bounded:
+        # workers may prepare and record payments while others' requests are out.
+        self.principals = principals_of(
+            credentials,
+            settings.scope,
+            max_concurrency=settings.max_concurrency,
+            rate=rate,
+            sleep=sleep,
+            clock=clock,
         )
         self.retry = RetryPolicy(settings, sleep)
-        self._tokens = TokenSource(credential, settings.scope)
-        self._transport = Transport(settings, self.in_flight, session)
+        self._transport = Transport(settings, session, identities=len(self.principals))
+
+    # The first (with one identity: the only) identity's budget, as tests and benchmarks read it.
+    @property
+    def gate(self) -> ThrottleGate:
+        return self.principals.all[0].gate
+
+    @property
+    def in_flight(self) -> InFlightLimit:
+        return self.principals.all[0].in_flight
+
+    @property
+    def rate(self) -> RateWindow | SharedRate:
+        return self.principals.all[0].rate
 
     def close(self) -> None:
         self._transport.close()
@@ -216,14 +238,16 @@ class TargetClient:
                 if not ours:
                     yield False
                     return
-                # One of the shared slots too, for the whole turn: an insert into this journal is the
-                # only request the turn makes at a time, and taking a slot per insert cost two storage
-                # round trips each.
-                with self.shared.slot() if self.shared is not None else nullcontext():
-                    self._turn.journal = key
+                # The turn's inserts go as one identity, the one with the most room now, holding one of
+                # its shared slots for the whole turn: an insert into this journal is the only request
+                # the turn makes at a time, and taking a slot per insert cost two storage round trips.
+                principal = self.principals.pick()
+                slot = self.shared.slot(principal.shared_name()) if self.shared is not None else nullcontext()
+                with slot:
+                    self._turn.journal, self._turn.principal = key, principal
                     yield True
         finally:
-            self._turn.journal = None
+            self._turn.journal = self._turn.principal = None
             held.release()
 
     def _holds_turn(self) -> bool:
@@ -299,9 +323,11 @@ class TargetClient:
     ) -> requests.Response:
         refreshed = False
         idempotent = request.idempotent
+        turn = getattr(self._turn, "principal", None) if self._holds_turn() else None
+        principal = turn or self.principals.pick()
         while True:
-            self.gate.wait()
-            self.rate.acquire()
+            principal.gate.wait()
+            principal.rate.acquire()
             if request.send_by is not None and time.monotonic() > request.send_by:
                 raise TargetUnavailable(
                     "not sent: this payment's claim ran out before the target was free",
@@ -309,7 +335,7 @@ class TargetClient:
                     client_request_id=request_id,
                 )
             headers = {
-                "Authorization": "Bearer " + self._tokens.token(),
+                "Authorization": "Bearer " + principal.tokens.token(),
                 "client-request-id": request_id,
                 "return-client-request-id": "true",
             }
@@ -318,11 +344,14 @@ class TargetClient:
             if request.prefer is not None:
                 headers["Prefer"] = request.prefer
             # A shared slot per request, unless this thread's journal turn holds one already.
-            slot = self.shared.slot if self.shared is not None and not self._holds_turn() else nullcontext
+            slot: Callable[[], Any] = nullcontext
+            if self.shared is not None and turn is None:
+                slot = partial(self.shared.slot, principal.shared_name())
             exchange = getattr(self._turn, "exchange", None)
             began = time.monotonic()
+            principal.sent += 1
             try:
-                response = self._transport.exchange(method, url, body, headers, slot)
+                response = self._transport.exchange(method, url, body, headers, principal.in_flight, slot)
             except requests.RequestException as exc:
                 if exchange is not None:
                     exchange.answered(None, time.monotonic() - began)
@@ -343,14 +372,25 @@ class TargetClient:
             if exchange is not None:
                 exchange.answered(status, time.monotonic() - began)
             if 200 <= status < 300:
-                self.in_flight.succeeded()
+                principal.in_flight.succeeded()
+                principal.gate.through()
                 return response
             if status == 401 and not refreshed:
                 refreshed = True
                 log.info("target answered 401; fetching a new token client-request-id=%s", request_id)
-                self._tokens.token(force=True, claims=claims_challenge(response.headers))
+                principal.tokens.token(force=True, claims=claims_challenge(response.headers))
                 continue
             code, message = odata_error(response)
+            if status in (401, 403) and turn is None and self.principals.refused(principal):
+                # This identity's grant is refused (nothing was done): the others carry on without it.
+                log.error(
+                    "the target refused identity %s (%d %s); it sits out while the others send",
+                    principal.name,
+                    status,
+                    code,
+                )
+                principal, refreshed = self.principals.pick(avoid=principal), False
+                continue
             raise self._judge(
                 status,
                 code,
@@ -359,6 +399,7 @@ class TargetClient:
                 request_id,
                 idempotent,
                 request.auto_numbered,
+                principal,
             )
 
     def _judge(
@@ -370,19 +411,25 @@ class TargetClient:
         request_id: str,
         idempotent: bool = False,
         auto_numbered: bool = False,
+        principal: Principal | None = None,
     ) -> Retryable | TargetError:
-        """What an answer means (responses.classify), and what it does to the flow: a 429 closes the
-        gate for every worker and lowers the in-flight bound; any Retry-After closes the gate."""
+        """What an answer means (responses.classify), and what it does to the flow of the identity that
+        got it: a 429 closes its gate for every worker and lowers its in-flight bound; any Retry-After
+        closes its gate. The other identities go on."""
         retry_after = parse_retry_after(retry_header)
         verdict = classify(
             status, code, message, retry_after, request_id, idempotent=idempotent, auto_numbered=auto_numbered
         )
+        principal = principal or self.principals.all[0]
         if status == 429:
-            self.in_flight.throttled()
-            pause = retry_after if retry_after is not None else self.settings.backoff_base_seconds
-            self.gate.pause(pause, throttled=True)
+            principal.in_flight.throttled()
+            settings = self.settings
+            pause = retry_after
+            if pause is None:
+                pause = principal.gate.backoff(settings.backoff_base_seconds, settings.backoff_max_seconds)
+            principal.gate.pause(pause, throttled=True)
         elif isinstance(verdict, Retryable) and retry_after is not None:
-            self.gate.pause(retry_after)
+            principal.gate.pause(retry_after)
         return verdict
 
 

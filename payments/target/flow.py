@@ -21,6 +21,7 @@ class ThrottleGate:
         self._clock = clock
         self._lock = threading.Lock()
         self._open_at = 0.0
+        self._streak = 0  # 429s without Retry-After since the last answer that came through
         self.pauses = 0  # times the gate was closed (or its closing extended)
         self.throttled = 0  # 429 answers seen, batch items included
 
@@ -31,6 +32,22 @@ class ThrottleGate:
             if until > self._open_at:
                 self._open_at = until
                 self.pauses += 1
+
+    def backoff(self, base: float, most: float) -> float:
+        """How long to pause after a 429 that named no Retry-After: twice as long as after the one
+        before, until an answer comes through (`through`)."""
+        with self._lock:
+            self._streak += 1
+            return min(most, base * 2 ** (self._streak - 1))
+
+    def through(self) -> None:
+        """An answer came through: the next 429 starts the backoff afresh."""
+        self._streak = 0
+
+    def opens_at(self) -> float:
+        """When the gate opens (monotonic; in the past when it is open)."""
+        with self._lock:
+            return self._open_at
 
     def wait(self) -> None:
         while True:
@@ -88,6 +105,11 @@ class InFlightLimit:
             # its pooled connection, which gives up the interpreter lock) before its request is on
             # the wire; this thread's answer can wait half a millisecond, the slot cannot.
             time.sleep(self.yield_seconds)
+
+    @property
+    def busy(self) -> int:
+        """Requests in flight now."""
+        return self._busy
 
     def throttled(self) -> None:
         with self._cond:

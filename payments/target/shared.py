@@ -92,14 +92,17 @@ class SharedFlow:
         self._made_lock = threading.Lock()
         self.waits = 0  # times a request found every slot (or its journal) taken and waited
 
-    def rate(self, limit: int, window: float, max_wait: float) -> SharedRate:
-        """The target's rate window, kept with every other instance in the same container."""
-        return SharedRate(self.container, limit, window, max_wait, sleep=self._sleep)
+    def rate(self, limit: int, window: float, max_wait: float, identity: str | None = None) -> SharedRate:
+        """An identity's rate window, kept with every other instance in the same container (`identity`
+        None: the single identity's, under the names it always had)."""
+        blob = "rate/window" if identity is None else f"rate/{identity}"
+        return SharedRate(self.container, limit, window, max_wait, sleep=self._sleep, blob=blob)
 
     @contextmanager
-    def slot(self) -> Iterator[None]:
-        """One of the identity's request slots, for the length of one exchange."""
-        names = [f"slots/{i}" for i in range(self.slots)]
+    def slot(self, identity: str | None = None) -> Iterator[None]:
+        """One of an identity's request slots, for the length of one exchange."""
+        prefix = "slots/" if identity is None else f"slots/{identity}/"
+        names = [f"{prefix}{i}" for i in range(self.slots)]
         lease = self._take(names, until=None, shuffle=True)
         assert lease is not None
         try:
@@ -202,8 +205,10 @@ class SharedRate:
         *,
         sleep: Callable[[float], None] = time.sleep,
         now: Callable[[], float] = time.time,  # wall clock: instances share it, not their monotonic ones
+        blob: str = "rate/window",
     ):
         self.container = container
+        self.blob = blob
         self.limit = limit
         self.window = window
         self.span = window + min(1.0, 0.05 * window)  # the target counts from arrival, a little later
@@ -237,7 +242,7 @@ class SharedRate:
         from azure.core import MatchConditions
         from azure.core.exceptions import ResourceModifiedError
 
-        blob = self.container.get_blob_client("rate/window")
+        blob = self.container.get_blob_client(self.blob)
         margin = self.span - self.window
         for _ in range(20):
             try:

@@ -47,10 +47,9 @@ def _read_body(response: requests.Response) -> None:
 class Transport:
     """Sends prepared requests over one pooled session, within the in-flight limit."""
 
-    def __init__(self, settings: Settings, in_flight: InFlightLimit, session: requests.Session | None = None):
+    def __init__(self, settings: Settings, session: requests.Session | None = None, identities: int = 1):
         self._timeout = (settings.connect_timeout_seconds, settings.read_timeout_seconds)
-        self._in_flight = in_flight
-        self._session = session or self._new_session(settings.max_concurrency)
+        self._session = session or self._new_session(settings.max_concurrency * identities)
         self._options: dict[str, dict[str, Any]] = {}
 
     @staticmethod
@@ -83,16 +82,18 @@ class Transport:
         url: str,
         body: bytes | None,
         headers: dict[str, str],
+        in_flight: InFlightLimit,
         hold: Callable[[], AbstractContextManager[Any]] = nullcontext,
     ) -> requests.Response:
         """One request and its whole answer; raises requests' own errors for the caller to judge.
-        `hold` is held with the in-flight slot (the slot shared with other instances, if any)."""
+        `in_flight` is the identity's bound; `hold` is held with its slot (the slot shared with other
+        instances, if any)."""
         # Everything but the exchange itself happens before taking a slot: the target's
         # concurrency limit counts requests, and a slot held while preparing is a slot wasted.
         session = self._session
         prepared = session.prepare_request(requests.Request(method, url, data=body, headers=headers))
         options = self._transport_options(prepared.url or url)
-        with self._in_flight, hold():
+        with in_flight, hold():
             response = session.send(prepared, timeout=self._timeout, allow_redirects=False, **options)
             _read_body(response)
         return response
