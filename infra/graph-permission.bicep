@@ -8,6 +8,9 @@ extension microsoftGraphV1
 @description('Principal id of the relay identity (output RELAY_IDENTITY_PRINCIPAL_ID of main.bicep)')
 param principalId string
 
+@description('Principal ids of the further identities the relay calls Business Central as (output RELAY_EXTRA_TARGET_PRINCIPAL_IDS of main.bicep); empty: principalId alone')
+param principalIds array = []
+
 @description('Application id of the API the relay posts to (default: Dynamics 365 Business Central)')
 param resourceAppId string = '996def3d-b36c-4153-8607-a6fd3c01b89f'
 
@@ -18,10 +21,12 @@ resource api 'Microsoft.Graph/servicePrincipals@v1.0' existing = {
   appId: resourceAppId
 }
 
-resource grant 'Microsoft.Graph/appRoleAssignedTo@v1.0' = {
-  principalId: principalId
-  resourceId: api.id
-  appRoleId: appRoleId
-}
+resource grants 'Microsoft.Graph/appRoleAssignedTo@v1.0' = [
+  for id in union([principalId], principalIds): {
+    principalId: id
+    resourceId: api.id
+    appRoleId: appRoleId
+  }
+]
 
-output assignmentId string = grant.id
+output assignmentIds array = [for (id, i) in union([principalId], principalIds): grants[i].id]

@@ -62,6 +62,11 @@ param ledgerTable string = 'paymentsledger'
 @description('Days a payment key is remembered')
 param ledgerRetentionDays int = 30
 
+@description('How many identities the relay calls Business Central as: each has its own 5 requests at once and 6,000 per 5 minutes, and requests go to the one with room. The relay identity is the first; the others are user-assigned identities of their own, each granted in Business Central as the first')
+@minValue(1)
+@maxValue(5)
+param targetIdentityCount int = 1
+
 @description('Table of the bank credits decided, per company and bank account (so none is posted twice)')
 param bankTable string = 'paymentsbank'
 
@@ -293,6 +298,16 @@ module identity 'modules/identity.bicep' = {
   }
 }
 
+// The further identities the relay calls Business Central as (the relay identity is the first); each is
+// granted in Business Central as the first is (README: several identities). None with the default of one.
+resource targetIdentities 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = [
+  for i in range(0, targetIdentityCount - 1): {
+    name: '${identityName}-bc${i + 2}'
+    location: location
+    tags: allTags
+  }
+]
+
 module storage 'modules/storage.bicep' = {
   name: 'storage'
   params: {
@@ -366,6 +381,8 @@ module functionApp 'modules/functionapp.bicep' = {
     tags: allTags
     identityId: identity.outputs.id
     identityClientId: identity.outputs.clientId
+    targetIdentityIds: [for i in range(0, targetIdentityCount - 1): targetIdentities[i].id]
+    targetIdentityClientIds: [for i in range(0, targetIdentityCount - 1): targetIdentities[i].properties.clientId]
     blobEndpoint: storage.outputs.blobEndpoint
     queueEndpoint: storage.outputs.queueEndpoint
     tableEndpoint: storage.outputs.tableEndpoint
@@ -392,5 +409,10 @@ output INBOX_CONTAINER_URL string = '${storage.outputs.blobEndpoint}${inboxConta
 output DEADLETTER_CONTAINER string = deadLetterContainer
 output RELAY_IDENTITY_CLIENT_ID string = identity.outputs.clientId
 output RELAY_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
+// The further identities the relay calls Business Central as (beside RELAY_IDENTITY_*): each one is granted
+// API.ReadWrite.All (infra/graph-permission.bicep, principalIds) and registered in Business Central's
+// Microsoft Entra Applications as the relay identity is.
+output RELAY_EXTRA_TARGET_CLIENT_IDS array = [for i in range(0, targetIdentityCount - 1): targetIdentities[i].properties.clientId]
+output RELAY_EXTRA_TARGET_PRINCIPAL_IDS array = [for i in range(0, targetIdentityCount - 1): targetIdentities[i].properties.principalId]
 output WEBHOOK_KEY_VAULT_NAME string = keyVault.outputs.name
 output ALERT_ACTION_GROUP_ID string = alerts.outputs.actionGroupId

@@ -15,6 +15,13 @@ param identityId string
 @description('Client id of the user-assigned identity')
 param identityClientId string
 
+@description('Further user-assigned identities the relay calls Business Central as (resource ids; at most 4); empty: the relay identity alone')
+@maxLength(4)
+param targetIdentityIds array = []
+
+@description('Client ids of targetIdentityIds, in the same order')
+param targetIdentityClientIds array = []
+
 @description('Blob endpoint of the function storage account')
 param blobEndpoint string
 
@@ -65,6 +72,16 @@ param instanceMemoryMB int = 2048
 @description('Spread the plan across availability zones (Flex Consumption supports it in some regions only)')
 param zoneRedundant bool = false
 
+// The further identities, four at most (main.bicep's targetIdentityCount is at most 5), each as the one-key
+// object userAssignedIdentities takes; ARM evaluates only the branch of a condition that holds, so a
+// missing index is never read.
+var further = [
+  length(targetIdentityIds) > 0 ? { '${targetIdentityIds[0]}': {} } : {}
+  length(targetIdentityIds) > 1 ? { '${targetIdentityIds[1]}': {} } : {}
+  length(targetIdentityIds) > 2 ? { '${targetIdentityIds[2]}': {} } : {}
+  length(targetIdentityIds) > 3 ? { '${targetIdentityIds[3]}': {} } : {}
+]
+
 var appSettings = union(relaySettings, {
   // The host's own storage, reached with the identity (no connection string anywhere).
   AzureWebJobsStorage__credential: 'managedidentity'
@@ -73,6 +90,9 @@ var appSettings = union(relaySettings, {
   AzureWebJobsStorage__queueServiceUri: queueEndpoint
   AzureWebJobsStorage__tableServiceUri: tableEndpoint
   AZURE_CLIENT_ID: identityClientId
+  // Every identity the relay calls Business Central as, each with a budget of its own (README: several
+  // identities); empty with one identity: AZURE_CLIENT_ID's.
+  PAYMENTS_TARGET_CLIENT_IDS: empty(targetIdentityClientIds) ? '' : join(concat([identityClientId], targetIdentityClientIds), ',')
   APPLICATIONINSIGHTS_CONNECTION_STRING: appInsightsConnectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
   // The worker's traces, metrics and logs (payments.telemetry, with the same identity); the host's go
@@ -132,9 +152,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
   kind: 'functionapp,linux'
   identity: {
     type: 'UserAssigned'
-    userAssignedIdentities: {
-      '${identityId}': {}
-    }
+    userAssignedIdentities: union({ '${identityId}': {} }, further[0], further[1], further[2], further[3])
   }
   properties: {
     serverFarmId: plan.id

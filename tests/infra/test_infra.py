@@ -243,8 +243,10 @@ def test_outputs_name_the_app_inbox_and_identity():
 def test_graph_permission_grants_business_central_api_readwrite_all():
     graph = parse("graph-permission.bicep")
     assert "microsoftGraphV1" in json.dumps(graph["extensions"])
-    grant = graph["resources"]["grant"]
+    grant = graph["resources"]["grants"]
     assert grant["type"] == "Microsoft.Graph/appRoleAssignedTo" and grant["api_version"] == "v1.0"
+    # One grant for the relay identity and one for each further identity it calls Business Central as.
+    assert "union([principalId], principalIds)" in (INFRA / "graph-permission.bicep").read_text()
     params = graph["parameters"]
     assert params["resourceAppId"]["default"] == "996def3d-b36c-4153-8607-a6fd3c01b89f"
     assert params["appRoleId"]["default"] == "a42b0b75-311e-488d-b67e-8fe84f924341"
@@ -1271,3 +1273,24 @@ def test_the_readme_explains_each_alert_and_the_email_variable():
         title = _alerts()["resources"][rule]["config"]["properties"]["displayName"]
         assert title.removeprefix("Payments relay: ") in section, title
     assert "| `RELAY_ALERT_EMAIL` | `alertEmail` |" in readme
+
+
+def test_several_identities_are_one_by_default_and_each_further_one_is_assigned_and_named_to_the_relay():
+    """Issue 25: targetIdentityCount further user-assigned identities, assigned to the function app, their
+    client ids in PAYMENTS_TARGET_CLIENT_IDS after the relay identity's; with one, the setting is empty
+    (AZURE_CLIENT_ID's identity alone, as before)."""
+    main, app = parse("main.bicep"), parse("modules/functionapp.bicep")
+    count = main["parameters"]["targetIdentityCount"]
+    assert count["default"] == 1 and _decorator(count, "max_value") == 5
+    further = app["parameters"]["targetIdentityIds"]
+    assert _decorator(further, "max_length") == 5 - 1  # the relay identity is the first
+    identities = main["resources"]["targetIdentities"]
+    assert identities["type"] == "Microsoft.ManagedIdentity/userAssignedIdentities"
+    text = (INFRA / "modules" / "functionapp.bicep").read_text()
+    assert "further[3]" in text and "length(targetIdentityIds) > 3" in text  # every further one assigned
+    assert (
+        "PAYMENTS_TARGET_CLIENT_IDS: empty(targetIdentityClientIds) ? '' : "
+        "join(concat([identityClientId], targetIdentityClientIds), ',')"
+    ) in text
+    outputs = main["outputs"]
+    assert {"RELAY_EXTRA_TARGET_CLIENT_IDS", "RELAY_EXTRA_TARGET_PRINCIPAL_IDS"} <= set(outputs)
