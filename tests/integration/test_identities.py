@@ -82,7 +82,7 @@ def test_one_identity_is_the_default_and_behaves_as_before(azure_env, sandbox):
     assert [p.name for p in client.principals.all] == ["default"]
     make_pipeline().post_all(C, J, payments(2, "ONE"))
     [(identity, count)] = sandbox.requests_by_identity.items()
-    assert count == 2
+    assert (identity, count) == ("7f3e2d1c-0b9a-4876-a5d4-c3b2a1f0e9d8", 2)  # the sandbox's default client id
 
 
 def test_client_ids_are_checked(azure_env, sandbox):
