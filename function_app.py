@@ -10,6 +10,7 @@ from payments import filedrop, runtime, telemetry, webhook
 INBOX_PATH = "%PAYMENTS_INBOX_CONTAINER%/{name}"
 STORAGE_CONNECTION = "AzureWebJobsStorage"
 WORK_QUEUE = "%PAYMENTS_WORK_QUEUE%"
+PRIORITY_QUEUE = "%PAYMENTS_PRIORITY_QUEUE%"
 
 app = func.FunctionApp()
 runtime.check_settings()
@@ -98,6 +99,15 @@ def http_response(answer: webhook.Answer) -> func.HttpResponse:
 def post_work(message: func.QueueMessage, context: func.Context) -> None:
     with telemetry.invocation("post_work", context.trace_context):
         runtime.poster().handle(message.get_body())
+
+
+# Small calls a webhook caller waits for: a queue and a function of their own, which Flex Consumption
+# scales on their own, so they are not behind the batches on the work queue.
+@app.function_name("post_priority")
+@app.queue_trigger(arg_name="message", queue_name=PRIORITY_QUEUE, connection=STORAGE_CONNECTION)
+def post_priority(message: func.QueueMessage, context: func.Context) -> None:
+    with telemetry.invocation("post_priority", context.trace_context):
+        runtime.poster(priority=True).handle(message.get_body())
 
 
 # A BlobClient (SDK-type binding) instead of InputStream: the host hands over a reference, not

@@ -33,7 +33,8 @@ log = logging.getLogger("payments.runtime")
 _lock = threading.RLock()
 _pipeline: Pipeline | None = None
 _file_drop: FileDrop | None = None
-_poster: Poster | None = None
+_poster: TargetClient | None = None  # the posters' client (one attempt per request)
+_posters: dict[bool, Poster] = {}  # by priority
 _gate: Gate | None = None
 
 
@@ -64,8 +65,10 @@ def pipeline() -> Pipeline:
                             "AzureWebJobsStorage__tableServiceUri (identity-based) or, locally, "
                             "AzureWebJobsStorage"
                         )
+                    name = settings.priority_queue
+                    priority = make_work_queue(settings, name) if name else None
                     _pipeline = QueuedPipeline(
-                        client, ledger, make_work_queue(settings), make_batches(settings)
+                        client, ledger, make_work_queue(settings), make_batches(settings), priority=priority
                     )
                 else:
                     _pipeline = Pipeline(client, ledger)
@@ -89,30 +92,33 @@ def gate() -> Gate:
     return _gate
 
 
-def make_work_queue(settings: Settings) -> WorkQueue:
+def make_work_queue(settings: Settings, name: str = "") -> WorkQueue:
     from .storage import queue_client
     from .work import WorkQueue
 
-    name = settings.work_queue
+    name = name or settings.work_queue
     return WorkQueue(queue_client(settings, name), queue_client(settings, f"{name}-poison"))
 
 
-def poster() -> Poster:
-    """The process's poster (the queue trigger). Its client makes one attempt per request: a busy or
-    unavailable target puts the payments back on the queue with a delay, not a wait in place."""
+def poster(*, priority: bool = False) -> Poster:
+    """The process's poster for the work queue (or the priority queue): the queue trigger's. Its client
+    makes one attempt per request: a busy or unavailable target puts the payments back on its queue with
+    a delay, not a wait in place. Both posters share one client, so their limits are one."""
     global _poster
-    if _poster is None:
+    if priority not in _posters:
         with _lock:
-            if _poster is None:
+            if priority not in _posters:
                 from .work import Poster, QueuedPipeline
 
                 queued = pipeline()
                 if not isinstance(queued, QueuedPipeline):
                     raise SettingsError("the work queue is off: set PAYMENTS_WORK_QUEUE to the queue's name")
-                settings = queued.client.settings.model_copy(update={"max_attempts": 1})
-                client = TargetClient(settings, target_credential(settings), shared=queued.client.shared)
-                _poster = Poster(client, queued.required_ledger, queued.queue, queued)
-    return _poster
+                if _poster is None:
+                    settings = queued.client.settings.model_copy(update={"max_attempts": 1})
+                    _poster = TargetClient(settings, target_credential(settings), shared=queued.client.shared)
+                queue = queued.priority if priority and queued.priority is not None else queued.queue
+                _posters[priority] = Poster(_poster, queued.required_ledger, queue, queued)
+    return _posters[priority]
 
 
 def make_batches(settings: Settings) -> BatchStore:
@@ -218,6 +224,9 @@ def measure_queues() -> dict[str, int]:
     queued = pipeline()
     if isinstance(queued, QueuedPipeline):
         depths["work"], depths["poison"] = queued.queue.depth()
+        if queued.priority is not None:  # its poison counts with the work queue's: one alert
+            depths["priority"], poisoned = queued.priority.depth()
+            depths["poison"] += poisoned
     settings = queued.client.settings
     container = blob_service(settings).get_container_client(settings.deadletter_container)
     try:
@@ -264,7 +273,8 @@ def reset() -> None:
         if _pipeline is not None:
             _pipeline.client.close()
         if _poster is not None:
-            _poster.client.close()
+            _poster.close()
         _pipeline = None
         _file_drop = None
         _poster = None
+        _posters.clear()

@@ -107,6 +107,15 @@ class Settings(BaseSettings):
         "triggered poster is then the only code that sends to the target. Empty: entry points post "
         "themselves (local runs)",
     )
+    priority_queue: str = Field(
+        "",
+        description="Storage queue for small webhook calls answered synchronously (PAYMENTS_PRIORITY_AT_MOST "
+        "payments or fewer): a queue function of its own takes them at once, not behind the batches queued "
+        "on PAYMENTS_WORK_QUEUE. Empty: they go on the work queue too",
+    )
+    priority_at_most: int = Field(
+        10, ge=1, le=100, description="Most payments in a call that goes on PAYMENTS_PRIORITY_QUEUE"
+    )
     batches_container: str = Field(
         "payments-batches", description="Container of the records behind GET /api/batches/{id}"
     )

@@ -566,7 +566,9 @@ def _through_queue(
         except (LedgerUnavailable, QueueUnavailable) as exc:
             return _storage_unavailable(exc)
         return _accepted(sub, [accepted(sub.batch)] * len(payments), asked, located=True)
-    sub = pipeline.submit(company, journal, payments, keys=keys)
+    # A caller waits for this answer: a small call goes on the priority queue, not behind queued batches.
+    small = len(payments) <= settings.priority_at_most
+    sub = pipeline.submit(company, journal, payments, keys=keys, priority=small)
     sub.extra = extra
     outcomes = pipeline.wait(sub, time.monotonic() + settings.answer_within_seconds)
     if all(o.kind != "accepted" for o in outcomes):

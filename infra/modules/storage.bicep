@@ -34,6 +34,9 @@ param configContainer string
 @description('Queue the webhook and the file drop hand accepted payments to (the poster reads it)')
 param workQueue string
 
+@description('Queue of small webhook calls a caller waits for (the post_priority function reads it)')
+param priorityQueue string
+
 @description('Table of the idempotency ledger')
 param ledgerTable string
 
@@ -145,10 +148,11 @@ resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-0
   name: 'default'
 }
 
-// The work queue and the queue the Functions host moves a message to after maxDequeueCount failed
-// deliveries (host.json); created here so an operator can watch both from the first deployment.
+// The work queue, the priority queue, and the queues the Functions host moves a message to after
+// maxDequeueCount failed deliveries (host.json); created here so an operator can watch them from the
+// first deployment.
 resource queues 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = [
-  for queue in [workQueue, '${workQueue}-poison']: {
+  for queue in [workQueue, '${workQueue}-poison', priorityQueue, '${priorityQueue}-poison']: {
     parent: queueService
     name: queue
   }

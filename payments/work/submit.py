@@ -103,9 +103,18 @@ class Submission:
 class QueuedPipeline(Pipeline):
     """Accept, enqueue, and read outcomes back; never sends to the target itself."""
 
-    def __init__(self, client: TargetClient, ledger: Ledger, queue: WorkQueue, batches: BatchStore):
+    def __init__(
+        self,
+        client: TargetClient,
+        ledger: Ledger,
+        queue: WorkQueue,
+        batches: BatchStore,
+        *,
+        priority: WorkQueue | None = None,
+    ):
         super().__init__(client, ledger)
         self.queue = queue
+        self.priority = priority  # small calls answered synchronously: taken by a poster of their own
         self.batches = batches
         self.store = ledger.store
 
@@ -154,8 +163,10 @@ class QueuedPipeline(Pipeline):
         *,
         keys: Sequence[str | None] | None = None,
         batch: str | None = None,
+        priority: bool = False,
     ) -> Submission:
-        """Record every payment as accepted (or say why not) and put the accepted ones on the queue."""
+        """Record every payment as accepted (or say why not) and put the accepted ones on the queue (the
+        priority queue, when there is one and `priority` asks for it: a caller waits for the answer)."""
         ledger = self.required_ledger
         scope = Scope(company_id, journal_id)
         explicit = list(keys) if keys is not None else [None] * len(payments)
@@ -210,7 +221,7 @@ class QueuedPipeline(Pipeline):
                 work = Work(
                     company_id, journal_id, sub.batch, items, caller=sub.owner, source=telemetry.SOURCE.get()
                 )
-                self.queue.send(work)
+                (self.priority if priority and self.priority is not None else self.queue).send(work)
             except QueueUnavailable as exc:
                 # Accepted in the ledger all the same: the re-drive timer queues them (stranded).
                 log.error("batch %s: %d payments wait for the re-drive: %s", sub.batch, len(items), exc)

@@ -222,3 +222,37 @@ def test_a_file_drop_through_the_queue_reports_what_the_queue_function_posted(az
     by_number = {p["documentNumber"]: p["id"] for p in stored}
     assert sorted(r["id"] for r in report["records"]) == sorted(by_number.values())
     assert len(posts(sandbox)) == 3  # 100 + 100 + 50, each a $batch sent by the queue function
+
+
+def test_a_single_payment_is_answered_at_once_by_the_priority_queue_behind_a_queued_backlog(
+    azure_env, azurite, sandbox
+):
+    """Issue 25: a batch waits on the work queue (no worker takes it in this test); a single payment a
+    caller waits for goes on the priority queue, which its own function takes at once: answered 201,
+    while the batch is still queued."""
+    from tests.support.work import priority_host
+
+    env = configure_storage(azure_env, azurite, **queue_settings(PAYMENTS_PRIORITY_QUEUE=f"prio-{time.monotonic_ns()}"))
+    backlog = [pay(documentNumber=f"BACK-{i}") for i in range(20)]
+    resp, _ = call(backlog, headers={"Prefer": "respond-async"})
+    assert resp.status_code == 202
+    with priority_host(env):
+        resp, body = call(pay(documentNumber="SINGLE-1"))
+    assert resp.status_code == 201, body
+    assert [p["documentNumber"] for p in sandbox.payments()] == ["SINGLE-1"]  # the backlog still waits
+    with queue_host(env) as host:
+        host.drain()
+    assert len(sandbox.payments()) == 21
+
+
+def test_a_call_of_more_payments_than_priority_at_most_stays_on_the_work_queue(azure_env, azurite, sandbox):
+    from tests.support.work import priority_host
+
+    env = configure_storage(
+        azure_env,
+        azurite,
+        **queue_settings(PAYMENTS_PRIORITY_QUEUE=f"prio-{time.monotonic_ns()}", PAYMENTS_ANSWER_WITHIN_SECONDS="1"),
+    )
+    with priority_host(env):
+        resp, body = call([pay(documentNumber=f"MANY-{i}") for i in range(11)])
+    assert resp.status_code == 202 and sandbox.payments() == []  # not taken by the priority function

@@ -25,3 +25,13 @@ def queue_host(env, **options) -> QueueHost:
         FUNCTIONS["post_work"].get_user_function(),
         **options,
     )
+
+
+def priority_host(env, **options) -> QueueHost:
+    """The listener for the priority queue, calling the registered `post_priority` function."""
+    return QueueHost(
+        env.azurite.connection_string,
+        env.settings["PAYMENTS_PRIORITY_QUEUE"],
+        FUNCTIONS["post_priority"].get_user_function(),
+        **options,
+    )
