@@ -256,3 +256,4 @@ def test_a_call_of_more_payments_than_priority_at_most_stays_on_the_work_queue(a
     with priority_host(env):
         resp, body = call([pay(documentNumber=f"MANY-{i}") for i in range(11)])
     assert resp.status_code == 202 and sandbox.payments() == []  # not taken by the priority function
+    assert body["summary"] == {"total": 11, "accepted": 11}
