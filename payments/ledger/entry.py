@@ -72,6 +72,15 @@ class Entry:
         return self.updated_at + retention < now
 
 
+# An open entry's row in the index the re-drive reads (Ledger.stranded): the day (ISO date) it was
+# accepted, its scope and its key.
+OpenRow = tuple[str, Scope, str]
+
+
+def open_row(entry: Entry) -> OpenRow:
+    return entry.created_at.date().isoformat(), entry.scope, entry.key
+
+
 entry_values = operator.attrgetter(*(f.name for f in fields(Entry)))  # every field, in order (etag last)
 
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from .entry import Entry, Scope, entry_values
+from .entry import Entry, OpenRow, Scope, entry_values
 
 
 class MemoryLedgerStore:
@@ -20,6 +20,7 @@ class MemoryLedgerStore:
         self._rows: dict[tuple[str, str], tuple[Any, ...]] = {}
         self._version = 0
         self._marks: dict[str, datetime] = {}
+        self._open: set[OpenRow] = set()  # the index of open entries
 
     def _stamp(self, entry: Entry) -> Entry:
         self._version += 1
@@ -84,3 +85,20 @@ class MemoryLedgerStore:
     def mark_once(self, name: str, value: datetime) -> datetime:
         with self._lock:
             return self._marks.setdefault(name, value)
+
+    def index_open(self, rows: list[OpenRow]) -> None:
+        with self._lock:
+            self._open.update(rows)
+
+    def unindex(self, rows: list[OpenRow]) -> None:
+        with self._lock:
+            self._open.difference_update(rows)
+
+    def indexed(self) -> Iterator[OpenRow]:
+        with self._lock:
+            found = list(self._open)
+        yield from found
+
+    def marked(self, name: str) -> datetime | None:
+        with self._lock:
+            return self._marks.get(name)

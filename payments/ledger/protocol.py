@@ -20,7 +20,7 @@ Protocol, per payment key:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -29,12 +29,13 @@ from typing import Any, Literal
 from .. import codec
 from ..errors import LedgerUnavailable
 from ..model import CustomerPayment
-from .entry import CALLER, Entry, Scope, evolve
+from .entry import CALLER, Entry, OpenRow, Scope, evolve, open_row
 from .keys import fingerprint, natural_key
 from .store import LedgerStore
 
 log = logging.getLogger("payments.ledger")
 
+OPEN_INDEXED = "open-indexed"  # since when every open entry is in the index (`stranded`)
 CALLER_KEYS_SINCE = "caller-keys-since"  # when Idempotency-Keys became the caller's own on this ledger
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_STORED_BODY = 30_000  # characters: a Table string property holds 32K UTF-16 code units
@@ -259,6 +260,7 @@ class Ledger:
         target: a poster must look before sending), or as `claim` says: done, in-flight, conflict."""
         now = self.clock()
         fresh = self._queued(scope, key, payment, payment_fingerprint, batch, now)
+        self.store.index_open([open_row(fresh)])  # first: an entry is never open without its index row
         for _ in range(5):
             stored = self.store.insert(fresh)
             if stored is not None:
@@ -297,7 +299,10 @@ class Ledger:
         None when any key exists already (nothing was written: accept them one by one)."""
         now = self.clock()
         fresh = [self._queued(scope, key, payment, fp, batch, now) for key, payment, fp in items]
-        return self.store.insert_many(fresh) if fresh else []
+        if not fresh:
+            return []
+        self.store.index_open([open_row(e) for e in fresh])  # first: never open without its index row
+        return self.store.insert_many(fresh)
 
     def take_many(self, entries: list[Entry]) -> list[Entry] | None:
         """Claim queued entries as a poster, in one write: each must still be as the acceptor left it
@@ -319,15 +324,49 @@ class Ledger:
 
     def stranded(self, older_than: timedelta) -> Iterator[Entry]:
         """Entries no poster may be working on that need one: accepted and untouched for `older_than`
-        (their message was lost, or dead-lettered), and stale claims (their poster died)."""
+        (their message was lost, or dead-lettered), and stale claims (their poster died).
+
+        Read from the index of open entries (a row per entry accepted for the work queue, from before
+        its entry is written until it is settled), so a run costs what is open, not the whole ledger.
+        A ledger from before the index is scanned once, and its open entries indexed."""
         now = self.clock()
-        for entry in self.store.scan({"queued", "claimed"}):
-            if entry.payload is None:
-                continue  # taken by the direct path (no queue): `attention` lists it for a person
-            if entry.state == "queued" and entry.updated_at + older_than <= now:
+        if self.store.marked(OPEN_INDEXED) is None:
+            yield from self._stranded_by_scan(older_than, now)
+            self.store.mark_once(OPEN_INDEXED, now)
+            return
+        gone: list[OpenRow] = []
+        for row in self.store.indexed():
+            _, scope, key = row
+            entry = self.store.get(scope, key)
+            if entry is None or entry.state not in ("queued", "claimed"):
+                gone.append(row)  # settled (its row is normally taken out then) or resolved by a person
+            elif self._stranded(entry, older_than, now):
                 yield entry
-            elif entry.is_stale(now):
-                yield entry
+        if gone:
+            self.store.unindex(gone)
+
+    def _stranded(self, entry: Entry, older_than: timedelta, now: datetime) -> bool:
+        if entry.payload is None:
+            return False  # taken by the direct path (no queue): `attention` lists it for a person
+        if entry.state == "queued":
+            return entry.updated_at + older_than <= now
+        return entry.is_stale(now)
+
+    def _stranded_by_scan(self, older_than: timedelta, now: datetime) -> Iterator[Entry]:
+        """The whole ledger's open entries, once, indexing them as it goes."""
+        found = [e for e in self.store.scan({"queued", "claimed"}) if e.payload is not None]
+        self.store.index_open([open_row(e) for e in found])
+        yield from (e for e in found if self._stranded(e, older_than, now))
+
+    def _settled(self, entries: Iterable[Entry]) -> None:
+        """Entries that left the work queue's hands (an outcome, a release): out of the open index. A
+        failure here only leaves a row the next re-drive takes out."""
+        rows = [open_row(e) for e in entries if e.payload is not None]
+        if rows:
+            try:
+                self.store.unindex(rows)
+            except LedgerUnavailable as exc:
+                log.warning("%d entries settled but still in the open index: %s", len(rows), exc)
 
     # -- after posting ------------------------------------------------------------------------
 
@@ -351,6 +390,7 @@ class Ledger:
             return
         for (entry, _), new in zip(changes, stored, strict=True):
             entry.etag = new.etag
+        self._settled(e for e in updated if e.state not in ("queued", "claimed"))
 
     @staticmethod
     def posted(created: dict[str, Any], *, status: int) -> dict[str, Any]:
@@ -385,6 +425,8 @@ class Ledger:
             log.error("ledger entry %s changed under us; leaving it as it is", entry.key)
             return updated
         entry.etag = stored.etag
+        if stored.state not in ("queued", "claimed"):
+            self._settled([stored])
         return stored
 
     def record_posted(self, entry: Entry, created: dict[str, Any], *, status: int) -> Entry:
@@ -399,6 +441,8 @@ class Ledger:
             log.error(
                 "could not release ledger entry %s; it becomes reclaimable when its lease ends", entry.key
             )
+            return
+        self._settled([entry])
 
     def former_keys_until(self) -> datetime:
         """Until when an Idempotency-Key's former ledger key (from before keys were the caller's) may

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Protocol
 
-from .entry import Entry, Scope
+from .entry import Entry, OpenRow, Scope
 
 
 class LedgerStore(Protocol):
@@ -36,6 +36,18 @@ class LedgerStore(Protocol):
 
     def has_entries(self) -> bool:
         """Whether any payment was ever recorded here (and not yet purged)."""
+
+    def index_open(self, rows: list[OpenRow]) -> None:
+        """Record entries accepted for the work queue in the index of open entries; again is harmless."""
+
+    def unindex(self, rows: list[OpenRow]) -> None:
+        """Take entries out of the index of open entries (settled, or gone); missing ones are harmless."""
+
+    def indexed(self) -> Iterator[OpenRow]:
+        """Every entry in the index of open entries."""
+
+    def marked(self, name: str) -> datetime | None:
+        """The time recorded under `name` (`mark_once`), or None."""
 
     def mark_once(self, name: str, value: datetime) -> datetime:
         """The time recorded under `name` about the ledger itself, recording `value` first when none is:

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from .. import codec
 from ..errors import LedgerUnavailable
 from ..storage import make_sure
 from ..telemetry import ledger_span
-from .entry import Entry, Scope, evolve
+from .entry import Entry, OpenRow, Scope, evolve
 
 # The partition of the ledger's records about itself (`mark_once`): no company_journal starts with "~".
 MARKS = "~ledger"
+# The index of open entries (Ledger.stranded): a partition per day an entry was accepted, a row per entry.
+OPEN = "~open|"
 
 
 class TableLedgerStore:
@@ -231,18 +234,74 @@ class TableLedgerStore:
             yield self._from_entity(entity)
 
     def scan(self, states: set[str] | None = None) -> Iterator[Entry]:
+        # Every entry's partition is company_journal (GUIDs); the ledger's own rows start with "~".
+        query = "PartitionKey lt '~'"
         if states:
-            query = " or ".join(f"State eq '{s}'" for s in sorted(states))
-        else:
-            query = f"PartitionKey ne '{MARKS}'"
+            query += " and (" + " or ".join(f"State eq '{s}'" for s in sorted(states)) + ")"
         for entity in self._call(lambda: self.table.query_entities(query), "scan", ""):
             yield self._from_entity(entity)
 
+    # -- the index of open entries (ledger.open) --------------------------------------------------
+
+    def index_open(self, rows: list[OpenRow]) -> None:
+        by_day: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+        for day, scope, key in rows:
+            pk = OPEN + day
+            row = {"PartitionKey": pk, "RowKey": f"{scope.partition}|{key}"}
+            by_day.setdefault(pk, []).append(("upsert", row))
+        for pk, operations in by_day.items():
+            for start in range(0, len(operations), self._MAX_TRANSACTION):
+                chunk = operations[start : start + self._MAX_TRANSACTION]
+                self._call(lambda chunk=chunk: self.table.submit_transaction(chunk), "transaction", pk)
+
+    def unindex(self, rows: list[OpenRow]) -> None:
+        from azure.core.exceptions import ResourceNotFoundError
+        from azure.data.tables import TableTransactionError
+
+        by_day: dict[str, list[str]] = {}
+        for day, scope, key in rows:
+            by_day.setdefault(OPEN + day, []).append(f"{scope.partition}|{key}")
+        for pk, names in by_day.items():
+            for start in range(0, len(names), self._MAX_TRANSACTION):
+                chunk = names[start : start + self._MAX_TRANSACTION]
+                operations = [("delete", {"PartitionKey": pk, "RowKey": row}) for row in chunk]
+                try:
+                    self._call(lambda ops=operations: self.table.submit_transaction(ops), "transaction", pk)
+                    continue
+                except TableTransactionError:  # one of them was gone already: the rest one by one
+                    pass
+                for row in chunk:
+                    try:
+                        gone = partial(self.table.delete_entity, pk, row)
+                        self._call(gone, "delete", pk, row)
+                    except ResourceNotFoundError:
+                        pass
+
+    def indexed(self) -> Iterator[OpenRow]:
+        query = "PartitionKey ge @lo and PartitionKey lt @hi"
+        params = {"lo": OPEN, "hi": OPEN[:-1] + "}"}
+        found = self._call(
+            lambda: self.table.query_entities(query, parameters=params, select=["PartitionKey", "RowKey"]),
+            "query",
+            OPEN,
+        )
+        for row in found:
+            partition, _, key = row["RowKey"].partition("|")
+            company, _, journal = partition.partition("_")
+            yield row["PartitionKey"].removeprefix(OPEN), Scope(company, journal), key
+
+    def marked(self, name: str) -> datetime | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            return self._call(lambda: self.table.get_entity(MARKS, name), "get", MARKS, name)["Value"]
+        except ResourceNotFoundError:
+            return None
+
     def has_entries(self) -> bool:
         def first() -> Any:
-            found = self.table.query_entities(
-                f"PartitionKey ne '{MARKS}'", results_per_page=1, select=["PartitionKey"]
-            )
+            entries = "PartitionKey lt '~'"
+            found = self.table.query_entities(entries, results_per_page=1, select=["PartitionKey"])
             return next(iter(found), None)  # one entity, following continuations until there is one
 
         return self._call(first, "scan", "") is not None

@@ -257,3 +257,50 @@ def test_a_call_of_more_payments_than_priority_at_most_stays_on_the_work_queue(a
         resp, body = call([pay(documentNumber=f"MANY-{i}") for i in range(11)])
     assert resp.status_code == 202 and sandbox.payments() == []  # not taken by the priority function
     assert body["summary"] == {"total": 11, "accepted": 11}
+
+
+def _open_rows(env) -> list[str]:
+    return [e["RowKey"].split("|", 1)[1] for e in env.table.query_entities("PartitionKey ge '~open|' and PartitionKey lt '~open}'")]
+
+
+def test_the_re_drive_reads_the_index_of_open_entries_not_the_whole_ledger(azure_env, azurite, sandbox):
+    """Issue 25: an entry accepted for the queue has an index row from before it is written until it is
+    settled; the re-drive reads that index, so its cost follows open work, not the ledger's history."""
+    from payments import runtime
+
+    env = configure_storage(azure_env, azurite, **queue_settings(PAYMENTS_ANSWER_WITHIN_SECONDS="0.2"))
+    assert runtime.redrive_work() == 0  # an empty ledger: indexed from the start
+    with queue_host(env):
+        resp, _ = call([pay(documentNumber=f"DONE-{i}") for i in range(5)])
+    assert resp.status_code in (201, 202) and _open_rows(env) == []  # settled: out of the index
+    resp, _ = call(pay(documentNumber="LOST-2"))
+    host = queue_host(env)
+    host.queue.clear_messages()  # its message is gone
+    [lost] = [e for e in entries(env) if e.state == "queued"]
+    assert _open_rows(env) == [lost.key]
+    # An open entry the index does not hold is not seen: the re-drive reads the index, not the ledger.
+    ghost = {k: v for k, v in env.table.get_entity(lost.scope.partition, lost.key).items()}
+    ghost["RowKey"] = "p-" + "0" * 64
+    env.table.create_entity(ghost)
+    backdate(env, lost.key, 901)
+    backdate(env, ghost["RowKey"], 901)
+    assert runtime.redrive_work() == 1  # LOST-2 only
+    with host:
+        host.drain()
+    assert [p["documentNumber"] for p in sandbox.payments()][-1] == "LOST-2" and _open_rows(env) == []
+
+
+def test_a_ledger_from_before_the_index_is_scanned_once_and_its_open_entries_indexed(azure_env, azurite, sandbox):
+    from payments import runtime
+
+    env = configure_storage(azure_env, azurite, **queue_settings(PAYMENTS_ANSWER_WITHIN_SECONDS="0.2"))
+    resp, _ = call(pay(documentNumber="OLD-1"))
+    queue_host(env).queue.clear_messages()
+    [old] = entries(env)
+    for row in env.table.query_entities("PartitionKey ge '~' and PartitionKey lt '~~'"):
+        env.table.delete_entity(row)  # as a ledger written before the index (no rows, no mark)
+    backdate(env, old.key, 901)
+    assert runtime.redrive_work() == 1  # found by the one scan
+    assert _open_rows(env) == [old.key]  # and indexed by it
+    marks = [e["RowKey"] for e in env.table.query_entities("PartitionKey eq '~ledger'")]
+    assert "open-indexed" in marks
