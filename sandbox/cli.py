@@ -39,7 +39,7 @@ def post_journal(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     url = (
         f"http://127.0.0.1:{args.port}/v2.0/sandbox-tenant/sandbox/api/v2.0/companies({args.company})"
-        f"/customerPaymentJournals({args.journal})/Microsoft.NAV.post"
+        f"/journals({args.journal})/Microsoft.NAV.post"
     )
     request = urllib.request.Request(url, method="POST", headers={"Authorization": "Bearer operator"})
     try:

@@ -33,9 +33,13 @@ _LEDGER_ROUTE = re.compile(
     r"^(?:/beta/financials/companies/(?P<g>[^/]+)|.*/companies\((?P<b>[^)/]+)\))/generalLedgerEntries/?$",
     re.IGNORECASE,
 )
+# Page 30016 "APIV2 - Journals" has the bound action `post` (POST journals({id})/Microsoft.NAV.post). Its
+# OnFindRecord looks a batch up by SystemId alone when the id is given (GetBySystemId, whatever its
+# template), so a customer payment journal's id is accepted there; page 30013 (customerPaymentJournals)
+# has no action at all. Graph beta's financials has journals/{id}/post, the same action.
 _POST_ROUTE = re.compile(
-    r"^(?:/beta/financials/companies/(?P<g>[^/]+)/customerPaymentJournals/(?P<gj>[^/]+)"
-    r"|.*/companies\((?P<b>[^)/]+)\)/customerPaymentJournals\((?P<bj>[^)/]+)\))/Microsoft\.NAV\.post/?$",
+    r"^(?:/beta/financials/companies/(?P<g>[^/]+)/journals/(?P<gj>[^/]+)/post"
+    r"|.*/companies\((?P<b>[^)/]+)\)/journals\((?P<bj>[^)/]+)\)/Microsoft\.NAV\.post)/?$",
     re.IGNORECASE,
 )
 
@@ -88,8 +92,12 @@ def check_line(journal: Journal, line: dict[str, Any]) -> None:
 
 def post(company: Company, journal: Journal) -> int:
     """Post every line of `journal` into `company`'s G/L entries, all or nothing; returns how many lines.
-    Called with the sandbox's lock held."""
+    Page 30016's PostBatch: no line is "There is nothing to post." (an Error: the API's
+    Application_DialogException); then codeunit Gen. Jnl.-Post, which checks every line before posting
+    any. Called with the sandbox's lock held."""
     lines = sorted(journal.payments, key=lambda line: line["lineNumber"])
+    if not lines:
+        raise ODataError(400, "Application_DialogException", "There is nothing to post.")
     for line in lines:
         check_line(journal, line)
     applied, unapplied = _applications(company, lines)

@@ -177,11 +177,28 @@ def test_overlapping_inserts_into_one_journal_collide_on_the_line_number(bc, san
 
 
 def _post_journal(sandbox: Sandbox) -> requests.Response:
-    url = (
-        f"{sandbox.bc_base_url}/companies({SANDBOX_COMPANY_ID})/customerPaymentJournals({SANDBOX_JOURNAL_ID})"
-        "/Microsoft.NAV.post"
-    )
+    url = f"{sandbox.bc_base_url}/companies({SANDBOX_COMPANY_ID})/journals({SANDBOX_JOURNAL_ID})/Microsoft.NAV.post"
     return requests.post(url, headers=AUTH, timeout=5)
+
+
+def test_the_post_action_is_page_30016s_and_takes_a_customer_payment_journals_id(bc, sandbox):
+    """Page 30016 "APIV2 - Journals" (Apps/W1/APIV2/app/src/pages/APIV2Journals.Page.al) has the bound
+    action post; its OnFindRecord looks the batch up by SystemId alone when one is given, whatever its
+    template, so journals(<a customer payment journal's id>)/Microsoft.NAV.post posts that journal. Page
+    30013 (customerPaymentJournals) has no actions. An empty batch: PostBatch's "There is nothing to
+    post.". Unverified against Business Central online (the relay's README says so)."""
+    empty = _post_journal(sandbox)
+    assert (empty.status_code, empty.json()["error"]["code"]) == (400, "Application_DialogException")
+    assert empty.json()["error"]["message"] == "There is nothing to post."
+    bc({"customerNumber": "10000", "amount": -5, "documentNumber": "J-1", "postingDate": "2026-11-20"})
+    old = requests.post(
+        f"{sandbox.bc_base_url}/companies({SANDBOX_COMPANY_ID})/customerPaymentJournals({SANDBOX_JOURNAL_ID})"
+        "/Microsoft.NAV.post",
+        headers=AUTH,
+        timeout=5,
+    )
+    assert old.status_code in (400, 404) and len(sandbox.payments()) == 1  # no such action: nothing posted
+    assert _post_journal(sandbox).status_code == 204 and sandbox.payments() == []
 
 
 def test_posting_checks_every_line_first_and_posts_nothing_when_one_fails(bc, sandbox):

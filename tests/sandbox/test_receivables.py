@@ -76,7 +76,9 @@ def pay(sandbox: Sandbox, amount: str, at: tuple[str, str] = SEED, **fields: str
 
 
 def post_journal(sandbox: Sandbox, at: tuple[str, str] = SEED) -> requests.Response:
-    return requests.post(journal_url(sandbox, at) + "/Microsoft.NAV.post", headers=POST, timeout=5)
+    """Page 30016's bound action post, on the customer payment journal's id."""
+    url = f"{sandbox.bc_base_url}/companies({at[0]})/journals({at[1]})/Microsoft.NAV.post"
+    return requests.post(url, headers=POST, timeout=5)
 
 
 def test_customers_in_both_forms(books):

@@ -295,6 +295,7 @@ def test_a_ledger_from_before_the_index_is_scanned_once_and_its_open_entries_ind
 
     env = configure_storage(azure_env, azurite, **queue_settings(PAYMENTS_ANSWER_WITHIN_SECONDS="0.2"))
     resp, _ = call(pay(documentNumber="OLD-1"))
+    assert resp.status_code == 202
     queue_host(env).queue.clear_messages()
     [old] = entries(env)
     for row in env.table.query_entities("PartitionKey ge '~' and PartitionKey lt '~~'"):
