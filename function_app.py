@@ -135,6 +135,14 @@ def ledger_purge(timer: func.TimerRequest, context: func.Context) -> None:
 
 # Nothing stranded: inbox files whose event never came (dead-lettered, or uploaded while the
 # subscription was missing) are processed after PAYMENTS_REDRIVE_AFTER_SECONDS.
+# The journals PAYMENTS_POST_JOURNALS names are posted every hour, when they hold only the relay's lines.
+@app.function_name("journal_post")
+@app.timer_trigger(arg_name="timer", schedule="0 30 * * * *", run_on_startup=False, use_monitor=True)
+def journal_post(timer: func.TimerRequest, context: func.Context) -> None:
+    with telemetry.invocation("journal_post", context.trace_context):
+        runtime.post_journals()
+
+
 @app.function_name("inbox_redrive")
 @app.timer_trigger(arg_name="timer", schedule="0 */10 * * * *", run_on_startup=False, use_monitor=True)
 def inbox_redrive(timer: func.TimerRequest, context: func.Context) -> None:

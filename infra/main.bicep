@@ -89,6 +89,9 @@ param flowContainer string = 'payments-flow'
 @description('Queue the webhook and the file drop hand accepted payments to; the post_work function is the only code that sends to the target')
 param workQueue string = 'payments-work'
 
+@description('Journals the relay posts every hour in Business Central (companyId/journalId), each only when it holds nothing but lines the relay created; empty: none (README: posting journals)')
+param postJournals array = []
+
 @description('Queue of small webhook calls a caller waits for (priorityAtMost payments or fewer): the post_priority function takes them at once, not behind the batches on workQueue')
 param priorityQueue string = 'payments-priority'
 
@@ -256,6 +259,7 @@ var relaySettings = {
   PAYMENTS_WORK_QUEUE: workQueue // host.json's queues section sets how many messages an instance takes
   PAYMENTS_PRIORITY_QUEUE: priorityQueue // single payments and small calls answered synchronously
   PAYMENTS_PRIORITY_AT_MOST: '10'
+  PAYMENTS_POST_JOURNALS: join(postJournals, ',')
   PAYMENTS_BATCHES_CONTAINER: batchesContainer
   // Bank statements: the payer map the operators keep, and how sure a credit must be to be posted.
   PAYMENTS_CONFIG_CONTAINER: configContainer

@@ -310,6 +310,27 @@ def _ledger_or_exit() -> Ledger:
     return ledger
 
 
+def cmd_journal(args: argparse.Namespace, out: TextIO) -> int:
+    """Post one journal now (page 30016's post action), only if it holds nothing but the relay's lines."""
+    from .credentials import target_credential
+    from .posting.journal import post_journal
+    from .target import TargetClient
+
+    settings = _settings_or_exit()
+    ledger = _ledger_or_exit()
+    client = TargetClient(settings, target_credential(settings))
+    try:
+        result = post_journal(client, ledger, args.company, args.journal)
+    finally:
+        client.close()
+    if not result.ok:
+        print(f"journal {args.journal} not posted: {result.refused}", file=sys.stderr)
+        return 1
+    adopted = f" ({result.adopted} recognised as the relay's payments first)" if result.adopted else ""
+    print(f"journal {args.journal} posted: {result.posted} lines{adopted}", file=out)
+    return 0
+
+
 def cmd_ledger(args: argparse.Namespace, out: TextIO) -> int:
     ledger = _ledger_or_exit()
     if args.action == "list":
@@ -450,6 +471,14 @@ def parser() -> argparse.ArgumentParser:
     )
     qu.add_argument("action", choices=["status", "redrive"])
     qu.set_defaults(run=cmd_queue)
+    jo = sub.add_parser(
+        "journal",
+        help="post a journal in Business Central now, when it holds only lines the relay created",
+    )
+    jo.add_argument("action", choices=["post"])
+    jo.add_argument("--company", required=True, help="company id (GUID)")
+    jo.add_argument("--journal", required=True, help="customer payment journal id (GUID)")
+    jo.set_defaults(run=cmd_journal)
     sb = sub.add_parser("sandbox", help="run the development sandbox of the target API in the foreground")
     sb.add_argument("--port", type=int, default=8400)
     sb.add_argument("--latency", type=float, default=0.0, help="seconds of delay per request")

@@ -11,7 +11,7 @@ import gc
 import logging
 import threading
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .credentials import target_credential
 from .errors import SettingsError
@@ -186,6 +186,25 @@ def purge_ledger() -> int:
         forgotten = gate().purge()
         log.info("ledger purge forgot %d signed deliveries past the tolerance", forgotten)
     return removed
+
+
+def post_journals() -> list[Any]:
+    """Post the journals PAYMENTS_POST_JOURNALS names, each only when it holds nothing but the relay's own
+    lines (the hourly timer); what each came to, logged."""
+    from .posting.journal import post_journal
+
+    queued = pipeline()
+    results = []
+    for company, journal in queued.client.settings.journals_to_post:
+        if queued.ledger is None:
+            raise SettingsError("posting a journal needs the ledger: set the function's storage account")
+        result = post_journal(queued.client, queued.ledger, company, journal)
+        if result.ok:
+            log.info("journal %s posted: %d lines (%d adopted)", journal, result.posted, result.adopted)
+        else:
+            log.warning("journal %s not posted: %s", journal, result.refused)
+        results.append(result)
+    return results
 
 
 def redrive_inbox() -> int:

@@ -116,6 +116,12 @@ class Settings(BaseSettings):
     priority_at_most: int = Field(
         10, ge=1, le=100, description="Most payments in a call that goes on PAYMENTS_PRIORITY_QUEUE"
     )
+    post_journals: str = Field(
+        "",
+        description="Comma-separated companyId/journalId pairs whose journal the relay posts every hour (the "
+        "journal_post timer) when it holds only lines the relay created; empty: no journal is posted by the "
+        "relay (python -m payments journal post posts one on request)",
+    )
     batches_container: str = Field(
         "payments-batches", description="Container of the records behind GET /api/batches/{id}"
     )
@@ -356,6 +362,18 @@ class Settings(BaseSettings):
             raise ValueError("names an identity twice")
         return ",".join(str(uuid.UUID(c)) for c in ids)
 
+    @field_validator("post_journals")
+    @classmethod
+    def _check_journals(cls, value: str) -> str:
+        pairs = []
+        for item in _names(value):
+            company, _, journal = item.partition("/")
+            try:
+                pairs.append(f"{uuid.UUID(company)}/{uuid.UUID(journal)}")
+            except ValueError:
+                raise ValueError(f"{item!r} is not companyId/journalId (two GUIDs)") from None
+        return ",".join(pairs)
+
     @field_validator("api_scope")
     @classmethod
     def _check_scope(cls, value: str | None) -> str | None:
@@ -463,6 +481,11 @@ class Settings(BaseSettings):
     @cached_property
     def base_url(self) -> str:
         return self.api_base_url or GRAPH_BASE_URL
+
+    @property
+    def journals_to_post(self) -> list[tuple[str, str]]:
+        """The (company, journal) pairs the journal_post timer posts."""
+        return [tuple(p.split("/", 1)) for p in _names(self.post_journals)]  # type: ignore[misc]
 
     @property
     def target_identities(self) -> list[str]:

@@ -57,6 +57,7 @@ class Entry:
     payload: str | None = None
     batch: str | None = None
     caller: str | None = None  # who sent it (CALLER when the entry was created)
+    booked: datetime | None = None  # when the relay posted the journal holding it (journal.post_journal)
     etag: str | None = None
 
     def is_stale(self, now: datetime) -> bool:

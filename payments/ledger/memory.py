@@ -61,6 +61,11 @@ class MemoryLedgerStore:
             entries = [Entry(*row) for row in self._rows.values()]
         yield from (e for e in entries if states is None or e.state in states)
 
+    def in_scope(self, scope: Scope, states: set[str]) -> Iterator[Entry]:
+        with self._lock:
+            entries = [Entry(*row) for row in self._rows.values()]
+        yield from (e for e in entries if e.scope == scope and e.state in states)
+
     def in_batch(self, scope: Scope, batch: str) -> Iterator[Entry]:
         with self._lock:
             entries = [Entry(*row) for row in self._rows.values()]

@@ -23,6 +23,9 @@ class LedgerStore(Protocol):
     def delete(self, entry: Entry) -> bool:
         """Remove if `entry.etag` still matches."""
 
+    def in_scope(self, scope: Scope, states: set[str]) -> Iterator[Entry]:
+        """One journal's entries in these states."""
+
     def in_batch(self, scope: Scope, batch: str) -> Iterator[Entry]:
         """The entries one batch accepted into this scope (Entry.batch)."""
 

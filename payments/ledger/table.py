@@ -56,6 +56,7 @@ class TableLedgerStore:
             "Payload": entry.payload,
             "Batch": entry.batch,
             "Caller": entry.caller,
+            "Booked": entry.booked,
         }
         entity.update({k: v for k, v in optional.items() if v is not None})
         return entity
@@ -83,6 +84,7 @@ class TableLedgerStore:
             payload=entity.get("Payload"),
             batch=entity.get("Batch"),
             caller=entity.get("Caller"),
+            booked=entity.get("Booked"),
             etag=entity.metadata.get("etag"),
         )
 
@@ -224,6 +226,15 @@ class TableLedgerStore:
         if results is None:
             return None
         return [evolve(e, etag=r.get("etag")) for e, r in zip(entries, results, strict=True)]
+
+    def in_scope(self, scope: Scope, states: set[str]) -> Iterator[Entry]:
+        wanted = " or ".join(f"State eq '{s}'" for s in sorted(states))
+        query = f"PartitionKey eq @partition and ({wanted})"
+        params = {"partition": scope.partition}
+        for entity in self._call(
+            lambda: self.table.query_entities(query, parameters=params), "query", scope.partition
+        ):
+            yield self._from_entity(entity)
 
     def in_batch(self, scope: Scope, batch: str) -> Iterator[Entry]:
         query = "PartitionKey eq @partition and Batch eq @batch"

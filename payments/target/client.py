@@ -178,6 +178,12 @@ class TargetClient:
         ordered = (results[i] for i in range(len(payloads)))
         return [r.unavailable if isinstance(r, Retryable) else r for r in ordered]
 
+    def post_journal(self, company_id: str, journal_id: str) -> None:
+        """Post every line of a journal (Business Central checks them all first: all or nothing); raises a
+        TargetError subclass unless it answered 204. Held to the journal's turn, as an insert is."""
+        url = self.routes.journal_post_url(company_id, journal_id)
+        self._send("POST", url, b"", Request(journal=(company_id, journal_id)))
+
     def find_payments(self, company_id: str, journal_id: str, odata_filter: str) -> list[dict[str, Any]]:
         """GET the journal's customerPayments matching an OData `$filter` (for reconciliation)."""
         url = self.routes.search_url(company_id, journal_id, odata_filter)
@@ -263,6 +269,8 @@ class TargetClient:
         started = time.monotonic()
         attempts = 0
         operation = "read" if body is None else "batch" if url == self.routes.batch_url else "insert"
+        if body == b"":  # a bound action (posting a journal), not an insert
+            operation = "post"
         company, journal = request.journal or (request.company, None)
         with telemetry.target_request(
             operation, method, client_request_id=request_id, company=company, journal=journal

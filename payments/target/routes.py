@@ -47,6 +47,14 @@ class Routes:
             url += "?" + "&".join(f"{k}={quote(v, safe='')}" for k, v in query.items())
         return url
 
+    def journal_post_url(self, company_id: str, journal_id: str) -> str:
+        """The bound action that posts a journal: page 30016 "APIV2 - Journals" (`journals({id})`), which
+        takes any journal batch's id, a customer payment journal's included; Graph's `journals/{id}/post`."""
+        c, j = quote(company_id, safe=""), quote(journal_id, safe="")
+        if self.target == "graph":
+            return f"{self.base_url}/financials/companies/{c}/journals/{j}/post"
+        return f"{self.base_url}/companies({c})/journals({j})/Microsoft.NAV.post"
+
     def posted_entries_url(self, company_id: str, odata_filter: str) -> str:
         """The company's posted G/L entries (`generalLedgerEntries`) matching a `$filter`."""
         return self.company_url(company_id, "generalLedgerEntries", {"$filter": odata_filter})

@@ -69,7 +69,8 @@ def test_the_package_runs_without_the_development_code(tmp_path):
     )
     assert indexed.returncode == 0, indexed.stderr
     assert indexed.stdout.split("\n")[:2] == [
-        "['batch_status', 'customer_payments', 'inbox_redrive', 'ledger_purge', 'openapi', 'payment_file_drop', "
+        "['batch_status', 'customer_payments', 'inbox_redrive', 'journal_post', 'ledger_purge', 'openapi', "
+        "'payment_file_drop', "
         "'post_priority', 'post_work', 'signed_batch_status', 'signed_customer_payments', 'work_redrive']",
         "False",
     ]
