@@ -15,11 +15,13 @@ writing requests it processed at once for one journal. Its timeouts are shortene
 Central: 8 minutes queued, 10 running) and the relay's settle time set to match, so that a worker
 killed mid-request is recovered within the run rather than ten minutes later.
 
-Capacity: one insert at a time per journal (Microsoft's advice, and what the relay keeps), each
-operation taking `--latency`, so `journals / latency` payments per second (three journals: under the
-five requests the identity gets processed at once).
+Capacity: one insert at a time per journal (Microsoft's advice, and what the relay keeps), five requests
+at once per identity, each operation taking `--latency`: `min(journals, 5 x identities) / latency`
+payments per second. With `--identities 1,2,3` each count gets its runs, with five journals per identity
+so that the identities are the limit. Single payments go on the priority queue, taken by instances of
+their own (`--priority-workers`); the table says how many were answered 201 within the answer window.
 
-Run: `.venv/bin/python -m bench.scale` (`--payments`, `--workers`, `--latency`, `--kill`).
+Run: `.venv/bin/python -m bench.scale` (`--payments`, `--workers`, `--latency`, `--identities`, `--runs`).
 """
 
 from __future__ import annotations
@@ -54,8 +56,8 @@ def registered(name: str):
     return _functions[name]
 
 
-def worker(concurrency: int) -> int:
-    """One instance: the queue listener invoking the registered post_work function until killed."""
+def worker(concurrency: int, function: str = "post_work", queue_setting: str = "PAYMENTS_WORK_QUEUE") -> int:
+    """One instance: the queue listener invoking a registered queue function until killed."""
     import logging
 
     logging.basicConfig(level=logging.ERROR)
@@ -66,8 +68,8 @@ def worker(concurrency: int) -> int:
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # before the threads: they inherit it
     host = QueueHost(
         os.environ["AzureWebJobsStorage"],
-        os.environ["PAYMENTS_WORK_QUEUE"],
-        functions["post_work"].get_user_function(),
+        os.environ[queue_setting],
+        functions[function].get_user_function(),
         concurrency=concurrency,
         visibility=30,
         retry_visibility=30,
@@ -80,7 +82,9 @@ def worker(concurrency: int) -> int:
     return 0
 
 
-def run(args: argparse.Namespace, azurite, kill: bool) -> dict[str, object]:
+def run(args: argparse.Namespace, azurite, kill: bool, identities: int = 1) -> dict[str, object]:
+    import uuid
+
     from sandbox import SANDBOX_COMPANY_ID as C
     from sandbox import SANDBOX_TOKEN_HEADER, Limits, Sandbox
     from sandbox.store import extra_journals
@@ -89,7 +93,9 @@ def run(args: argparse.Namespace, azurite, kill: bool) -> dict[str, object]:
     box.limits = Limits(queue_timeout=TIMEOUTS, operation_timeout=TIMEOUTS, request_timeout=TIMEOUTS)
     from sandbox import SANDBOX_JOURNAL_ID
 
-    extra = [box.add_journal(jid, name=f"CASH{n}") for n, jid in extra_journals(args.journals)]
+    # Enough journals that the identities' five requests at once each, not the journals, are the limit.
+    journal_count = args.journals or 5 * identities
+    extra = [box.add_journal(jid, name=f"CASH{n}") for n, jid in extra_journals(journal_count)]
     journals = [SANDBOX_JOURNAL_ID, *extra]
     box.start()
     tag = f"{int(time.time())}{'k' if kill else 'n'}"
@@ -111,6 +117,12 @@ def run(args: argparse.Namespace, azurite, kill: bool) -> dict[str, object]:
         "PAYMENTS_READ_TIMEOUT_SECONDS": str(TIMEOUTS + 5),
         "PAYMENTS_TARGET_SETTLE_SECONDS": str(TIMEOUTS),
         "PAYMENTS_LEDGER_LEASE_SECONDS": "60",
+        "PAYMENTS_PRIORITY_QUEUE": f"scale-prio-{tag}",
+        "PAYMENTS_TARGET_CLIENT_IDS": (
+            ",".join(str(uuid.uuid5(uuid.NAMESPACE_OID, f"identity-{i}")) for i in range(identities))
+            if identities > 1
+            else ""
+        ),
     }
     os.environ.update(env)
     workers = [
@@ -122,6 +134,26 @@ def run(args: argparse.Namespace, azurite, kill: bool) -> dict[str, object]:
             text=True,
         )
         for _ in range(args.workers)
+    ]
+    # The priority queue's function scales on its own (Flex Consumption): instances of its own.
+    workers += [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bench.scale",
+                "--worker",
+                "--concurrency",
+                str(args.concurrency),
+                "--function",
+                "post_priority",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(args.priority_workers)
     ]
     for w in workers:
         assert w.stdout is not None
@@ -163,6 +195,7 @@ def run(args: argparse.Namespace, azurite, kill: bool) -> dict[str, object]:
     # Batches and singles interleaved, as callers would send them.
     order = sorted(range(len(work)), key=lambda k: (k * 7919) % len(work))
     statuses: Counter[int] = Counter()
+    singles_answered: Counter[int] = Counter()  # what a caller of one payment got
     lock = threading.Lock()
     answered_202: list[float] = []
 
@@ -183,6 +216,8 @@ def run(args: argparse.Namespace, azurite, kill: bool) -> dict[str, object]:
         resp = call.get_user_function()(req, context=context())
         with lock:
             statuses[resp.status_code] += 1
+            if not many:
+                singles_answered[resp.status_code] += 1
             if resp.status_code == 202:
                 answered_202.append(time.perf_counter() - t)
 
@@ -218,18 +253,23 @@ def run(args: argparse.Namespace, azurite, kill: bool) -> dict[str, object]:
             w.kill()
     stored = [p for j in journals for p in box.payments(C, j)]
     numbers = Counter(p["documentNumber"] for p in stored)
-    # One operation at a time per journal; without $batch also the rate window (6,000 per 5 minutes).
-    capacity = len(journals) / args.latency
-    if args.batch <= 1 and expected > 6000:  # the first 6,000 go at once; then 20 per second
-        capacity = min(capacity, 6000 / 300)
+    # One operation at a time per journal, five at once per identity; without $batch also the rate
+    # window (6,000 per 5 minutes per identity).
+    capacity = min(len(journals), 5 * identities) / args.latency
+    if args.batch <= 1 and expected > 6000 * identities:  # the first 6,000 each go at once; then 20/s
+        capacity = min(capacity, identities * 6000 / 300)
     box.stop()
     from azure.data.tables import TableClient
 
     table = TableClient.from_connection_string(azurite.connection_string, env["PAYMENTS_LEDGER_TABLE"])
     states = Counter(e["State"] for e in table.list_entities(select=["State"]))
+    by_identity = dict(box.requests_by_identity)
     result = {
-        "run": "one worker SIGKILLed midway" if kill else "all workers",
-        "workers": args.workers,
+        "run": f"{identities} identit{'y' if identities == 1 else 'ies'}, "
+        + ("one worker SIGKILLed midway" if kill else "all workers"),
+        "identities": identities,
+        "journals": len(journals),
+        "workers": f"{args.workers} + {args.priority_workers} priority",
         "$batch": args.batch or "none",
         "payments": expected,
         "seconds": round(elapsed, 1),
@@ -240,10 +280,15 @@ def run(args: argparse.Namespace, azurite, kill: bool) -> dict[str, object]:
         "queued past timeout": box.queue_timeouts + box.timeouts,
         "lost": sum(1 for k in range(expected) if numbers.get(f"SC-{k}", 0) == 0),
         "doubled": sum(c - 1 for c in numbers.values() if c > 1),
-        "most in flight (identity)": box.peak_in_flight,
+        "most in flight (every identity together)": box.peak_in_flight,
         "most writers (one journal)": box.peak_journal_writers,
         "line collisions": box.line_collisions,
         "webhook answers": dict(statuses),
+        "single payments answered 201 (within the answer window)": (
+            f"{singles_answered.get(201, 0)} of {singles} "
+            f"({100 * singles_answered.get(201, 0) / max(singles, 1):.0f}%)"
+        ),
+        "requests per identity": "/".join(str(v) for _, v in sorted(by_identity.items())) or "-",
         "202 answer p50 / max (s)": (
             f"{sorted(answered_202)[len(answered_202) // 2]:.3f} / {max(answered_202):.3f}"
             if answered_202
@@ -300,7 +345,10 @@ def main() -> int:
         "--concurrency", type=int, default=5, help="messages at once per worker (host.json batchSize)"
     )
     parser.add_argument("--callers", type=int, default=6, help="webhook calls at once")
-    parser.add_argument("--journals", type=int, default=3)
+    parser.add_argument("--journals", type=int, default=0, help="0: five per identity")
+    parser.add_argument("--identities", default="1", help="comma-separated counts of identities, a run each")
+    parser.add_argument("--priority-workers", type=int, default=2, help="instances of the priority queue's")
+    parser.add_argument("--function", default="post_work", help=argparse.SUPPRESS)
     parser.add_argument("--latency", type=float, default=0.05, help="seconds per operation at the sandbox")
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument(
@@ -309,14 +357,17 @@ def main() -> int:
     parser.add_argument("--runs", choices=["both", "plain", "kill"], default="both")
     args = parser.parse_args()
     if args.worker:
+        if args.function == "post_priority":
+            return worker(args.concurrency, "post_priority", "PAYMENTS_PRIORITY_QUEUE")
         return worker(args.concurrency)
     from devtools.azurite import running_azurite
 
     results = []
     with running_azurite() as azurite:
-        for kill in {"both": (False, True), "plain": (False,), "kill": (True,)}[args.runs]:
-            results.append(run(args, azurite, kill))
-            print(json.dumps(results[-1], default=str), flush=True)
+        for identities in (int(n) for n in args.identities.split(",")):
+            for kill in {"both": (False, True), "plain": (False,), "kill": (True,)}[args.runs]:
+                results.append(run(args, azurite, kill, identities))
+                print(json.dumps(results[-1], default=str), flush=True)
         fastest, slowest = big_batch_answer(azurite)
     print()
     print("| figure | " + " | ".join(str(r["run"]) for r in results) + " |")
