@@ -68,25 +68,36 @@ def post_journal(client: TargetClient, ledger: Ledger, company: str, journal: st
             return result
         posted = {e.target_id: e for e in ledger.store.in_scope(scope, {"posted"}) if e.target_id}
         # Payments whose outcome is unknown: ambiguous ones, and claims whose poster went silent. A live
-        # claim's own poster records its outcome; its line is left alone (and refuses the posting).
+        # claim's own poster records its outcome (just after giving back the journal's turn); its line
+        # is left alone and the posting waits for a later try.
         now = ledger.clock()
         open_ = [e for e in ledger.store.in_scope(scope, {"ambiguous", "claimed"}) if e.natural]
         unknown = [e for e in open_ if e.state == "ambiguous" or e.is_stale(now)]
+        live = [e for e in open_ if e not in unknown]
         mine: list[Entry] = []
+        recording = 0  # lines of payments whose live poster has not written their outcome yet
         for line in sorted(lines, key=lambda x: int(x.get("lineNumber") or 0)):
             entry = posted.get(str(line.get("id") or ""))
             if entry is None:
                 entry = _adopt(ledger, line, unknown, result)
-            if entry is None:
-                result.foreign.append(int(line.get("lineNumber") or 0))
-            else:
+            if entry is not None:
                 mine.append(entry)
+            elif any(_same(e.natural, line) for e in live):
+                recording += 1
+            else:
+                result.foreign.append(int(line.get("lineNumber") or 0))
         if result.foreign:
             shown = ", ".join(str(n) for n in result.foreign[:20])
             result.refused = (
                 f"the journal holds {len(result.foreign)} line(s) the relay did not create (line numbers "
                 f"{shown}): posting it would post them too; post it in Business Central, or move those "
                 "lines to another journal; nothing was posted"
+            )
+            return result
+        if recording:
+            result.refused = (
+                f"{recording} of the relay's payments in the journal are still being recorded by the "
+                "worker that posted them: try again in a minute; nothing was posted"
             )
             return result
         try:

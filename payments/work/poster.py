@@ -30,6 +30,7 @@ from .submit import Carried, QueuedPipeline
 log = logging.getLogger("payments.work")
 
 MAX_BACKOFF_SECONDS = 300.0
+MARKS_PER_WRITE = 100  # outcomes written at once (a table transaction holds 100)
 
 
 @dataclass(slots=True)
@@ -87,43 +88,30 @@ class Poster:
         size = max(self.client.settings.batch_size, 1)
         until = send_by(self.ledger, [entry for _, entry in claimed])
         # One turn at the journal for the whole message (this worker's and, with shared limits, every
-        # instance's), rather than taking and giving it back for each insert.
+        # instance's), rather than taking and giving it back for each insert. Outcomes are written to
+        # the ledger after the turn is given back (a full transaction's worth sooner), so the next
+        # insert into the journal does not wait for this one's ledger writes.
         turn = self.client.journal_turn(work.company, work.journal, until) if claimed else nullcontext(True)
-        with turn as ours:
-            if not ours:  # the journal stayed busy until the claims end: they all wait on the queue
-                back.extend(self._requeue(entry, item) for item, entry in claimed)
-                retry_after = 5.0
-                claimed = []
-            for start in range(0, len(claimed), size):
-                group = claimed[start : start + size]
-                if back:  # the target is busy or down: the rest waits with the others, unsent
-                    back.extend(self._requeue(entry, item) for item, entry in group)
-                    continue
-                outcomes = self._send(work, [item for item, _ in group], [entry for _, entry in group])
-                marks: list[tuple[Entry, dict[str, Any]]] = []
-                for (item, entry), outcome in zip(group, outcomes, strict=True):
-                    handled.kinds[outcome.kind] += 1
-                    change = ledger_change(outcome)
-                    if change is None:  # certainly not created: back on the queue
-                        back.append(self._requeue(entry, item))
-                        retry_after = max(retry_after, getattr(outcome.error, "retry_after", 0) or 0)
+        marks: list[tuple[Entry, dict[str, Any]]] = []
+        try:
+            with turn as ours:
+                if not ours:  # the journal stayed busy until the claims end: they all wait on the queue
+                    back.extend(self._requeue(entry, item) for item, entry in claimed)
+                    retry_after = 5.0
+                    claimed = []
+                for start in range(0, len(claimed), size):
+                    group = claimed[start : start + size]
+                    if back:  # the target is busy or down: the rest waits with the others, unsent
+                        back.extend(self._requeue(entry, item) for item, entry in group)
                         continue
-                    if outcome.client_request_id and change["state"] != "ambiguous":
-                        change["client_request_id"] = outcome.client_request_id  # for the status answer
-                    marks.append((entry, change))
-                    telemetry.payment_outcome(
-                        outcome.kind,
-                        target=self.client.settings.target,
-                        key=item.key,
-                        client_request_id=outcome.client_request_id,
-                        company=work.company,
-                        journal=work.journal,
-                        natural=entry.natural,
-                        note=outcome.note or f"batch {work.batch}",
-                    )
-                    if outcome.kind == "ambiguous":
-                        self._recheck_later(entry, item, later)
-                self._commit(marks)
+                    if len(marks) >= MARKS_PER_WRITE:
+                        self._commit(marks)
+                        marks = []
+                    outcomes = self._send(work, [item for item, _ in group], [entry for _, entry in group])
+                    asked = self._sort(work, group, outcomes, handled, marks, back, later)
+                    retry_after = max(retry_after, asked)
+        finally:  # what was decided is recorded, whatever happened after
+            self._commit(marks)
         if back:
             delay = max(retry_after, min(MAX_BACKOFF_SECONDS, 2.0**work.attempt)) + random.uniform(0, 1)  # noqa: S311 (jitter)
             again = Work(
@@ -272,6 +260,43 @@ class Poster:
             )
             back = None
         return Item(item.key, item.payload, item.fingerprint, back.etag if back is not None else None)
+
+    def _sort(
+        self,
+        work: Work,
+        group: list[tuple[Item, Entry]],
+        outcomes: list[Outcome],
+        handled: Handled,
+        marks: list[tuple[Entry, dict[str, Any]]],
+        back: list[Item],
+        later: dict[float, list[Item]],
+    ) -> float:
+        """One request's outcomes: certainly not created goes `back` on the queue, every other outcome
+        to `marks` for the ledger (and ambiguous ones `later` too). The Retry-After asked for, or 0."""
+        retry_after: float = 0
+        for (item, entry), outcome in zip(group, outcomes, strict=True):
+            handled.kinds[outcome.kind] += 1
+            change = ledger_change(outcome)
+            if change is None:  # certainly not created: back on the queue
+                back.append(self._requeue(entry, item))
+                retry_after = max(retry_after, getattr(outcome.error, "retry_after", 0) or 0)
+                continue
+            if outcome.client_request_id and change["state"] != "ambiguous":
+                change["client_request_id"] = outcome.client_request_id  # for the status answer
+            marks.append((entry, change))
+            telemetry.payment_outcome(
+                outcome.kind,
+                target=self.client.settings.target,
+                key=item.key,
+                client_request_id=outcome.client_request_id,
+                company=work.company,
+                journal=work.journal,
+                natural=entry.natural,
+                note=outcome.note or f"batch {work.batch}",
+            )
+            if outcome.kind == "ambiguous":
+                self._recheck_later(entry, item, later)
+        return retry_after
 
     def _commit(self, marks: list[tuple[Entry, dict[str, Any]]]) -> None:
         try:

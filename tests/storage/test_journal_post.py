@@ -120,3 +120,31 @@ def test_journals_to_post_are_checked(azure_env, sandbox):
     azure_env("businesscentral", PAYMENTS_POST_JOURNALS=f"{C}")
     with pytest.raises(SettingsError, match="companyId/journalId"):
         load_settings()
+
+
+def test_a_line_whose_poster_is_still_recording_it_holds_the_posting_back(drop, sandbox):
+    """A poster writes its outcomes just after giving back the journal's turn, so a posting can come in
+    between: it finds the relay's line while the payment's claim is live. That line is the poster's to
+    record, not someone else's: nothing is posted, and the operator is told to try again (not that the
+    journal holds a foreign line). Once the outcome is written, the journal posts."""
+    from datetime import UTC, datetime, timedelta
+
+    from payments.ledger import Ledger
+
+    sandbox.inject("drop-after")
+    resp, _ = call(pay(documentNumber="RECORDING-1", postingDate="2026-11-20"))
+    assert resp.status_code == 502
+    [line] = sandbox.payments()
+    ledger = Ledger(TableLedgerStore(drop.table))
+    [entry] = _entries(drop).values()
+    # The ledger as a live poster leaves it between the insert's answer and its ledger write.
+    claimed = ledger.mark(entry, state="claimed", claimed_until=datetime.now(UTC) + timedelta(minutes=5))
+    code, _, err = _post()
+    assert code == 1
+    assert "1 of the relay's payments in the journal are still being recorded" in err and "try again" in err
+    assert "did not create" not in err
+    assert len(sandbox.payments()) == 1 and sandbox.ledger_entries() == []
+    ledger.mark(claimed, **Ledger.posted(line, status=201))  # the poster's write lands
+    code, out, err = _post()
+    assert (code, out.strip()) == (0, f"journal {J} posted: 1 lines"), err
+    assert sandbox.payments() == [] and len(sandbox.ledger_entries()) == 2
