@@ -287,9 +287,9 @@ def post_run(args: argparse.Namespace) -> dict[str, Any]:
     from payments.credentials import target_credential
     from payments.ledger import Ledger, MemoryLedgerStore, TableLedgerStore
     from payments.model import check
+    from payments.outbound import TargetClient
     from payments.posting import Pipeline
     from payments.settings import Settings
-    from payments.target import TargetClient
     from sandbox import SANDBOX_COMPANY_ID as C
 
     settings = Settings(

@@ -157,9 +157,9 @@ def relay_run(
     non-2xx answers by status, outcome kinds, the ledger's storage round trips)."""
     from payments.credentials import target_credential
     from payments.model import check
+    from payments.outbound import TargetClient
     from payments.posting import Pipeline
     from payments.settings import Settings
-    from payments.target import TargetClient
     from sandbox import SANDBOX_COMPANY_ID as C
     from sandbox import SANDBOX_TOKEN_HEADER
 
@@ -175,7 +175,7 @@ def relay_run(
     if shared:  # the limits every instance keeps together, through blob leases in Azurite
         from azure.storage.blob import ContainerClient
 
-        from payments.target.shared import SharedFlow
+        from payments.outbound.shared import SharedFlow
 
         assert storage is not None, "--shared needs --ledger table (Azurite)"
         flow = SharedFlow(ContainerClient.from_connection_string(storage, f"benchflow{next(_tables)}"), 5)

@@ -212,8 +212,8 @@ def _post(
     ledger: Ledger | None,
 ) -> int:
     from .credentials import target_credential
+    from .outbound import TargetClient
     from .posting import Pipeline
-    from .target import TargetClient
 
     rules = _rules(args, settings)
     rows: list[Row] = []
@@ -313,8 +313,8 @@ def _ledger_or_exit() -> Ledger:
 def cmd_journal(args: argparse.Namespace, out: TextIO) -> int:
     """Post one journal now (page 30016's post action), only if it holds nothing but the relay's lines."""
     from .credentials import target_credential
+    from .outbound import TargetClient
     from .posting.journal import post_journal
-    from .target import TargetClient
 
     settings = _settings_or_exit()
     ledger = _ledger_or_exit()

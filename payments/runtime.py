@@ -17,11 +17,11 @@ from .credentials import target_credential
 from .errors import SettingsError
 from .inbound.refusal import REFUSALS
 from .ledger import Ledger, TableLedgerStore
+from .outbound import TargetClient
+from .outbound.shared import SharedFlow
 from .posting import Pipeline
 from .settings import Settings, load_settings
 from .storage import blob_service, ledger_table
-from .target import TargetClient
-from .target.shared import SharedFlow
 
 if TYPE_CHECKING:
     from .filedrop import FileDrop

@@ -9,17 +9,25 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .jsonio import dumpb
 from .odata import JSON
 
-if TYPE_CHECKING:
-    from .service import Sandbox
-
 log = logging.getLogger(__name__)
 
 IDLE_CONNECTION_SECONDS = 60.0
+
+
+class Service(Protocol):
+    """What the server needs of the sandbox behind it (`service.Sandbox`): the server knows only this,
+    so the HTTP side and the service are read and changed apart."""
+
+    verbose: bool
+    connections_accepted: int
+    stopping: threading.Event
+
+    def handle(self, h: Handler, body: bytes) -> None: ...
 
 
 class Server(ThreadingHTTPServer):
@@ -28,7 +36,7 @@ class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], sandbox: Sandbox) -> None:
+    def __init__(self, address: tuple[str, int], sandbox: Service) -> None:
         self.sandbox = sandbox
         self.open_sockets: set[socket.socket] = set()
         self.sockets_lock = threading.Lock()

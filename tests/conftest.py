@@ -81,8 +81,8 @@ _contract: dict[str, object] = {}
 def pytest_sessionfinish(session, exitstatus):
     """The contract test: every answer the suite received from an HTTP function must be one the OpenAPI
     document the relay serves describes (status, headers, body). A violation fails the run."""
-    from payments.openapi import document
     from payments.settings import Settings
+    from payments.webhook.openapi import document
     from tests.support.contract import RECORDED, violations
 
     if not RECORDED:

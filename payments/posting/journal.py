@@ -26,7 +26,7 @@ from typing import Any
 
 from ..errors import LedgerUnavailable, TargetError
 from ..ledger import Entry, Ledger, Scope, evolve
-from ..target import TargetClient
+from ..outbound import TargetClient
 
 log = logging.getLogger("payments.posting")
 
@@ -152,4 +152,3 @@ def _booked(ledger: Ledger, entries: list[Entry]) -> None:
                     ledger.mark(entry, booked=now)
         except LedgerUnavailable as exc:
             log.error("journal posted, but %d entries could not record it: %s", len(chunk), exc)
-

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from ..errors import AmbiguousOutcome, NotAuthorized, PermanentRejection, TargetError, TargetUnavailable
 from ..model import FieldError
-from ..target import Created
+from ..outbound import Created
 
 Kind = Literal[
     "created",  # posted now

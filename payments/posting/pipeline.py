@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from .. import telemetry
 from ..ledger import Digest, Ledger, Scope, digest, natural_key
 from ..model import CustomerPayment, Rules
+from ..outbound import TargetClient
 from ..settings import Settings
-from ..target import TargetClient
 from .outcome import Outcome
 from .scheduler import Halt, Progress, schedule
 from .settle import Settler

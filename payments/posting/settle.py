@@ -17,7 +17,7 @@ from .. import codec
 from ..errors import AmbiguousOutcome, LedgerUnavailable, PermanentRejection, TargetError, TargetUnavailable
 from ..ledger import Decision, Digest, Entry, Ledger, Scope, digest
 from ..model import CustomerPayment
-from ..target import TargetClient, odata_filter, posted_filter
+from ..outbound import TargetClient, odata_filter, posted_filter
 from .outcome import Outcome, answered
 
 log = logging.getLogger("payments.posting")

@@ -9,14 +9,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .. import codec
 from ..errors import LedgerUnavailable
 from ..storage import make_sure
-
-if TYPE_CHECKING:
-    from .submit import Submission
+from .submission import Submission
 
 _ID = re.compile(r"[0-9a-f]{32}")
 PENDING = "pending/"
@@ -52,8 +50,6 @@ class BatchStore:
     def get(self, batch: str) -> Submission | None:
         """The batch (its final record, else its pending one), or None when no batch has this id."""
         from azure.core.exceptions import AzureError, ResourceNotFoundError
-
-        from .submit import Submission
 
         if not _ID.fullmatch(batch):
             return None

@@ -20,9 +20,9 @@ from typing import Any
 from .. import codec, telemetry
 from ..errors import LedgerUnavailable, TargetError
 from ..ledger import CALLER, Entry, Ledger, Scope, natural_key
+from ..outbound import TargetClient
 from ..posting.outcome import Outcome, answered
 from ..posting.settle import Settler, ledger_change, send_by
-from ..target import TargetClient
 from .message import BadMessage, Item, Work, decode, intake_of
 from .queue import WorkQueue
 from .submit import Carried, QueuedPipeline

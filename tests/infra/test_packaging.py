@@ -41,7 +41,7 @@ def packaged() -> list[str]:
 def test_the_package_holds_the_app_and_nothing_development_only():
     files = packaged()
     assert {"function_app.py", "host.json", "requirements.txt", "payments/__init__.py"} <= set(files)
-    assert "payments/target/client.py" in files and "payments/ledger/protocol.py" in files
+    assert "payments/outbound/client.py" in files and "payments/ledger/protocol.py" in files
     leaked = [
         f for f in files if f.startswith(DEVELOPMENT_ONLY) or "/__pycache__/" in f or f.endswith(".pyc")
     ]

@@ -9,10 +9,10 @@ from datetime import timedelta
 from payments.credentials import target_credential
 from payments.ledger import Ledger, MemoryLedgerStore
 from payments.model import check
+from payments.outbound import TargetClient
 from payments.posting import Pipeline
 from payments.runtime import make_shared_flow
 from payments.settings import load_settings
-from payments.target import TargetClient
 from sandbox import SANDBOX_COMPANY_ID as C
 from sandbox import SANDBOX_JOURNAL_ID as J
 from sandbox import Limits
@@ -98,7 +98,7 @@ def test_without_its_storage_a_worker_sends_nothing_and_says_so(azure_env, sandb
     them, so it sends nothing and the caller gets a 503 to retry, never a 500 or the storage error."""
     from azure.storage.blob import ContainerClient
 
-    from payments.target.shared import SharedFlow
+    from payments.outbound.shared import SharedFlow
 
     azure_env("businesscentral")
     container = ContainerClient.from_connection_string(unreachable_storage(), "payments-flow", retry_total=0)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from payments.credentials import target_credential
 from payments.ledger import Ledger, MemoryLedgerStore
+from payments.outbound import TargetClient
 from payments.posting import Pipeline
 from payments.settings import load_settings
-from payments.target import TargetClient
 
 from .clock import FakeClock
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from payments.errors import Throttled
-from payments.target.flow import InFlightLimit, RateWindow, ThrottleGate
+from payments.outbound.flow import InFlightLimit, RateWindow, ThrottleGate
 from tests.support.clock import FakeClock
 
 

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from payments.ledger import Ledger, MemoryLedgerStore, Scope, canonical, derived_key
 from payments.model import check
-from payments.target import odata_filter
+from payments.outbound import odata_filter
 from tests.support.clock import FakeClock
 
 SCOPE = Scope("5b1c4a0e-7d3f-4e8a-9c21-3f6d8e0a1b01", "9e2f7c14-1a5b-4d6e-8f30-7c4b2a9d0e02")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
-from payments.target import parse_retry_after
+from payments.outbound import parse_retry_after
 
 
 def test_parse_retry_after_forms():
@@ -33,7 +33,7 @@ def test_every_target_error_says_whether_the_payment_may_exist():
         Throttled,
         Transient,
     )
-    from payments.target.responses import classify
+    from payments.outbound.responses import classify
 
     answers = {
         (400, False): PermanentRejection,
@@ -62,9 +62,9 @@ def test_a_batch_item_refused_on_a_line_number_the_target_chose_is_sent_again():
 
     import requests
 
-    from payments.target import batch
-    from payments.target.responses import classify, parse_retry_after
-    from payments.target.retry import Retryable
+    from payments.outbound import batch
+    from payments.outbound.responses import classify, parse_retry_after
+    from payments.outbound.retry import Retryable
 
     duplicate = {
         "status": 409,

@@ -3,56 +3,26 @@
 Built from the same constants the webhook answers with, and filled in with this deployment's tenant and
 audience, so an integration engineer imports exactly what this relay takes. The test suite validates the
 document and checks every answer its tests receive against it.
+
+Longer than 400 lines: it is one document, mostly data, read top to bottom as the contract is.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .settings import Settings
-from .webhook import ALREADY_HEADER, IGNORED_HEADER, NEGATED_HEADER, PROBLEM, PROBLEM_JSON
+from ..settings import Settings
+from .contract import (
+    ALREADY_HEADER,
+    IGNORED_HEADER,
+    NEGATED_HEADER,
+    OUTCOMES,
+    PROBLEM,
+    PROBLEM_JSON,
+    PROBLEM_TYPES,
+)
 
 VERSION = "1.0.0"
-# Every problem type an HTTP route answers with (the slug after PROBLEM).
-PROBLEM_TYPES = (
-    "invalid-route",
-    "unsupported-media-type",
-    "body-too-large",
-    "malformed-body",
-    "invalid-idempotency-key",
-    "validation-failed",
-    "idempotency-key-reused",
-    "request-in-progress",
-    "target-rejected",
-    "outcome-unknown",
-    "relay-not-authorized",
-    "target-unavailable",
-    "relay-storage-unavailable",
-    "relay-misconfigured",
-    "internal-error",
-    "batch-not-found",
-    "status-unavailable",
-    "unauthenticated",
-    "forbidden",
-    "auth-unavailable",
-    "unknown-sender",
-    "signature-missing",
-    "signature-invalid",
-    "signature-expired",
-    "signature-replayed",
-)
-OUTCOMES = (
-    "created",
-    "skipped",
-    "invalid",
-    "rejected",
-    "unavailable",
-    "ambiguous",
-    "denied",
-    "in-flight",
-    "conflict",
-    "accepted",
-)
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -202,8 +172,7 @@ SCHEMAS: dict[str, Any] = {
             "unchecked": {
                 "type": "integer",
                 "minimum": 1,
-                "description": "Items of the batch not checked: validation stops once 100 problems are "
-                "found",
+                "description": "Items of the batch not checked: validation stops once 100 problems are found",
             },
             "errorsNotShown": {
                 "type": "integer",
