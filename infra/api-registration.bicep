@@ -1,7 +1,7 @@
 // The relay's app registration: what callers get Entra ID tokens for, and the app role
 // (Payments.Submit) an administrator grants to each calling application or managed identity. Keyless:
 // the registration has no secret or certificate (App Service Authentication only validates tokens).
-// Deploy before main.bicep and pass its apiClientId output (README, "Authenticating callers"); the
+// Deploy before main.bicep and pass its apiClientId output (docs/deploy.md); the
 // deployer needs rights to create applications (e.g. Application Administrator) and, to grant the role,
 // Privileged Role Administrator. Its own file: checkov's Bicep parser cannot read `extension`.
 

@@ -1,7 +1,7 @@
 // The payments relay: storage, identity, monitoring, Flex Consumption function app and the roles
 // that tie them together, with no storage key, connection string or secret anywhere.
 // Deploy with `azd up`, or `az deployment group create -f infra/main.bicep -p infra/main.parameters.json`
-// followed by infra/eventgrid.bicep (see README, "Deploy").
+// followed by infra/eventgrid.bicep (see docs/deploy.md).
 
 targetScope = 'resourceGroup'
 
@@ -308,7 +308,7 @@ module identity 'modules/identity.bicep' = {
 }
 
 // The further identities the relay calls Business Central as (the relay identity is the first); each is
-// granted in Business Central as the first is (README: several identities). None with the default of one.
+// granted in Business Central as the first is (docs/scale.md: several identities). None with the default of one.
 resource targetIdentities 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = [
   for i in range(0, targetIdentityCount - 1): {
     name: '${identityName}-bc${i + 2}'

@@ -2,7 +2,9 @@
 once per process and wired together here only.
 
 Nothing here runs at import: the first invocation builds it, later ones reuse it, so a worker
-pays for one credential, one connection pool and one token however many payments it relays.
+pays for one credential, one connection pool and one token however many payments it relays. Nor is
+anything imported before it is needed: a worker's cold start loads the settings and the functions'
+decorators; the first call of a kind loads what that kind uses (the bank readers wait for a statement).
 """
 
 from __future__ import annotations
@@ -13,19 +15,16 @@ import threading
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from .credentials import target_credential
 from .errors import SettingsError
-from .inbound.refusal import REFUSALS
-from .ledger import Ledger, TableLedgerStore
-from .outbound import TargetClient
-from .outbound.shared import SharedFlow
-from .posting import Pipeline
 from .settings import Settings, load_settings
-from .storage import blob_service, ledger_table
 
 if TYPE_CHECKING:
     from .filedrop import FileDrop
     from .inbound import Gate
+    from .ledger import Ledger
+    from .outbound import TargetClient
+    from .outbound.shared import SharedFlow
+    from .posting import Pipeline
     from .work import BatchStore, Poster, WorkQueue
 
 log = logging.getLogger("payments.runtime")
@@ -51,6 +50,10 @@ def pipeline() -> Pipeline:
     if _pipeline is None:
         with _lock:
             if _pipeline is None:
+                from .credentials import target_credential
+                from .outbound import TargetClient
+                from .posting import Pipeline
+
                 settings = load_settings()
                 client = TargetClient(
                     settings, target_credential(settings), shared=make_shared_flow(settings)
@@ -108,6 +111,8 @@ def poster(*, priority: bool = False) -> Poster:
     if priority not in _posters:
         with _lock:
             if priority not in _posters:
+                from .credentials import target_credential
+                from .outbound import TargetClient
                 from .work import Poster, QueuedPipeline
 
                 queued = pipeline()
@@ -132,6 +137,7 @@ def make_shared_flow(settings: Settings) -> SharedFlow | None:
     """The limits kept with every other instance (PAYMENTS_SHARED_CONCURRENCY), in the storage account."""
     if not settings.shared_concurrency:
         return None
+    from .outbound.shared import SharedFlow
     from .storage import blob_service
 
     container = blob_service(settings).get_container_client(settings.flow_container)
@@ -140,6 +146,9 @@ def make_shared_flow(settings: Settings) -> SharedFlow | None:
 
 def make_ledger(settings: Settings) -> Ledger | None:
     """The exactly-once ledger in the function's storage account (None, with a warning, without one)."""
+    from .ledger import Ledger, TableLedgerStore
+    from .storage import ledger_table
+
     table = ledger_table(settings)
     if table is None:
         log.warning(
@@ -179,6 +188,7 @@ def purge_ledger() -> int:
     settings = pipeline().client.settings
     if settings.storage_connection_string or settings.storage_blob_uri:
         from .filedrop.credits import forget_old_credits
+        from .storage import blob_service
 
         credits, plans = forget_old_credits(settings, blob_service(settings))
         log.info("ledger purge forgot %d bank credits and %d plans past their retention", credits, plans)
@@ -286,6 +296,8 @@ def check_settings() -> bool:
 def reset() -> None:
     """Forget the process state (tests change settings between cases)."""
     global _pipeline, _file_drop, _poster, _gate
+    from .inbound.refusal import REFUSALS
+
     with _lock:
         _gate = None
         REFUSALS.reset()

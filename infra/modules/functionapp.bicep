@@ -90,7 +90,7 @@ var appSettings = union(relaySettings, {
   AzureWebJobsStorage__queueServiceUri: queueEndpoint
   AzureWebJobsStorage__tableServiceUri: tableEndpoint
   AZURE_CLIENT_ID: identityClientId
-  // Every identity the relay calls Business Central as, each with a budget of its own (README: several
+  // Every identity the relay calls Business Central as, each with a budget of its own (docs/scale.md: several
   // identities); empty with one identity: AZURE_CLIENT_ID's.
   PAYMENTS_TARGET_CLIENT_IDS: empty(targetIdentityClientIds) ? '' : join(concat([identityClientId], targetIdentityClientIds), ',')
   APPLICATIONINSIGHTS_CONNECTION_STRING: appInsightsConnectionString

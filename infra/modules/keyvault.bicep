@@ -1,7 +1,7 @@
 // The vault holding the signing secrets of the Standard Webhooks senders (secret webhook-<sender>,
 // value whsec_...). The app reads them through Key Vault references resolved with the relay's identity,
 // which gets Key Vault Secrets User on this vault only: no secret in app settings, code or templates.
-// Operators set the secrets (Key Vault Secrets Officer); see README, "Signed webhooks".
+// Operators set the secrets (Key Vault Secrets Officer); see docs/http.md, "Who may call".
 
 @description('Key Vault name')
 param name string

@@ -248,9 +248,7 @@ class CreditFlow:
             self._slots[credit.key] = (slot, chosen)
             return credit
         if found.kind == "uncertain":
-            named = "; ".join(
-                f"{c.first} (journal {c.journal}, {c.state})" for c in found.candidates[:5]
-            )
+            named = "; ".join(f"{c.first} (journal {c.journal}, {c.state})" for c in found.candidates[:5])
             self.to_review(
                 index,
                 credit,

@@ -5,7 +5,7 @@ Journals" has the bound action `post` on `journals({id})`; its OnFindRecord look
 whatever its template, so a customer payment journal's id is accepted there, and its PostBatch runs
 Gen. Jnl.-Post on every line of the batch: Business Central checks them all, then posts all or none.
 That is shown against the sandbox built from that source; it is unverified against Business Central
-online until tried there (README).
+online until tried there (docs/scale.md, "Posting journals").
 
 Because it posts every line of the batch, the relay posts a journal only when the journal holds nothing
 but lines it created itself: each line's id is one its ledger recorded as posted, or the line matches a

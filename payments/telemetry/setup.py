@@ -14,7 +14,6 @@ import logging
 import threading
 from typing import Any
 
-from ..credentials import make_credential
 from ..settings import Settings
 
 log = logging.getLogger("payments.telemetry")
@@ -63,6 +62,8 @@ def configure(settings: Settings, **overrides: Any) -> bool:
             log.info("telemetry on, configured by the Functions worker")
             return True
         from azure.monitor.opentelemetry import configure_azure_monitor
+
+        from ..credentials import make_credential  # azure-identity: only when telemetry is on
 
         options: dict[str, Any] = {
             "connection_string": settings.appinsights_connection_string,
