@@ -187,7 +187,7 @@ def purge_ledger() -> int:
     log.info("ledger purge removed %d entries past retention", removed)
     settings = pipeline().client.settings
     if settings.storage_connection_string or settings.storage_blob_uri:
-        from .filedrop.credits import forget_old_credits
+        from .filedrop.plans import forget_old_credits
         from .storage import blob_service
 
         credits, plans = forget_old_credits(settings, blob_service(settings))

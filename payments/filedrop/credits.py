@@ -12,13 +12,9 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
 from decimal import Decimal
 from typing import IO, Any
-
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
-from azure.storage.blob import ContainerClient
 
 from .. import codec, telemetry
 from ..bank import Transaction
@@ -27,15 +23,15 @@ from ..bank.matching import Match
 from ..bank.posting import Credit, part_key, payloads, whole_key
 from ..bank.receivables import Customer, Invoice, Receivables
 from ..bank.register import BankRegister, Change, New, Registered, State, facts
-from ..bank.register import purge as purge_register
 from ..bank.review import ReviewWriter
-from ..bank.statement import Statement, mask
+from ..bank.statement import Statement
 from ..errors import LedgerUnavailable
 from ..ledger import Scope
 from ..model import CustomerPayment, check
 from ..posting import Halt, Outcome, Pipeline
-from ..storage import table_client
+from .plans import Plans
 from .report import SPOOL_MEMORY, Report, outcome_detail
+from .tally import Summary, Tally
 
 log = logging.getLogger("payments.filedrop")
 
@@ -43,61 +39,6 @@ CHUNK = 500  # credits handed to the pipeline at a time
 SKIPPED = "the operator chose skip"
 ELSEWHERE = "decided for another journal"
 BUSY = "being decided by another reading"
-
-
-@dataclass(slots=True)
-class Tally:
-    """Count and sum of one kind of transaction in one statement."""
-
-    count: int = 0
-    sum: Decimal = Decimal(0)
-
-    def add(self, amount: Decimal | None) -> None:
-        self.count += 1
-        self.sum += amount or 0
-
-    def as_json(self) -> dict[str, Any]:
-        return {"count": self.count, "sum": self.sum}
-
-
-@dataclass(slots=True)
-class Summary:
-    """What one statement held and what became of it, for the operator to tie to the bank's totals."""
-
-    statement: Statement | None
-    transactions: int = 0
-    credits: Tally = field(default_factory=Tally)
-    applied: Tally = field(default_factory=Tally)
-    on_account: Tally = field(default_factory=Tally)
-    posted_before: Tally = field(default_factory=Tally)
-    review: Tally = field(default_factory=Tally)
-    failed: Tally = field(default_factory=Tally)
-    skipped: dict[str, Tally] = field(default_factory=dict)
-
-    def as_json(self) -> dict[str, Any]:
-        s = self.statement
-        head: dict[str, Any] = {}
-        if s is not None:
-            head = {
-                "id": s.id,
-                "format": s.format,
-                "account": mask(s.account) if s.account else "",
-                "currency": s.currency,
-                "entries": s.entries,
-            }
-            if s.checks:
-                head["checks"] = dict(s.checks)
-        return {
-            **head,
-            "transactions": self.transactions,
-            "credits": self.credits.as_json(),
-            "applied": self.applied.as_json(),
-            "onAccount": self.on_account.as_json(),
-            "postedBefore": self.posted_before.as_json(),
-            "review": self.review.as_json(),
-            "failed": self.failed.as_json(),
-            "skipped": {k: v.as_json() for k, v in sorted(self.skipped.items())},
-        }
 
 
 def credit_of(tx: Transaction, statement: Statement | None = None) -> Credit:
@@ -117,75 +58,6 @@ def credit_of(tx: Transaction, statement: Statement | None = None) -> Credit:
         tx.problem,
         identity_of(tx, statement).to_json() if statement is not None else None,
     )
-
-
-class Plans:
-    """The plans of credits posted as several lines, one small blob each under `credits/<company>/
-    <journal>/` in the relay's own container; the first to write one fixes it (a conditional create)."""
-
-    def __init__(self, container: ContainerClient, company: str, journal: str):
-        self.container = container
-        self.prefix = f"credits/{company}/{journal}/"
-        try:
-            names = container.list_blobs(name_starts_with=self.prefix)
-            self.known = {b.name[len(self.prefix) :].removesuffix(".json") for b in names}
-        except ResourceNotFoundError:  # a fresh account: nothing fixed yet
-            self.known = set()
-
-    def fix(self, key: str, plan: dict[str, Any]) -> dict[str, Any]:
-        """The credit's plan: the one fixed before, or else this one, now fixed."""
-        if key not in self.known:
-            try:
-                self.container.upload_blob(self.prefix + key + ".json", codec.dumpb(plan), overwrite=False)
-                self.known.add(key)
-                return plan
-            except ResourceExistsError:
-                self.known.add(key)
-        return self.get(key)
-
-    def get(self, key: str) -> dict[str, Any]:
-        return self.read(key)[0]
-
-    def read(self, key: str) -> tuple[dict[str, Any], str]:
-        """The plan and its blob's etag (to change it only if nobody did meanwhile)."""
-        blob = self.container.download_blob(self.prefix + key + ".json", max_concurrency=1)
-        return codec.loads(blob.readall(), unique_keys=False), blob.properties.etag
-
-    def change(self, key: str, plan: dict[str, Any], etag: str) -> bool:
-        """Replace a fixed plan (one line decided again by the operator), unless it changed since read."""
-        from azure.core import MatchConditions
-        from azure.core.exceptions import ResourceModifiedError
-
-        try:
-            self.container.upload_blob(
-                self.prefix + key + ".json",
-                codec.dumpb(plan),
-                overwrite=True,
-                etag=etag,
-                match_condition=MatchConditions.IfNotModified,
-            )
-        except ResourceModifiedError:
-            return False
-        return True
-
-
-def forget_old_credits(settings: Any, service: Any, now: datetime | None = None) -> tuple[int, int]:
-    """The nightly purge of bank credits: the register's credits and the plans untouched for
-    PAYMENTS_BANK_RETENTION_DAYS; how many of each were forgotten. A plan goes with its credit (and a
-    plan fixed before the register existed goes by its own age)."""
-    cutoff = (now or datetime.now(UTC)) - timedelta(days=settings.bank_retention_days)
-    table = table_client(settings, settings.bank_table)
-    credits = purge_register(table, cutoff) if table is not None else 0
-    plans = 0
-    container = service.get_container_client(settings.batches_container)
-    try:
-        for blob in container.list_blobs(name_starts_with="credits/"):
-            if blob.last_modified < cutoff:
-                container.delete_blob(blob.name)
-                plans += 1
-    except ResourceNotFoundError:  # no container yet: nothing was ever planned
-        pass
-    return credits, plans
 
 
 class CreditFlow:

@@ -29,8 +29,10 @@ from ..bank.review import MAX_REVIEW_BYTES, Choice, ReviewWriter, load_record, p
 from ..errors import InputError, PartlyPosted, TargetError
 from ..ledger import Scope
 from ..storage import table_client
-from .credits import CreditFlow, Plans, Summary, Tally, credit_of
+from .credits import CreditFlow, credit_of
+from .plans import Plans
 from .report import Report
+from .tally import Summary, Tally
 
 log = logging.getLogger("payments.filedrop")
 

@@ -1,7 +1,8 @@
 """What identifies a payment: its ledger key, its fingerprint and its natural key at the target.
 
 Without an Idempotency-Key the same payment in the same journal is the same key, so two genuinely
-identical payments count as one (see docs/exactly-once.md). Keys and fingerprints come from one canonical form.
+identical payments count as one (see docs/exactly-once.md). Keys and fingerprints come from one
+canonical form.
 """
 
 from __future__ import annotations

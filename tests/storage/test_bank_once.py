@@ -188,7 +188,7 @@ def test_a_statement_read_again_after_the_ledger_forgot_its_keys_posts_nothing(b
 
 
 def test_credits_and_plans_are_forgotten_after_the_bank_retention(books, sandbox):
-    from payments.filedrop.credits import forget_old_credits
+    from payments.filedrop.plans import forget_old_credits
     from payments.settings import load_settings
 
     invoice, other = _pair(books.world)
