@@ -116,7 +116,7 @@ def run(args: argparse.Namespace, azurite, kill: bool, identities: int = 1) -> d
         "PAYMENTS_MAX_BODY_BYTES": "4194304",
         "PAYMENTS_READ_TIMEOUT_SECONDS": str(TIMEOUTS + 5),
         "PAYMENTS_TARGET_SETTLE_SECONDS": str(TIMEOUTS),
-        "PAYMENTS_LEDGER_LEASE_SECONDS": "60",
+        "PAYMENTS_LEDGER_LEASE_SECONDS": "120",  # messages wait for their journal's turn within it
         "PAYMENTS_PRIORITY_QUEUE": f"scale-prio-{tag}",
         "PAYMENTS_TARGET_CLIENT_IDS": (
             ",".join(str(uuid.uuid5(uuid.NAMESPACE_OID, f"identity-{i}")) for i in range(identities))

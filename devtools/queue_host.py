@@ -91,7 +91,7 @@ class QueueHost:
             else:
                 try:
                     self.queue.update_message(
-                        message,
+                        message.id,  # not the message: its content is bytes, which this client would encode
                         pop_receipt=message.pop_receipt,
                         visibility_timeout=int(self.retry_visibility),
                     )
@@ -108,7 +108,7 @@ class QueueHost:
         while not done.wait(self.visibility / 2):
             try:
                 updated = self.queue.update_message(
-                    message, pop_receipt=message.pop_receipt, visibility_timeout=int(self.visibility)
+                    message.id, pop_receipt=message.pop_receipt, visibility_timeout=int(self.visibility)
                 )
                 message.pop_receipt = updated.pop_receipt
             except Exception:  # gone or taken over: the ledger keeps a second delivery harmless

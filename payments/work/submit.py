@@ -103,9 +103,13 @@ class QueuedPipeline(Pipeline):
         keys: Sequence[str | None] | None = None,
         batch: str | None = None,
         priority: bool = False,
+        promised: bool = False,
     ) -> Submission:
         """Record every payment as accepted (or say why not) and put the accepted ones on the queue (the
-        priority queue, when there is one and `priority` asks for it: a caller waits for the answer)."""
+        priority queue, when there is one and `priority` asks for it: a caller waits for the answer).
+        `promised`: the caller was answered 202 already ("it will be posted"), so a ledger failure is
+        not a refusal: the ones accepted so far are queued, then LedgerUnavailable is raised, for the
+        whole batch to be taken in again."""
         ledger = self.required_ledger
         scope = Scope(company_id, journal_id)
         explicit = list(keys) if keys is not None else [None] * len(payments)
@@ -123,6 +127,7 @@ class QueuedPipeline(Pipeline):
                 first[key] = i
                 order.append(i)
         items: list[Item] = []
+        failed: LedgerUnavailable | None = None
         try:
             for start in range(0, len(order), ACCEPT_CHUNK):
                 chunk = order[start : start + ACCEPT_CHUNK]
@@ -148,13 +153,15 @@ class QueuedPipeline(Pipeline):
                         items.append(item)
         except LedgerUnavailable as exc:
             log.error("ledger unavailable while accepting batch %s: %s", sub.batch, exc)
+            failed = exc
             for i, origin in enumerate(sub.origins):
                 if origin == "refused":
                     sub.notes[i] = (
                         "not accepted: the relay's ledger (its storage) is unavailable, so it cannot make "
                         "sure the payment is posted only once; nothing was sent; send it again later"
                     )
-        self._tell(sub, payments)
+        if failed is None or not promised:
+            self._tell(sub, payments)
         if items:
             try:
                 work = Work(
@@ -164,6 +171,8 @@ class QueuedPipeline(Pipeline):
             except QueueUnavailable as exc:
                 # Accepted in the ledger all the same: the re-drive timer queues them (stranded).
                 log.error("batch %s: %d payments wait for the re-drive: %s", sub.batch, len(items), exc)
+        if failed is not None and promised:
+            raise failed
         return sub
 
     # What this call's payments came to at acceptance, for telemetry: queued ones are counted as accepted
@@ -260,7 +269,9 @@ class QueuedPipeline(Pipeline):
         keys = [k or None for k in kept.keys]
         taken_as = CALLER.set(kept.owner)  # the ledger entries record who sent the batch
         try:
-            sub = self.submit(kept.company, kept.journal, payments, keys=keys, batch=batch)  # type: ignore[arg-type]
+            # Answered 202 already: a ledger failure here raises, so the intake is delivered again (and
+            # the batch kept with its payloads meanwhile), never turned into a refusal.
+            sub = self.submit(kept.company, kept.journal, payments, keys=keys, batch=batch, promised=True)  # type: ignore[arg-type]
         finally:
             CALLER.reset(taken_as)
         sub.extra = kept.extra

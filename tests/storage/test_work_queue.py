@@ -305,3 +305,45 @@ def test_a_ledger_from_before_the_index_is_scanned_once_and_its_open_entries_ind
     assert _open_rows(env) == [old.key]  # and indexed by it
     marks = [e["RowKey"] for e in env.table.query_entities("PartitionKey eq '~ledger'")]
     assert "open-indexed" in marks
+
+
+def test_a_deferred_batch_whose_intake_meets_a_ledger_failure_is_taken_in_again_and_posted(
+    queued, sandbox, monkeypatch
+):
+    """A batch answered 202 was promised "it will be posted": when the ledger cannot be written while
+    its intake runs, the intake fails (the host delivers it again; the batch stays kept with its
+    payloads), rather than turning the payments into "not accepted, send again" nobody asked for."""
+    import azure.functions as func
+    from azure.storage.queue import BinaryBase64DecodePolicy, QueueClient
+
+    from devtools.azurite import Azurite
+    from payments import runtime
+    from payments.errors import LedgerUnavailable
+
+    resp, body = call(
+        [pay(documentNumber="INT-1"), pay(documentNumber="INT-2")], headers={"Prefer": "respond-async"}
+    )
+    assert resp.status_code == 202 and body["summary"] == {"total": 2, "accepted": 2}
+    azurite = queued.azurite
+    queue = QueueClient.from_connection_string(
+        azurite.connection_string,
+        queued.settings["PAYMENTS_WORK_QUEUE"],
+        message_decode_policy=BinaryBase64DecodePolicy(),
+    )
+    [message] = queue.receive_messages(max_messages=1, visibility_timeout=1)
+    # The table service (the ledger) cannot be reached; blobs and queues can.
+    broken = Azurite(azurite.blob_port, azurite.queue_port, table_port=9).connection_string
+    monkeypatch.setenv("AzureWebJobsStorage", broken)
+    runtime.reset()
+    post_work = FUNCTIONS["post_work"].get_user_function()
+    with pytest.raises(LedgerUnavailable):
+        post_work(func.QueueMessage(id=message.id, body=message.content), context=context("post_work"))
+    monkeypatch.setenv("AzureWebJobsStorage", azurite.connection_string)
+    runtime.reset()
+    _, report = status_of(resp.headers["Location"])
+    assert [r["outcome"] for r in report["results"]] == ["accepted", "accepted"]  # not "unavailable"
+    with queue_host(queued) as host:  # the intake message is delivered again
+        host.drain()
+    assert sorted(p["documentNumber"] for p in sandbox.payments()) == ["INT-1", "INT-2"]
+    _, report = status_of(resp.headers["Location"])
+    assert report["status"] == "completed" and report["summary"] == {"total": 2, "created": 2}
