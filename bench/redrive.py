@@ -76,7 +76,7 @@ def main() -> int:
 
     from devtools.azurite import running_azurite
     from payments.ledger import Ledger, Scope, TableLedgerStore
-    from payments.ledger.protocol import OPEN_INDEXED
+    from payments.ledger.queued import OPEN_INDEXED
     from payments.model import check
 
     rows = []

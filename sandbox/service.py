@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import re
 import threading
 import time
 import uuid
@@ -15,12 +14,13 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from . import posting, receivables
+from .admission import Admitting
 from .batch import parse_items, run_inner
 from .books import Books
 from .entity import create, find_journal, insert, read, render, validate
 from .faults import Fault, FaultQueues, is_status_fault, status_fault
 from .identity import IDENTITY_PATH, serve_token_request
-from .limits import Admission, Deadline, Limits
+from .limits import Admission, Limits
 from .odata import BATCH_JSON, JSON_ODATA, Call, ODataError, check_auth, error_body, norm_guid, parse_json
 from .routing import BatchEndpoint, Route, batch_endpoint, route
 from .server import Handler, Server
@@ -38,7 +38,7 @@ WARNING_TEXT = "payments sandbox: FOR DEVELOPMENT AND TESTS ONLY - never use it 
 _Answer = tuple[int, Any, dict[str, str], str]
 
 
-class Sandbox(Books):
+class Sandbox(Admitting, Books):
     """In-memory customerPayments service on 127.0.0.1, for development, tests and benchmarks only."""
 
     def __init__(
@@ -284,96 +284,6 @@ class Sandbox(Books):
             h, recorded, target.graph, lambda fault: self._serve_payments(h, target, query, body, fault)
         )
 
-    def _issue_token(self, client_id: str) -> str:
-        with self._lock:
-            self._token_counter += 1
-            token = f"sandbox-token-{self._token_counter}"
-            self.issued_tokens.add(token)
-            self._token_owners[token] = client_id
-        return token
-
-    def _identity_of(self, h: Handler) -> str:
-        """The limits apply per user or service principal: tokens issued here belong to their client
-        id; any other bearer value stands for an identity of its own."""
-        auth = h.headers.get("Authorization") or ""
-        token = auth[7:] if auth[:7].lower() == "bearer " else auth
-        with self._lock:
-            return self._token_owners.get(token, token)
-
-    def _admission_of(self, identity: str) -> Admission:
-        with self._lock:
-            admission = self._admissions.get(identity)
-            if admission is None:
-                admission = self._admissions[identity] = Admission(self.stopping)
-        return admission
-
-    def unregister(self, client_id: str) -> None:
-        """Take an application off Business Central's "Microsoft Entra Applications" page: its requests
-        are refused with 401 Authentication_InvalidCredentials ("The server has rejected the client
-        credentials."), whatever token it gets (dev-itpro automation-apis-using-s2s-authentication.md:
-        the application must be registered there before it can call)."""
-        with self._lock:
-            self.unregistered.add(client_id.lower())
-
-    def _admit(
-        self, h: Handler, recorded: RecordedRequest, graph: bool, serve: Callable[[Fault | None], None]
-    ) -> None:
-        """Record one payments request (or batch), wait for its identity's processing slot (or refuse
-        it, as the limits say), then serve it with its fault, if any."""
-        with self._lock:
-            self.requests.append(recorded)
-        identity = self._identity_of(h)
-        if identity.lower() in self.unregistered:
-            refused = ODataError(
-                401, "Authentication_InvalidCredentials", "The server has rejected the client credentials."
-            )
-            self._error(h, graph, refused)
-            return
-        with self._lock:
-            self.requests_by_identity[identity] += 1
-        admission = self._admission_of(identity)
-        arrived = h.arrived or time.monotonic()
-        try:
-            started = admission.enter(self.identity_limits.get(identity.lower(), self.limits), arrived)
-        except ODataError as err:
-            with self._lock:
-                if err.status == 429:
-                    self.throttled_count += 1
-                else:
-                    self.queue_timeouts += 1
-            self._error(h, graph, err)
-            return
-        writes = _journals_written(recorded)
-        with self._lock:
-            self._in_flight += 1
-            self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
-            for journal in writes:
-                self._journal_writers[journal] += 1
-                self.peak_journal_writers = max(self.peak_journal_writers, self._journal_writers[journal])
-        # An operation takes `latency`, the sandbox's own work included (as with a real service): the
-        # answer is held until then, so `concurrent / latency` requests per second is reachable.
-        h.started = started
-        h.deadline = Deadline(self.limits, arrived, started)
-        h.due = started + self.latency
-        try:
-            serve(self._faults.take())
-        finally:
-            admission.leave()
-            with self._lock:
-                self._in_flight -= 1
-                for journal in writes:
-                    self._journal_writers[journal] -= 1
-
-    def _within_deadline(self, h: Handler, finish: float) -> None:
-        """Raise the operation or request timeout (answered when it falls) if work ending at `finish`
-        cannot be done in time; Business Central cancels the session, so that work never happens."""
-        deadline: Deadline = h.deadline
-        if not deadline.allows(finish):
-            h.due = deadline.at
-            with self._lock:
-                self.timeouts += 1
-            raise deadline.error
-
     def _serve(self, h: Handler, graph: bool, fault: Fault | None, work: Callable[[], _Answer]) -> None:
         """Serve one payments request or batch with its outer fault, if any: a status fault answers
         instead, "drop-before" drops it unprocessed, "drop-after" and "timeout" process it first."""
@@ -528,14 +438,3 @@ class Sandbox(Books):
         if h.headers.get("client-request-id"):
             headers["client-request-id"] = h.headers["client-request-id"]
         return headers
-
-
-_JOURNAL_IN_URL = re.compile(rb"customerPaymentJournals(?:\(|/)([0-9a-fA-F-]{36})")
-
-
-def _journals_written(recorded: RecordedRequest) -> set[str]:
-    """The journals a POST writes to: named in its path, or in the inner requests of a `$batch`."""
-    if recorded.method != "POST":
-        return set()
-    found = _JOURNAL_IN_URL.findall(recorded.path.encode() + b" " + recorded.body)
-    return {j.decode().lower() for j in found}

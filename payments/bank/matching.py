@@ -13,41 +13,29 @@ from __future__ import annotations
 
 import difflib
 import itertools
-import re
-import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Literal
 
 from .receivables import BLOCKS_PAYMENTS, Customer, Invoice, Receivables, normal_iban
+from .references import (
+    MIN_REFERENCE,
+    compact,
+    fold,
+    name_key,
+    name_words,
+    reference_forms,
+    rf_valid,
+    text_references,
+)
 from .statement import Transaction
 
 Confidence = Literal["high", "medium", "low"]
 Decision = Literal["apply", "account", "review"]
 
-MIN_REFERENCE = 5  # Business Central matches document numbers of more than 4 characters only
-MAX_GROUPS = 6  # digit groups joined across separators ("104 711" -> "104711")
 MAX_SUBSET = 10  # referenced invoices tried in combinations for a credit paying several
 MAX_LOW = 5  # amount-only candidates listed per credit
-# A number, and the groups of two or three digits that may follow it ("104 711", "169 89"); not inside a
-# longer number, and never groups of four (IBANs, years).
-_NUMBER = re.compile(r"(?<![0-9])[0-9]+(?:[ \-][0-9]{2,3}(?![0-9]))*(?![0-9])")
-_IBAN = re.compile(
-    r"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,8}(?: ?[A-Z0-9]{1,3})?\b"
-)  # an account, not a reference
-_DECIMALS = re.compile(r"[.,][0-9]{2}(?![0-9])")  # what follows an amount's whole part
-_GLUED = re.compile(r"([A-Z]+)-?$")  # letters written against a number, at most a dash between
-_INVOICE_WORDS = frozenset(
-    ("INV", "INVOICE", "RE", "RG", "RECHNUNG", "NR", "NO", "FACT", "FACTUUR", "FACTURE", "FAKTURA", "BILL")
-)
-_ALNUM_RUN = re.compile(r"[A-Z0-9]+(?:[ \-./_][A-Z0-9]+)*")
-_RF = re.compile(r"RF[0-9]{2}[A-Z0-9]{1,21}")
-# Words that say nothing about who a company is.
-_NOISE = frozenset(
-    "gmbh ag kg ohg ug ltd limited plc inc llc llp corp corporation co company bv nv sa sas sarl spa srl "
-    "ab as oy the and und et of for".split()
-)
 
 
 @dataclass(slots=True)
@@ -90,80 +78,6 @@ def money(value: Decimal) -> str:
     return format(value, "f")
 
 
-def rf_valid(reference: str) -> bool:
-    """ISO 11649: `RF`, two check digits, up to 21 characters; mod 97 of the rearranged digits is 1."""
-    ref = reference.replace(" ", "").upper()
-    if not _RF.fullmatch(ref):
-        return False
-    moved = ref[4:] + ref[:4]
-    return int("".join(str(int(c, 36)) for c in moved)) % 97 == 1
-
-
-def _fold(text: str) -> str:
-    """Upper-case ASCII letters and digits as payers' banks transmit them (ü -> U, ß -> SS)."""
-    text = unicodedata.normalize("NFKD", text.replace("ß", "ss"))
-    return "".join(c for c in text if not unicodedata.combining(c)).upper()
-
-
-def _compact(text: str) -> str:
-    return "".join(c for c in text if c.isalnum())
-
-
-def reference_forms(number: str) -> set[str]:
-    """How an invoice number may be written and still be recognised: its letters and digits without
-    separators ("SI-104711" -> "SI104711") and its last run of digits ("104711"), when long enough."""
-    forms = set()
-    compact = _compact(_fold(number))
-    if len(compact) >= MIN_REFERENCE:
-        forms.add(compact)
-    digits = re.findall(r"[0-9]+", number)
-    if digits and len(digits[-1]) >= MIN_REFERENCE:
-        forms.add(digits[-1].lstrip("0") or "0")
-    return forms
-
-
-def text_references(text: str) -> set[str]:
-    """Every token a payer's text may name an invoice by:
-    - runs of letters and digits with their separators removed ("SI-104-711" -> "SI104711");
-    - numbers, written whole or in groups of two or three digits across single spaces or dashes
-      ("104 711", "22-004"),
-      and each group run taken on its own. A number glued to letters ("SO-104711", "DE89...") counts
-      only together with them, unless the letters say "invoice" ("INV104711", "RE-104711"); a number
-      followed by decimals ("12 500,00") is an amount, and an IBAN an account: never references."""
-    found: set[str] = set()
-    folded = _IBAN.sub(lambda m: " " if normal_iban(m.group()) else m.group(), _fold(text))
-    for m in _NUMBER.finditer(folded):
-        before, after = folded[: m.start()], folded[m.end() :]
-        if _DECIMALS.match(after):
-            continue
-        glued = _GLUED.search(before)
-        if glued is not None and glued.group(1) not in _INVOICE_WORDS:
-            continue
-        groups = re.split(r"[ \-]", m.group())
-        for start in range(len(groups)):
-            for end in range(start + 1, min(len(groups), start + MAX_GROUPS) + 1):
-                joined = "".join(groups[start:end])
-                if len(joined) >= MIN_REFERENCE:
-                    found.add(joined.lstrip("0") or "0")
-    for run in _ALNUM_RUN.findall(folded):
-        parts = re.split(r"[ \-./_]", run)
-        for start in range(len(parts)):
-            for end in range(start + 1, min(len(parts), start + MAX_GROUPS) + 1):
-                joined = "".join(parts[start:end])
-                if len(joined) >= MIN_REFERENCE and not joined.isdigit():
-                    found.add(joined)
-    return found
-
-
-def _name_words(name: str) -> set[str]:
-    words = re.findall(r"[a-z0-9]+", _fold(name).lower())
-    return {w for w in words if len(w) >= 3 and w not in _NOISE}
-
-
-def _name_key(name: str) -> str:
-    return " ".join(sorted(_name_words(name)))
-
-
 class Matcher:
     """Matches credits against one picture of the books (`Receivables`), built once per file."""
 
@@ -177,14 +91,14 @@ class Matcher:
                 self._by_form[form].append(invoice)
             # The customer's own number for it (a PO number): whole, and only when it cannot be mistaken
             # for a customer number or a date (a letter in it, or six characters or more).
-            ext = _compact(_fold(invoice.external_document_number))
+            ext = compact(fold(invoice.external_document_number))
             if len(ext) >= MIN_REFERENCE and (len(ext) >= 6 or not ext.isdigit()):
                 self._by_form[ext].append(invoice)
         self._by_word: dict[str, set[str]] = defaultdict(set)
         self._name_keys: dict[str, str] = {}
         for customer in book.customers.values():
-            self._name_keys[customer.number] = _name_key(customer.name)
-            for word in _name_words(customer.name):
+            self._name_keys[customer.number] = name_key(customer.name)
+            for word in name_words(customer.name):
                 self._by_word[word].add(customer.number)
 
     # -- the grades ----------------------------------------------------------------------------------
@@ -204,13 +118,13 @@ class Matcher:
 
     def named(self, payer: str) -> list[Customer]:
         """Customers whose name is the payer's, or nearly (most similar first)."""
-        words = _name_words(payer)
+        words = name_words(payer)
         if not words:
             return []
         numbers: set[str] = set()
         for word in words:
             numbers |= self._by_word.get(word, set())
-        key = _name_key(payer)
+        key = name_key(payer)
         scored = []
         for number in numbers:
             ratio = difflib.SequenceMatcher(None, key, self._name_keys[number]).ratio()
@@ -221,7 +135,7 @@ class Matcher:
 
     def name_grade(self, payer: str, customer: Customer) -> str:
         """ "fully", "partially" or "no": how the payer's name compares with the customer's."""
-        a, b = _name_key(payer), self._name_keys.get(customer.number, "")
+        a, b = name_key(payer), self._name_keys.get(customer.number, "")
         if not a or not b:
             return "no"
         if a == b:

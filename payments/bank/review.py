@@ -24,9 +24,10 @@ from typing import IO, Any
 from .. import codec
 from ..errors import InputError
 from ..readers import delimiter_of, spooled_csv
-from .matching import Match, reference_forms
+from .matching import Match
 from .posting import Credit
 from .receivables import Customer, Invoice, Receivables
+from .references import reference_forms
 from .statement import mask
 
 COLUMNS = (
