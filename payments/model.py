@@ -12,30 +12,23 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import date
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError
+
+from .amounts import parse_amount
 
 ODATA_TYPE = "#microsoft.graph.customerPayment"
 # Never sent: `id` and `lastModifiedDateTime` are read-only; `journalDisplayName` is documented read-only
 # in API v2.0 and page 30055 takes the batch from the journal id, so a value in the body changes nothing.
 READ_ONLY = ("id", "lastModifiedDateTime", "journalDisplayName")
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
-# Business Central keeps amounts in an AL Decimal: at most ±999,999,999,999,999.99 (REFERENCE 2).
-AMOUNT_MAX = Decimal("999999999999999.99")
-AMOUNT_MIN = -AMOUNT_MAX
 
-# ASCII digits only: `\d` (and Decimal(), int(), date parsing) also take every other script's digits,
-# so "１２.００" or "1٠50" (U+0660, which looks like a dot) would pass as numbers.
-_DECIMAL_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]+)?|\.[0-9]+)")
+# ASCII digits only, as for amounts (`amounts`): `\d` would take every other script's digits too.
 _INT_TEXT = re.compile(r"[+-]?[0-9]+")
 _DATE_TEXT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-_DECIMAL_COMMA = re.compile(r"[+-]?[0-9]{1,3}(?:\.[0-9]{3})+,[0-9]+|[+-]?[0-9]+,[0-9]+")
-# An amount within the AL Decimal range with at most 10 places has at most 25 significant digits;
-# beyond this many digits it is refused before any arithmetic is done with it.
-AMOUNT_MAX_DIGITS = 40
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +62,10 @@ def as_dicts(errors: list[FieldError]) -> list[dict[str, str]]:
     return [e.as_dict() for e in errors]
 
 
+def _amount(value: Any, rules: Rules) -> Decimal:
+    return parse_amount(value, decimals=rules.amount_decimals, sign=rules.amount_sign)
+
+
 def _int32(value: Any, rules: Rules) -> Any:
     if isinstance(value, str) and rules.from_text and _INT_TEXT.fullmatch(value.strip()):
         return int(value.strip())
@@ -79,87 +76,6 @@ def _int32(value: Any, rules: Rules) -> Any:
     if not INT32_MIN <= value <= INT32_MAX:
         raise ValueError(f"must be between {INT32_MIN} and {INT32_MAX} (Int32)")
     return value
-
-
-def _amount(value: Any, rules: Rules) -> Decimal:
-    kind = type(value)
-    if kind is Decimal:  # what the JSON codec produces: the common case first
-        amount = value
-    elif kind is int:
-        amount = Decimal(value)
-    elif kind is str:
-        amount = _amount_text(value)
-    elif kind is bool:
-        raise ValueError("must be a number, not true/false")
-    elif kind is float:
-        raise ValueError(
-            "arrived as binary floating point, which cannot hold money exactly; send decimal text"
-        )
-    else:
-        raise ValueError("must be a decimal number")
-    if not amount.is_finite():
-        raise ValueError("must be a finite number")
-    if not amount:
-        raise ValueError("must not be zero")
-    # Decided from the number's own digits and exponent, never under a context that rounds (the
-    # default one keeps 28 digits: normalize() would make 1.000000000000000000000000000001 into 1).
-    _, digits, exponent = amount.as_tuple()
-    if len(digits) > AMOUNT_MAX_DIGITS:
-        raise ValueError(
-            f"has {len(digits)} digits; an amount has at most {AMOUNT_MAX_DIGITS} "
-            "(it is never cut or rounded)"
-        )
-    if not AMOUNT_MIN <= amount <= AMOUNT_MAX:  # exact comparisons, whatever the exponent
-        raise ValueError(
-            "is beyond what Business Central can hold (an AL Decimal: -999999999999999.99 to "
-            "999999999999999.99); it is never cut or rounded: correct it or split the payment"
-        )
-    limit = rules.amount_decimals
-    if -exponent > limit:  # type: ignore[operator]
-        trailing_zeros = len(digits) - len("".join(map(str, digits)).rstrip("0"))
-        places = -exponent - trailing_zeros  # type: ignore[operator]  # 1.500 has one place
-        if places > limit:
-            raise ValueError(
-                f"has {places} decimal places; at most {limit} are allowed "
-                "(it is never rounded: send it exactly)"
-            )
-    if amount.is_signed() is not (rules.amount_sign == "negative"):
-        raise ValueError(_wrong_sign(amount, rules))
-    return amount
-
-
-def _wrong_sign(amount: Decimal, rules: Rules) -> str:
-    digits = format(abs(amount), "f")  # bounded: the range was checked first
-    if rules.amount_sign == "negative":
-        return (
-            "is positive, but Business Central records a customer payment as a credit, a negative amount "
-            '(posting the journal refuses a positive one: "Amount must be negative"); send '
-            f"-{digits}, or set PAYMENTS_AMOUNT_SIGN=positive to write payments as money received"
-        )
-    return (
-        "is negative, but PAYMENTS_AMOUNT_SIGN=positive: payments are written as money received (the "
-        f"relay sends them as credits); send {digits}"
-    )
-
-
-def _amount_text(value: str) -> Decimal:
-    text = value.strip()
-    if _DECIMAL_COMMA.fullmatch(text):
-        raise ValueError(
-            f"{value!r} uses a decimal comma; write amounts with a decimal point and no "
-            "thousands separator, e.g. 1234.56"
-        )
-    if not _DECIMAL_TEXT.fullmatch(text):
-        if any(c.isdigit() and not "0" <= c <= "9" for c in text):
-            raise ValueError(
-                f"{value!r} contains digits other than 0-9 (another script's, or full-width); "
-                "write amounts with the ASCII digits 0-9 and a '.'"
-            )
-        raise ValueError(f"{value!r} is not a decimal number (digits with an optional '.' and sign)")
-    try:
-        return Decimal(text)
-    except InvalidOperation:  # pragma: no cover - the pattern admits only valid literals
-        raise ValueError(f"{value!r} is not a decimal number") from None
 
 
 # The model takes only exact, already-parsed values (Decimal, date, UUID, int): `check` turns JSON
