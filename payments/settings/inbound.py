@@ -13,13 +13,13 @@ from urllib.parse import urlsplit
 from pydantic import Field, PrivateAttr, field_validator
 from pydantic_settings import BaseSettings
 
-from .common import ENVIRONMENT, SENDER, is_loopback_url, names
+from .common import PART, SENDER, is_loopback_url, names
 
 
 class InboundSettings(BaseSettings):
     """The settings of the HTTP routes' callers (part of `Settings`)."""
 
-    model_config = ENVIRONMENT
+    model_config = PART
 
     inbound_auth: Literal["entra", "none"] = Field(
         "entra",

@@ -7,13 +7,13 @@ from __future__ import annotations
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings
 
-from .common import CONTAINER, ENVIRONMENT, is_loopback_url
+from .common import CONTAINER, PART, is_loopback_url
 
 
 class StorageSettings(BaseSettings):
     """The settings of the function's own storage account (part of `Settings`)."""
 
-    model_config = ENVIRONMENT
+    model_config = PART
 
     work_queue: str = Field(
         "",
