@@ -122,7 +122,7 @@ def poster(*, priority: bool = False) -> Poster:
                     settings = queued.client.settings.model_copy(update={"max_attempts": 1})
                     _poster = TargetClient(settings, target_credential(settings), shared=queued.client.shared)
                 queue = queued.priority if priority and queued.priority is not None else queued.queue
-                _posters[priority] = Poster(_poster, queued.required_ledger, queue, queued)
+                _posters[priority] = Poster(_poster, queued.required_ledger, queue, queued, priority=priority)
     return _posters[priority]
 
 

@@ -212,17 +212,22 @@ class TargetClient(Exchanging):
         raise TargetUnavailable(f"the target's {entity} answer has more than {max_pages} pages", status=502)
 
     @contextmanager
-    def journal_turn(self, company_id: str, journal_id: str, until: float | None) -> Iterator[bool]:
+    def journal_turn(
+        self, company_id: str, journal_id: str, until: float | None, *, eager: bool = False
+    ) -> Iterator[bool]:
         """Hold a journal's turn (this worker's, and every instance's with shared limits) for several
         inserts in a row, instead of taking and giving it back for each: yields False, holding nothing,
-        when it could not be had before `until` (monotonic)."""
+        when it could not be had before `until` (monotonic). `eager`: a caller is waiting for the answer
+        (the priority queue's poster): the turn is asked for more often than batches ask."""
         key = (company_id, journal_id)
         held = self.journals.acquire(key, until)
         if held is None:
             yield False
             return
         try:
-            shared = self.shared.journal(*key, until=until) if self.shared is not None else nullcontext(True)
+            shared = nullcontext(True)
+            if self.shared is not None:
+                shared = self.shared.journal(*key, until=until, eager=eager)
             with shared as ours:
                 if not ours:
                     yield False

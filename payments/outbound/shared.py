@@ -28,6 +28,11 @@ from .flow import pace
 log = logging.getLogger("payments.target")
 
 LEASE_SECONDS = 15  # the shortest lease Azure grants: a dead worker's slot is free again this soon
+# A waiter asks for a taken lease again after 20 ms, doubling up to this (a blob lease has no notice of
+# its release); a caller waiting for its answer (the priority queue) asks every PRIORITY_POLL seconds,
+# so it takes a journal's turn ahead of the batches waiting for it.
+LONGEST_POLL = 0.5
+PRIORITY_POLL = 0.1
 _BUSY = ("LeaseAlreadyPresent", "LeaseIdMismatchWithLeaseOperation")
 
 
@@ -111,10 +116,14 @@ class SharedFlow:
             self._give_back(lease)
 
     @contextmanager
-    def journal(self, company_id: str, journal_id: str, until: float | None) -> Iterator[bool]:
-        """The journal's insert turn; yields False when `until` (monotonic) passed before it was free."""
+    def journal(
+        self, company_id: str, journal_id: str, until: float | None, *, eager: bool = False
+    ) -> Iterator[bool]:
+        """The journal's insert turn; yields False when `until` (monotonic) passed before it was free.
+        `eager`: a caller waits for the answer: ask for the turn more often than the batches do."""
         key = hashlib.sha256(f"{company_id.lower()}_{journal_id.lower()}".encode()).hexdigest()[:32]
-        lease = self._take([f"journals/{key}"], until=until, shuffle=False)
+        longest = PRIORITY_POLL if eager else LONGEST_POLL
+        lease = self._take([f"journals/{key}"], until=until, shuffle=False, longest=longest)
         if lease is None:
             yield False
             return
@@ -123,13 +132,15 @@ class SharedFlow:
         finally:
             self._give_back(lease)
 
-    def _take(self, names: list[str], until: float | None, shuffle: bool) -> Any:
+    def _take(
+        self, names: list[str], until: float | None, shuffle: bool, longest: float = LONGEST_POLL
+    ) -> Any:
         try:
-            return self._take_lease(names, until, shuffle)
+            return self._take_lease(names, until, shuffle, longest)
         except AzureError as exc:
             raise _storage_down(exc) from None
 
-    def _take_lease(self, names: list[str], until: float | None, shuffle: bool) -> Any:
+    def _take_lease(self, names: list[str], until: float | None, shuffle: bool, longest: float) -> Any:
         from azure.storage.blob import BlobLeaseClient
 
         delay = 0.02
@@ -150,7 +161,7 @@ class SharedFlow:
                 return None
             self.waits += 1
             self._sleep(delay)
-            delay = min(delay * 2, 0.5)
+            delay = min(delay * 2, longest)
 
     def _give_back(self, lease: Any) -> None:
         self._renewer.discard(lease)

@@ -45,9 +45,16 @@ class Handled:
 
 class Poster:
     def __init__(
-        self, client: TargetClient, ledger: Ledger, queue: WorkQueue, pipeline: QueuedPipeline | None = None
+        self,
+        client: TargetClient,
+        ledger: Ledger,
+        queue: WorkQueue,
+        pipeline: QueuedPipeline | None = None,
+        *,
+        priority: bool = False,
     ):
         self.pipeline = pipeline  # takes in deferred batches
+        self.priority = priority  # the priority queue's: callers wait for these answers
         self.client = client
         self.ledger = ledger
         self.queue = queue
@@ -91,7 +98,11 @@ class Poster:
         # instance's), rather than taking and giving it back for each insert. Outcomes are written to
         # the ledger after the turn is given back (a full transaction's worth sooner), so the next
         # insert into the journal does not wait for this one's ledger writes.
-        turn = self.client.journal_turn(work.company, work.journal, until) if claimed else nullcontext(True)
+        turn = (
+            self.client.journal_turn(work.company, work.journal, until, eager=self.priority)
+            if claimed
+            else nullcontext(True)
+        )
         marks: list[tuple[Entry, dict[str, Any]]] = []
         try:
             with turn as ours:

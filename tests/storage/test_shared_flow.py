@@ -112,3 +112,34 @@ def test_without_its_storage_a_worker_sends_nothing_and_says_so(azure_env, sandb
     )
     assert "Error" not in raw and "127.0.0.1" not in raw
     assert [r for r in sandbox.requests if r.method == "POST"] == []
+
+
+def test_a_caller_waiting_for_its_answer_asks_for_a_journals_turn_more_often_than_batches(azurite):
+    """A blob lease gives no notice of its release: waiters ask again, backing off. The priority queue's
+    poster (a caller waits for its answer) backs off to 0.1 s, batches to 0.5 s, so when the turn is
+    given back the single payment most likely takes it first (issue 25). Asked of real leases in Azurite
+    while another instance holds the journal; the waiters' clocks are their own."""
+    import uuid
+
+    from azure.storage.blob import ContainerClient
+
+    from payments.target.shared import SharedFlow
+
+    container = ContainerClient.from_connection_string(azurite.connection_string, f"flow-{uuid.uuid4().hex[:8]}")
+    holder = SharedFlow(container, 5)
+    asked: dict[bool, list[float]] = {}
+    with holder.journal(C, J, until=None) as held:
+        assert held
+        for eager in (False, True):
+            now = [0.0]
+            waits = asked.setdefault(eager, [])
+
+            def sleep(seconds: float, waits=waits, now=now) -> None:
+                waits.append(seconds)
+                now[0] += seconds
+
+            waiter = SharedFlow(container, 5, sleep=sleep, clock=lambda now=now: now[0])
+            with waiter.journal(C, J, until=3.0, eager=eager) as ours:
+                assert ours is False  # the holder kept it throughout
+    assert max(asked[False]) == 0.5 and max(asked[True]) == 0.1
+    assert len(asked[True]) > 2 * len(asked[False])  # asked that much more often in the same 3 s
