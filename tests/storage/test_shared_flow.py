@@ -123,7 +123,7 @@ def test_a_caller_waiting_for_its_answer_asks_for_a_journals_turn_more_often_tha
 
     from azure.storage.blob import ContainerClient
 
-    from payments.target.shared import SharedFlow
+    from payments.outbound.shared import SharedFlow
 
     container = ContainerClient.from_connection_string(azurite.connection_string, f"flow-{uuid.uuid4().hex[:8]}")
     holder = SharedFlow(container, 5)
