@@ -17,8 +17,10 @@ killed mid-request is recovered within the run rather than ten minutes later.
 
 Capacity: one insert at a time per journal (Microsoft's advice, and what the relay keeps), five requests
 at once per identity, each operation taking `--latency`: `min(journals, 5 x identities) / latency`
-payments per second. With `--identities 1,2,3` each count gets its runs, with five journals per identity
-so that the identities are the limit. Single payments go on the priority queue, taken by instances of
+payments per second. With `--identities 1,2,3` each count gets its runs, with five journals, `--payments`
+and `--workers` per identity: the identities are the limit, every journal has as deep a backlog, and each
+journal as many instances' message slots (5 per instance) waiting for its turn (a poster holding a message
+for a busy journal waits for its turn; Flex Consumption adds instances as the queue grows). Single payments go on the priority queue, taken by instances of
 their own (`--priority-workers`); the table says how many were answered 201 within the answer window.
 
 Run: `.venv/bin/python -m bench.scale` (`--payments`, `--workers`, `--latency`, `--identities`, `--runs`).
@@ -133,7 +135,7 @@ def run(args: argparse.Namespace, azurite, kill: bool, identities: int = 1) -> d
             stdout=subprocess.PIPE,
             text=True,
         )
-        for _ in range(args.workers)
+        for _ in range(args.workers * identities)
     ]
     # The priority queue's function scales on its own (Flex Consumption): instances of its own.
     workers += [
@@ -167,7 +169,7 @@ def run(args: argparse.Namespace, azurite, kill: bool, identities: int = 1) -> d
     import azure.functions as func
 
     singles = args.singles
-    batched = args.payments - singles
+    batched = args.payments * identities - singles
     work: list[tuple[str, list[dict], bool]] = []
     n = 0
     for b in range(batched // 100):
@@ -271,7 +273,7 @@ def run(args: argparse.Namespace, azurite, kill: bool, identities: int = 1) -> d
         + ("one worker SIGKILLed midway" if kill else "all workers"),
         "identities": identities,
         "journals": len(journals),
-        "workers": f"{args.workers} + {args.priority_workers} priority",
+        "workers": f"{args.workers * identities} + {args.priority_workers} priority",
         "$batch": args.batch or "none",
         "payments": expected,
         "seconds": round(elapsed, 1),
@@ -340,9 +342,13 @@ def big_batch_answer(azurite) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--payments", type=int, default=20_000)
+    parser.add_argument(
+        "--payments", type=int, default=20_000, help="per identity: each identity's journals get as deep a backlog"
+    )
     parser.add_argument("--singles", type=int, default=200, help="of them sent one per call (synchronous)")
-    parser.add_argument("--workers", type=int, default=6)
+    parser.add_argument(
+        "--workers", type=int, default=6, help="per identity, as Flex Consumption adds instances with the queue"
+    )
     parser.add_argument(
         "--concurrency", type=int, default=5, help="messages at once per worker (host.json batchSize)"
     )
