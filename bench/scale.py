@@ -17,8 +17,10 @@ killed mid-request is recovered within the run rather than ten minutes later.
 
 Capacity: one insert at a time per journal (Microsoft's advice, and what the relay keeps), five requests
 at once per identity, each operation taking `--latency`: `min(journals, 5 x identities) / latency`
-payments per second. With `--identities 1,2,3` each count gets its runs, with five journals per identity
-so that the identities are the limit. Single payments go on the priority queue, taken by instances of
+payments per second. With `--identities 1,2,3` each count gets its runs, with five journals, `--payments`
+and `--workers` per identity: the identities are the limit, every journal has as deep a backlog, and each
+journal as many instances' message slots (5 per instance) waiting for its turn (a poster holding a message
+for a busy journal waits for its turn; Flex Consumption adds instances as the queue grows). Single payments go on the priority queue, taken by instances of
 their own (`--priority-workers`); the table says how many were answered 201 within the answer window.
 
 Run: `.venv/bin/python -m bench.scale` (`--payments`, `--workers`, `--latency`, `--identities`, `--runs`).
@@ -89,8 +91,13 @@ def run(args: argparse.Namespace, azurite, kill: bool, identities: int = 1) -> d
     from sandbox import SANDBOX_TOKEN_HEADER, Limits, Sandbox
     from sandbox.store import extra_journals
 
-    box = Sandbox(latency=args.latency)
-    box.limits = Limits(queue_timeout=TIMEOUTS, operation_timeout=TIMEOUTS, request_timeout=TIMEOUTS)
+    # --same-rate: each identity's operations take proportionally longer, so every count of identities asks
+    # this machine for the same payments per second; what changes is how many requests are at the target
+    # at once (5 per identity), which is what more identities buy.
+    latency = args.latency * identities if args.same_rate else args.latency
+    timeouts = max(TIMEOUTS, 1.5 * args.batch * latency)  # a $batch's operations run one after another
+    box = Sandbox(latency=latency)
+    box.limits = Limits(queue_timeout=timeouts, operation_timeout=timeouts, request_timeout=timeouts)
     from sandbox import SANDBOX_JOURNAL_ID
 
     # Enough journals that the identities' five requests at once each, not the journals, are the limit.
@@ -114,9 +121,10 @@ def run(args: argparse.Namespace, azurite, kill: bool, identities: int = 1) -> d
         "PAYMENTS_SHARED_CONCURRENCY": "5",
         "PAYMENTS_BATCH_SIZE": str(args.batch),
         "PAYMENTS_MAX_BODY_BYTES": "4194304",
-        "PAYMENTS_READ_TIMEOUT_SECONDS": str(TIMEOUTS + 5),
-        "PAYMENTS_TARGET_SETTLE_SECONDS": str(TIMEOUTS),
-        "PAYMENTS_LEDGER_LEASE_SECONDS": "120",  # messages wait for their journal's turn within it
+        "PAYMENTS_READ_TIMEOUT_SECONDS": str(timeouts + 5),
+        "PAYMENTS_TARGET_SETTLE_SECONDS": str(timeouts),
+        # Messages wait for their journal's turn within their claim: a few turns of a whole $batch.
+        "PAYMENTS_LEDGER_LEASE_SECONDS": str(max(120, int(4 * args.batch * latency))),
         "PAYMENTS_PRIORITY_QUEUE": f"scale-prio-{tag}",
         "PAYMENTS_TARGET_CLIENT_IDS": (
             ",".join(str(uuid.uuid5(uuid.NAMESPACE_OID, f"identity-{i}")) for i in range(identities))
@@ -133,7 +141,7 @@ def run(args: argparse.Namespace, azurite, kill: bool, identities: int = 1) -> d
             stdout=subprocess.PIPE,
             text=True,
         )
-        for _ in range(args.workers)
+        for _ in range(args.workers * identities)
     ]
     # The priority queue's function scales on its own (Flex Consumption): instances of its own.
     workers += [
@@ -167,7 +175,7 @@ def run(args: argparse.Namespace, azurite, kill: bool, identities: int = 1) -> d
     import azure.functions as func
 
     singles = args.singles
-    batched = args.payments - singles
+    batched = args.payments * identities - singles
     work: list[tuple[str, list[dict], bool]] = []
     n = 0
     for b in range(batched // 100):
@@ -256,7 +264,7 @@ def run(args: argparse.Namespace, azurite, kill: bool, identities: int = 1) -> d
     numbers = Counter(p["documentNumber"] for p in stored)
     # One operation at a time per journal, five at once per identity; without $batch also the rate
     # window (6,000 per 5 minutes per identity).
-    capacity = min(len(journals), 5 * identities) / args.latency
+    capacity = min(len(journals), 5 * identities) / latency
     if args.batch <= 1 and expected > 6000 * identities:  # the first 6,000 each go at once; then 20/s
         capacity = min(capacity, identities * 6000 / 300)
     box.stop()
@@ -270,8 +278,9 @@ def run(args: argparse.Namespace, azurite, kill: bool, identities: int = 1) -> d
         "run": f"{identities} identit{'y' if identities == 1 else 'ies'}, "
         + ("one worker SIGKILLed midway" if kill else "all workers"),
         "identities": identities,
+        "seconds per operation": latency,
         "journals": len(journals),
-        "workers": f"{args.workers} + {args.priority_workers} priority",
+        "workers": f"{args.workers * identities} + {args.priority_workers} priority",
         "$batch": args.batch or "none",
         "payments": expected,
         "seconds": round(elapsed, 1),
@@ -340,9 +349,13 @@ def big_batch_answer(azurite) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--payments", type=int, default=20_000)
+    parser.add_argument(
+        "--payments", type=int, default=20_000, help="per identity: each identity's journals get as deep a backlog"
+    )
     parser.add_argument("--singles", type=int, default=200, help="of them sent one per call (synchronous)")
-    parser.add_argument("--workers", type=int, default=6)
+    parser.add_argument(
+        "--workers", type=int, default=6, help="per identity, as Flex Consumption adds instances with the queue"
+    )
     parser.add_argument(
         "--concurrency", type=int, default=5, help="messages at once per worker (host.json batchSize)"
     )
@@ -352,6 +365,11 @@ def main() -> int:
     parser.add_argument("--priority-workers", type=int, default=2, help="instances of the priority queue's")
     parser.add_argument("--function", default="post_work", help=argparse.SUPPRESS)
     parser.add_argument("--latency", type=float, default=0.05, help="seconds per operation at the sandbox")
+    parser.add_argument(
+        "--same-rate",
+        action="store_true",
+        help="latency x identities: every run asks this machine for the same payments/s (2 cores saturate)",
+    )
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument(
         "--batch", type=int, default=100, help="PAYMENTS_BATCH_SIZE (0: one request per payment)"
