@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 
 from ..errors import Throttled
@@ -133,14 +133,30 @@ class JournalLocks:
     def __init__(self) -> None:
         self._guard = threading.Lock()
         self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._waiting: Counter[tuple[str, str]] = Counter()  # threads waiting for each journal's lock
 
     def acquire(self, journal: tuple[str, str], until: float | None) -> threading.Lock | None:
         """The journal's lock, held; None if `until` (monotonic) passed before it was free."""
         key = (journal[0].lower(), journal[1].lower())  # GUIDs: one journal however its id is cased
         with self._guard:
             lock = self._locks.setdefault(key, threading.Lock())
+        if lock.acquire(blocking=False):
+            return lock
         timeout = -1.0 if until is None else max(0.0, until - time.monotonic())
-        return lock if lock.acquire(timeout=timeout) else None
+        with self._guard:
+            self._waiting[key] += 1
+        try:
+            return lock if lock.acquire(timeout=timeout) else None
+        finally:
+            with self._guard:
+                self._waiting[key] -= 1
+
+    def crowded(self, journal: tuple[str, str]) -> bool:
+        """Whether a thread of this worker is already waiting for the journal (another holds it): a
+        further message for it would only hold one of the worker's message slots while it waits."""
+        key = (journal[0].lower(), journal[1].lower())
+        with self._guard:
+            return self._waiting[key] > 0
 
 
 class RateWindow:

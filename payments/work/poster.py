@@ -31,6 +31,10 @@ log = logging.getLogger("payments.work")
 
 MAX_BACKOFF_SECONDS = 300.0
 MARKS_PER_WRITE = 100  # outcomes written at once (a table transaction holds 100)
+# A message for a journal another thread of this worker already waits for goes back on the queue, as it
+# is, for this long (plus as much jitter), rather than hold one of the worker's message slots waiting:
+# meanwhile the slot takes work for a journal that is free.
+STEP_ASIDE_SECONDS = 5.0
 
 
 @dataclass(slots=True)
@@ -41,6 +45,7 @@ class Handled:
     requeued: int = 0
     delay: float = 0.0
     rechecks: int = 0
+    stepped_aside: int = 0  # payments of a message put back untouched: their journal was crowded here
 
 
 class Poster:
@@ -82,6 +87,13 @@ class Poster:
             work = decode(text)
         except BadMessage as exc:
             log.critical("dropped a message from the work queue: %s", exc)
+            return handled
+        if not self.priority and self.client.journals.crowded((work.company, work.journal)):
+            # Nothing claimed yet: the same message goes back on the queue for a while, and this slot
+            # takes another (a single payment's poster never steps aside: its caller is waiting).
+            self.queue.send(work, delay=STEP_ASIDE_SECONDS + random.uniform(0, STEP_ASIDE_SECONDS))  # noqa: S311
+            handled.stepped_aside = len(work.items)
+            log.info("batch %s: its journal is awaited by another of this worker's messages", work.batch)
             return handled
         scope = Scope(work.company, work.journal)
         telemetry.SOURCE.set(work.source)  # the outcome lines name the file the payments came from

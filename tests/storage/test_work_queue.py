@@ -17,6 +17,7 @@ import pytest
 from devtools.invocation import context
 from payments.cli import main as cli
 from payments.ledger import TableLedgerStore
+from payments.model import check
 from sandbox import SANDBOX_COMPANY_ID as C
 from sandbox import SANDBOX_JOURNAL_ID as J
 from tests.support.filedrop import configure_storage, deliver, report_of, upload
@@ -347,3 +348,51 @@ def test_a_deferred_batch_whose_intake_meets_a_ledger_failure_is_taken_in_again_
     assert sorted(p["documentNumber"] for p in sandbox.payments()) == ["INT-1", "INT-2"]
     _, report = status_of(resp.headers["Location"])
     assert report["status"] == "completed" and report["summary"] == {"total": 2, "created": 2}
+
+
+def test_a_message_for_a_journal_this_worker_already_waits_for_steps_aside_untouched(queued, sandbox):
+    """A poster holding a message while its journal is busy holds one of its instance's five message
+    slots. When another of the worker's threads already waits for that journal, a further message for it
+    goes back on the queue as it is (nothing claimed, nothing sent) and the slot is free for a journal
+    that is; the payment is posted once the journal is free."""
+    from azure.storage.queue import BinaryBase64DecodePolicy, QueueClient
+
+    from payments import runtime
+
+    [payment] = [check({"customerNumber": "10000", "amount": "-3.00", "documentNumber": "ASIDE-1"}).payment]
+    runtime.pipeline().submit(C, J, [payment])
+    queue = QueueClient.from_connection_string(
+        queued.azurite.connection_string,
+        queued.settings["PAYMENTS_WORK_QUEUE"],
+        message_decode_policy=BinaryBase64DecodePolicy(),
+    )
+    [message] = queue.receive_messages(max_messages=1, visibility_timeout=60)
+    poster = runtime.poster()
+    journals = poster.client.journals
+    held = journals.acquire((C, J), None)  # one thread of this worker inserts into the journal
+    waited = threading.Event()
+
+    def wait_for_the_journal() -> None:  # and another waits for its turn
+        lock = journals.acquire((C, J), time.monotonic() + 30)
+        waited.set()
+        if lock is not None:
+            lock.release()
+
+    waiter = threading.Thread(target=wait_for_the_journal)
+    waiter.start()
+    wait_until(lambda: journals.crowded((C, J)), 10)
+    handled = poster.handle(message.content)
+    assert handled.stepped_aside == 1 and not handled.kinds
+    [entry] = entries(queued)
+    assert entry.state == "queued"  # not claimed
+    assert sandbox.payments() == [] and posts(sandbox) == []
+    queue.delete_message(message)  # the host deletes a message its function took without failing
+    held.release()
+    waiter.join(10)
+    assert waited.is_set() and not journals.crowded((C, J))
+    with queue_host(queued) as host:  # the message put back comes again after its delay
+        host.drain()
+    [stored] = sandbox.payments()
+    assert stored["documentNumber"] == "ASIDE-1"
+    [entry] = entries(queued)
+    assert entry.state == "posted" and entry.target_id == stored["id"]
