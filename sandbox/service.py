@@ -1,5 +1,8 @@
 """The `Sandbox`: its lifecycle, seed helpers and inspection, and the dispatch of each request (identity,
-`$batch` or payments) through throttling, latency and injected faults."""
+`$batch` or payments) through throttling, latency and injected faults.
+
+Longer than 400 lines: one dispatcher of every route the sandbox serves; what it dispatches to (limits
+and identities in `admission`, entities, books, posting, `$batch`) lives in modules of its own."""
 
 from __future__ import annotations
 

@@ -20,6 +20,9 @@ or none):
 A reading costs one query; a new credit one transaction more, and its state one write per hundred. Rows
 are kept `PAYMENTS_BANK_RETENTION_DAYS` (400) after the credit's last change, as long as a bank may send
 a statement again, and purged with the credits' plans by the nightly timer.
+
+Longer than 400 lines: the table's layout, the reading's cache of a booking date and the transactions
+that write a credit's rows are one protocol; a split would spread one invariant over modules.
 """
 
 from __future__ import annotations
