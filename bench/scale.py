@@ -11,9 +11,10 @@ synchronously once posted) into three journals.
 
 The sandbox runs in this process, so its instruments are read directly: 429s, requests queued past
 their timeout or cut off, the most requests it processed at once for the identity, and the most
-writing requests it processed at once for one journal. Its timeouts are shortened to 30 s (Business
-Central: 8 minutes queued, 10 running) and the relay's settle time set to match, so that a worker
-killed mid-request is recovered within the run rather than ten minutes later.
+writing requests it processed at once for one journal. Its timeouts are shortened to 30 s, or 1.5 times
+a whole `$batch` when that is longer (Business Central: 8 minutes queued, 10 running), and the relay's
+settle time set to match, so that a worker killed mid-request is recovered within the run rather than
+ten minutes later.
 
 Capacity: one insert at a time per journal (Microsoft's advice, and what the relay keeps), five requests
 at once per identity, each operation taking `--latency`: `min(journals, 5 x identities) / latency`
@@ -43,7 +44,7 @@ from pathlib import Path
 from devtools.invocation import context
 
 ROOT = Path(__file__).resolve().parent.parent
-TIMEOUTS = 30.0  # the sandbox's queue, operation and request timeouts here, and the relay's settle time
+TIMEOUTS = 30.0  # the shortest sandbox timeouts here (queue, operation, request) and relay settle time
 
 
 _functions: dict = {}
