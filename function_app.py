@@ -60,7 +60,7 @@ def openapi(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
         return http_response(webhook.handle_openapi(headers=dict(req.headers), gate=runtime.gate))
 
 
-def post(req: func.HttpRequest, sender: str | None = None) -> webhook.Answer:
+def post(req: func.HttpRequest, sender: str | None = None) -> "webhook.Answer":
     return webhook.handle_post(
         body=req.get_body(),
         headers=dict(req.headers),
@@ -72,7 +72,7 @@ def post(req: func.HttpRequest, sender: str | None = None) -> webhook.Answer:
     )
 
 
-def status(req: func.HttpRequest, sender: str | None = None) -> webhook.Answer:
+def status(req: func.HttpRequest, sender: str | None = None) -> "webhook.Answer":
     return webhook.handle_status(
         batch_id=req.route_params.get("batchId"),
         headers=dict(req.headers),
@@ -82,7 +82,7 @@ def status(req: func.HttpRequest, sender: str | None = None) -> webhook.Answer:
     )
 
 
-def http_response(answer: webhook.Answer) -> func.HttpResponse:
+def http_response(answer: "webhook.Answer") -> func.HttpResponse:
     return func.HttpResponse(
         body=answer.content(),
         status_code=answer.status,

@@ -53,9 +53,19 @@ def _importtime(root: Path) -> tuple[float, float, set[str]]:
     return total, ours, loaded
 
 
-def measure(root: Path, repeats: int) -> dict:
-    _importtime(root)  # bytecode compiled and the disk cache warm: every run below starts alike
-    runs = [_importtime(root) for _ in range(repeats)]
+def measure(roots: list[Path], repeats: int) -> list[dict]:
+    """Each checkout's figures; their runs take turns (A, B, A, B, ...), so a machine that speeds up or
+    slows down meanwhile weighs on every checkout alike."""
+    for root in roots:
+        _importtime(root)  # bytecode compiled and the disk cache warm: every run below starts alike
+    runs: dict[Path, list[tuple[float, float, set[str]]]] = {root: [] for root in roots}
+    for _ in range(repeats):
+        for root in roots:
+            runs[root].append(_importtime(root))
+    return [_figures(root, runs[root]) for root in roots]
+
+
+def _figures(root: Path, runs: list[tuple[float, float, set[str]]]) -> dict:
     total = statistics.median(r[0] for r in runs)
     ours = statistics.median(r[1] for r in runs)
     loaded = runs[-1][2]
@@ -78,7 +88,7 @@ def main() -> int:
     parser.add_argument("--root", action="append", type=Path, help="a checkout to measure (repeatable)")
     parser.add_argument("--repeats", type=int, default=9)
     args = parser.parse_args()
-    results = [measure(root.resolve(), args.repeats) for root in (args.root or [ROOT])]
+    results = measure([root.resolve() for root in (args.root or [ROOT])], args.repeats)
     print("| figure | " + " | ".join(r["root"] for r in results) + " |")
     print("|---|" + "---:|" * len(results))
     for key in results[0]:

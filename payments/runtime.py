@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import threading
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,21 @@ _file_drop: FileDrop | None = None
 _poster: TargetClient | None = None  # the posters' client (one attempt per request)
 _posters: dict[bool, Poster] = {}  # by priority
 _gate: Gate | None = None
+_settings: tuple[dict[str, str], Settings] | None = None  # the environment they were read from, and them
+
+
+def current_settings() -> Settings:
+    """The validated settings, read again only when the environment has changed since (the host never
+    changes it; tests do): start-up's check, telemetry and the first invocation share one reading, as
+    validating them costs a cold start a few milliseconds each time."""
+    global _settings
+    environment = dict(os.environ)
+    kept = _settings
+    if kept is not None and kept[0] == environment:
+        return kept[1]
+    settings = load_settings()
+    _settings = (environment, settings)
+    return settings
 
 
 def freeze_startup_objects() -> None:
@@ -54,7 +70,7 @@ def pipeline() -> Pipeline:
                 from .outbound import TargetClient
                 from .posting import Pipeline
 
-                settings = load_settings()
+                settings = current_settings()
                 client = TargetClient(
                     settings, target_credential(settings), shared=make_shared_flow(settings)
                 )
@@ -88,7 +104,7 @@ def gate() -> Gate:
                 from .inbound import Deliveries, Gate, MemoryDeliveries, TableDeliveries
                 from .storage import table_client
 
-                settings = load_settings()
+                settings = current_settings()
                 table = table_client(settings, settings.webhook_table)
                 deliveries: Deliveries = MemoryDeliveries() if table is None else TableDeliveries(table)
                 _gate = Gate(settings, deliveries)
@@ -234,7 +250,7 @@ def start_telemetry() -> bool:
     from .telemetry import configure
 
     try:
-        return configure(load_settings())
+        return configure(current_settings())
     except SettingsError:
         return False  # check_settings() has said why; the relay answers relay-misconfigured
     except Exception:  # telemetry must never keep the relay from starting
@@ -286,7 +302,7 @@ def check_settings() -> bool:
     """Validate the settings at worker start-up, so a wrong value shows in the host's log at once
     (each call then answers `relay-misconfigured` rather than the app failing to load)."""
     try:
-        load_settings()
+        current_settings()
     except SettingsError as exc:
         log.error("payments relay: %s", exc)
         return False
@@ -295,11 +311,12 @@ def check_settings() -> bool:
 
 def reset() -> None:
     """Forget the process state (tests change settings between cases)."""
-    global _pipeline, _file_drop, _poster, _gate
+    global _pipeline, _file_drop, _poster, _gate, _settings
     from .inbound.refusal import REFUSALS
 
     with _lock:
         _gate = None
+        _settings = None
         REFUSALS.reset()
         if _pipeline is not None:
             _pipeline.client.close()

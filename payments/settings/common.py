@@ -18,8 +18,6 @@ Target = Literal["graph", "businesscentral"]
 CONTAINER = re.compile(r"[a-z0-9](?:[a-z0-9-]{1,61})[a-z0-9]")
 SENDER = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?")
 ENVIRONMENT = SettingsConfigDict(env_prefix="PAYMENTS_", case_sensitive=False, extra="ignore")
-# A part is never read on its own: its schema is not built (only `Settings`'s is, once, at start-up).
-PART = SettingsConfigDict(**ENVIRONMENT, defer_build=True)
 
 
 def is_loopback_url(url: str) -> bool:

@@ -1,25 +1,24 @@
 """Who may call: Entra ID callers (tenant, audiences, applications, role) and Standard Webhooks senders
 with their secrets (Key Vault references in Azure)."""
 
-from __future__ import annotations
-
 import base64
 import binascii
 import os
 from functools import cached_property
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, PrivateAttr, field_validator
-from pydantic_settings import BaseSettings
+from pydantic import Field, field_validator
 
-from .common import PART, SENDER, is_loopback_url, names
+from .common import SENDER, is_loopback_url, names
 
 
-class InboundSettings(BaseSettings):
-    """The settings of the HTTP routes' callers (part of `Settings`)."""
+class InboundSettings:
+    """The settings of the HTTP routes' callers: a part of `Settings`, whose fields pydantic collects from
+    it (a plain class, so that pydantic builds one model, once, not one per part)."""
 
-    model_config = PART
+    if TYPE_CHECKING:
+        _sender_secrets: dict[str, list[bytes]]  # Settings' private attribute, filled as it is validated
 
     inbound_auth: Literal["entra", "none"] = Field(
         "entra",
@@ -67,7 +66,6 @@ class InboundSettings(BaseSettings):
     site_name: str | None = Field(
         None, validation_alias="WEBSITE_SITE_NAME", description="Set by Azure: the app runs in Azure"
     )
-    _sender_secrets: dict[str, list[bytes]] = PrivateAttr(default_factory=dict)
 
     @field_validator("auth_authority")
     @classmethod

@@ -2,18 +2,14 @@
 ledger's timings, the file drop's limits, and how the account is reached (identity-based URIs; a
 connection string for the local emulator only)."""
 
-from __future__ import annotations
-
 from pydantic import Field, ValidationInfo, field_validator
-from pydantic_settings import BaseSettings
 
-from .common import CONTAINER, PART, is_loopback_url
+from .common import CONTAINER, is_loopback_url
 
 
-class StorageSettings(BaseSettings):
-    """The settings of the function's own storage account (part of `Settings`)."""
-
-    model_config = PART
+class StorageSettings:
+    """The settings of the function's own storage account: a part of `Settings` (a plain class, as
+    `InboundSettings` is)."""
 
     work_queue: str = Field(
         "",

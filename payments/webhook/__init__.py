@@ -6,19 +6,26 @@ only adapts `func.HttpRequest` to these handlers and the `Answer` back.
 - `answers`: what a caller is answered; `status`: a batch's status and the OpenAPI document;
 - `openapi`: the contract as an OpenAPI 3.1 document.
 
-The handlers are imported on their first call (`payments.lazy`): the contract is all a cold start loads.
+Everything is imported on its first use (`payments.lazy`): a cold start loads none of it.
 """
 
 from typing import TYPE_CHECKING
 
 from ..lazy import exports
-from .contract import Answer, problem
 
 if TYPE_CHECKING:
+    from .contract import Answer, problem
     from .post import handle_post
     from .status import handle_openapi, handle_status
 
 __getattr__ = exports(
-    __name__, {"handle_post": ".post", "handle_status": ".status", "handle_openapi": ".status"}
+    __name__,
+    {
+        "Answer": ".contract",
+        "problem": ".contract",
+        "handle_post": ".post",
+        "handle_status": ".status",
+        "handle_openapi": ".status",
+    },
 )
 __all__ = ["Answer", "handle_openapi", "handle_post", "handle_status", "problem"]
