@@ -17,6 +17,12 @@ from .entry import Entry, OpenRow, Scope, evolve
 MARKS = "~ledger"
 # The index of open entries (Ledger.stranded): a partition per day an entry was accepted, a row per entry.
 OPEN = "~open|"
+# azure-core sends a POST again only on a 500, 503 or 504, never when the connection broke after sending
+# (a reset by the service or a load balancer): the write may have landed. The ledger's writes may all be
+# sent again: each is conditional (a create, an etag) or idempotent (an index row's upsert or delete), so
+# a repeat of one that landed fails cleanly (exists, modified, gone) and the protocol reads what is there,
+# instead of the whole message failing and waiting for its redelivery.
+REPEATABLE = {"retry_on_methods": frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE", "POST"})}
 
 
 class TableLedgerStore:
@@ -122,7 +128,7 @@ class TableLedgerStore:
 
         try:
             meta = self._call(
-                lambda: self.table.create_entity(self._to_entity(entry)),
+                lambda: self.table.create_entity(self._to_entity(entry), **REPEATABLE),
                 "insert",
                 entry.scope.partition,
                 entry.key,
@@ -188,6 +194,9 @@ class TableLedgerStore:
     _MAX_TRANSACTION = 100
     _MAX_TRANSACTION_CHARS = 3_000_000
 
+    def _submit(self, operations: list[tuple[Any, ...]]) -> Any:
+        return self.table.submit_transaction(operations, **REPEATABLE)
+
     def _transaction(self, operations: list[tuple[Any, ...]]) -> list[Any] | None:
         from azure.data.tables import TableTransactionError
 
@@ -199,9 +208,7 @@ class TableLedgerStore:
             return None
         try:
             partition = str(operations[0][1].get("PartitionKey", ""))
-            return list(
-                self._call(lambda: self.table.submit_transaction(operations), "transaction", partition)
-            )
+            return list(self._call(partial(self._submit, operations), "transaction", partition))
         except TableTransactionError:
             return None
 
@@ -263,7 +270,7 @@ class TableLedgerStore:
         for pk, operations in by_day.items():
             for start in range(0, len(operations), self._MAX_TRANSACTION):
                 chunk = operations[start : start + self._MAX_TRANSACTION]
-                self._call(lambda chunk=chunk: self.table.submit_transaction(chunk), "transaction", pk)
+                self._call(partial(self._submit, chunk), "transaction", pk)
 
     def unindex(self, rows: list[OpenRow]) -> None:
         from azure.core.exceptions import ResourceNotFoundError
@@ -277,7 +284,7 @@ class TableLedgerStore:
                 chunk = names[start : start + self._MAX_TRANSACTION]
                 operations = [("delete", {"PartitionKey": pk, "RowKey": row}) for row in chunk]
                 try:
-                    self._call(lambda ops=operations: self.table.submit_transaction(ops), "transaction", pk)
+                    self._call(partial(self._submit, operations), "transaction", pk)
                     continue
                 except TableTransactionError:  # one of them was gone already: the rest one by one
                     pass
@@ -328,7 +335,7 @@ class TableLedgerStore:
             except ResourceNotFoundError:
                 pass
             try:
-                self._call(lambda: self.table.create_entity(entity), "insert", MARKS, name)
+                self._call(lambda: self.table.create_entity(entity, **REPEATABLE), "insert", MARKS, name)
                 return value
             except ResourceExistsError:
                 continue  # another worker recorded it first: read its value

@@ -233,7 +233,9 @@ def test_a_single_payment_is_answered_at_once_by_the_priority_queue_behind_a_que
     while the batch is still queued."""
     from tests.support.work import priority_host
 
-    env = configure_storage(azure_env, azurite, **queue_settings(PAYMENTS_PRIORITY_QUEUE=f"prio-{time.monotonic_ns()}"))
+    env = configure_storage(
+        azure_env, azurite, **queue_settings(PAYMENTS_PRIORITY_QUEUE=f"prio-{time.monotonic_ns()}")
+    )
     backlog = [pay(documentNumber=f"BACK-{i}") for i in range(20)]
     resp, _ = call(backlog, headers={"Prefer": "respond-async"})
     assert resp.status_code == 202
@@ -252,7 +254,9 @@ def test_a_call_of_more_payments_than_priority_at_most_stays_on_the_work_queue(a
     env = configure_storage(
         azure_env,
         azurite,
-        **queue_settings(PAYMENTS_PRIORITY_QUEUE=f"prio-{time.monotonic_ns()}", PAYMENTS_ANSWER_WITHIN_SECONDS="1"),
+        **queue_settings(
+            PAYMENTS_PRIORITY_QUEUE=f"prio-{time.monotonic_ns()}", PAYMENTS_ANSWER_WITHIN_SECONDS="1"
+        ),
     )
     with priority_host(env):
         resp, body = call([pay(documentNumber=f"MANY-{i}") for i in range(11)])
@@ -261,7 +265,10 @@ def test_a_call_of_more_payments_than_priority_at_most_stays_on_the_work_queue(a
 
 
 def _open_rows(env) -> list[str]:
-    return [e["RowKey"].split("|", 1)[1] for e in env.table.query_entities("PartitionKey ge '~open|' and PartitionKey lt '~open}'")]
+    return [
+        e["RowKey"].split("|", 1)[1]
+        for e in env.table.query_entities("PartitionKey ge '~open|' and PartitionKey lt '~open}'")
+    ]
 
 
 def test_the_re_drive_reads_the_index_of_open_entries_not_the_whole_ledger(azure_env, azurite, sandbox):
@@ -291,7 +298,9 @@ def test_the_re_drive_reads_the_index_of_open_entries_not_the_whole_ledger(azure
     assert [p["documentNumber"] for p in sandbox.payments()][-1] == "LOST-2" and _open_rows(env) == []
 
 
-def test_a_ledger_from_before_the_index_is_scanned_once_and_its_open_entries_indexed(azure_env, azurite, sandbox):
+def test_a_ledger_from_before_the_index_is_scanned_once_and_its_open_entries_indexed(
+    azure_env, azurite, sandbox
+):
     from payments import runtime
 
     env = configure_storage(azure_env, azurite, **queue_settings(PAYMENTS_ANSWER_WITHIN_SECONDS="0.2"))
@@ -396,3 +405,46 @@ def test_a_message_for_a_journal_this_worker_already_waits_for_steps_aside_untou
     assert stored["documentNumber"] == "ASIDE-1"
     [entry] = entries(queued)
     assert entry.state == "posted" and entry.target_id == stored["id"]
+
+
+# The table transactions a deferred batch's payments go through, in order: their rows in the index of
+# open entries, their acceptance, the poster's claim, the outcomes.
+WRITES = ("open-index", "acceptance", "claim", "outcomes")
+
+
+@pytest.mark.parametrize("arrived", [False, True], ids=["not-arrived", "answer-lost"])
+@pytest.mark.parametrize("write", range(len(WRITES)), ids=WRITES)
+def test_a_ledger_write_whose_connection_resets_is_sent_again_and_every_payment_is_posted_once(
+    azure_env, azurite, sandbox, write, arrived
+):
+    """A connection reset on a table transaction (a busy service or a load balancer does that) no longer
+    fails the whole message until its redelivery: the write is sent again. When the first one had landed,
+    the repeat fails cleanly and the protocol reads what is there: a claim whose answer was lost is one
+    the poster cannot know is its own, so those payments wait until the claim has ended and the target
+    has settled, then are found absent and posted. Never twice."""
+    from devtools.azurite import Azurite
+    from tests.support.resets import resetting
+
+    with resetting(azurite.table_port) as proxy:
+        env = configure_storage(
+            azure_env,
+            Azurite(azurite.blob_port, azurite.queue_port, proxy.port),
+            **queue_settings(
+                PAYMENTS_BATCH_SIZE="100",
+                PAYMENTS_LEDGER_LEASE_SECONDS="2",
+                PAYMENTS_TARGET_SETTLE_SECONDS="1",
+            ),
+        )
+        batch = [pay(amount=f"-{i + 1}.00", documentNumber=f"RST-{i}") for i in range(3)]
+        resp, body = call(batch, headers={"Prefer": "respond-async"})
+        assert resp.status_code == 202, body
+        proxy.arm(b"/$batch HTTP/1.1", arrived=arrived, skip=write)
+        with queue_host(env) as host:
+            host.drain(timeout=60)
+        assert proxy.resets == 1
+        assert host.failures == 0  # no message failed: nothing waited for a redelivery
+        _, report = status_of(resp.headers["Location"])
+    assert report["status"] == "completed" and report["summary"] == {"total": 3, "created": 3}
+    numbers = sorted(p["documentNumber"] for p in sandbox.payments())
+    assert numbers == ["RST-0", "RST-1", "RST-2"]
+    assert [e.state for e in entries(env)] == ["posted"] * 3
