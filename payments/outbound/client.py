@@ -32,7 +32,7 @@ from .request import READ, Request
 from .responses import Created
 from .retry import Retryable, RetryPolicy
 from .routes import Routes
-from .shared import SharedFlow, SharedRate
+from .shared import NoPlace, Place, SharedFlow, SharedRate
 from .transport import Transport
 
 log = logging.getLogger("payments.target")
@@ -211,23 +211,49 @@ class TargetClient(Exchanging):
                 )
         raise TargetUnavailable(f"the target's {entity} answer has more than {max_pages} pages", status=502)
 
+    def journal_place(self, company_id: str, journal_id: str) -> Place | NoPlace | None:
+        """A place in the journal's line, to be handed to `journal_turn`; None when a message (of this
+        worker, or of any instance with shared limits) already waits for the journal's turn: this one
+        steps aside. Without shared limits, or without their storage, only this worker's line counts
+        (the turn itself then says what the storage does)."""
+        if self.journals.crowded((company_id, journal_id)):
+            return None
+        if self.shared is None:
+            return NoPlace()
+        try:
+            return self.shared.place(company_id, journal_id)
+        except TargetUnavailable:
+            return NoPlace()
+
     @contextmanager
     def journal_turn(
-        self, company_id: str, journal_id: str, until: float | None, *, eager: bool = False
+        self,
+        company_id: str,
+        journal_id: str,
+        until: float | None,
+        *,
+        eager: bool = False,
+        place: Place | NoPlace | None = None,
     ) -> Iterator[bool]:
         """Hold a journal's turn (this worker's, and every instance's with shared limits) for several
         inserts in a row, instead of taking and giving it back for each: yields False, holding nothing,
         when it could not be had before `until` (monotonic). `eager`: a caller is waiting for the answer
-        (the priority queue's poster): the turn is asked for more often than batches ask."""
+        (the priority queue's poster): the turn is asked for more often than batches ask. `place`: the
+        place in line this waiter holds, left once the turn is had (or given up), for the next one."""
         key = (company_id, journal_id)
-        held = self.journals.acquire(key, until)
+        held = None
+        try:
+            held = self.journals.acquire(key, until)
+        finally:
+            if place is not None and (held is None or self.shared is None):
+                place.leave()  # no turn across instances to wait for: the next waiter may take the place
         if held is None:
             yield False
             return
         try:
             shared = nullcontext(True)
             if self.shared is not None:
-                shared = self.shared.journal(*key, until=until, eager=eager)
+                shared = self.shared.journal(*key, until=until, eager=eager, place=place)
             with shared as ours:
                 if not ours:
                     yield False

@@ -117,13 +117,24 @@ class SharedFlow:
 
     @contextmanager
     def journal(
-        self, company_id: str, journal_id: str, until: float | None, *, eager: bool = False
+        self,
+        company_id: str,
+        journal_id: str,
+        until: float | None,
+        *,
+        eager: bool = False,
+        place: Place | NoPlace | None = None,
     ) -> Iterator[bool]:
         """The journal's insert turn; yields False when `until` (monotonic) passed before it was free.
-        `eager`: a caller waits for the answer: ask for the turn more often than the batches do."""
-        key = hashlib.sha256(f"{company_id.lower()}_{journal_id.lower()}".encode()).hexdigest()[:32]
+        `eager`: a caller waits for the answer: ask for the turn more often than the batches do. `place`:
+        the waiter's place in the journal's line, left as soon as the wait is over."""
         longest = PRIORITY_POLL if eager else LONGEST_POLL
-        lease = self._take([f"journals/{key}"], until=until, shuffle=False, longest=longest)
+        blob = _journal_blob(company_id, journal_id)
+        try:
+            lease = self._take([blob], until=until, shuffle=False, longest=longest)
+        finally:
+            if place is not None:  # the turn is had (or given up): the next waiter may take the place
+                place.leave()
         if lease is None:
             yield False
             return
@@ -131,6 +142,15 @@ class SharedFlow:
             yield True
         finally:
             self._give_back(lease)
+
+    def place(self, company_id: str, journal_id: str) -> Place | None:
+        """The journal's one place in line, if it is free now (one try, no waiting): held by the message
+        that waits for the journal's turn next, whichever instance has it, until that turn is its own.
+        None: another message holds it, so this one steps aside rather than hold a message slot of its
+        worker in a line while messages for free journals wait on the queue."""
+        blob = _journal_blob(company_id, journal_id) + "-next"
+        lease = self._take([blob], until=self._clock(), shuffle=False)
+        return None if lease is None else Place(self, lease)
 
     def _take(
         self, names: list[str], until: float | None, shuffle: bool, longest: float = LONGEST_POLL
@@ -185,6 +205,32 @@ class SharedFlow:
                         _create(blob)
                     self._made.add(name)
         return blob
+
+
+class NoPlace:
+    """No line to stand in (no shared limits): nothing to leave."""
+
+    def leave(self) -> None:
+        pass
+
+
+class Place:
+    """A held place in a journal's line; `leave` gives it back (once, however often it is called)."""
+
+    def __init__(self, flow: SharedFlow, lease: Any):
+        self._flow = flow
+        self._lease: Any = lease
+
+    def leave(self) -> None:
+        lease, self._lease = self._lease, None
+        if lease is not None:
+            self._flow._give_back(lease)
+
+
+def _journal_blob(company_id: str, journal_id: str) -> str:
+    """The blob whose lease is a journal's turn (GUIDs: one journal however its ids are cased)."""
+    key = f"{company_id.lower()}_{journal_id.lower()}"
+    return "journals/" + hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
 def _create(blob: Any) -> None:

@@ -21,6 +21,7 @@ from .. import codec, telemetry
 from ..errors import LedgerUnavailable, TargetError
 from ..ledger import CALLER, Entry, Ledger, Scope, natural_key
 from ..outbound import TargetClient
+from ..outbound.shared import NoPlace, Place
 from ..posting.outcome import Outcome, answered
 from ..posting.settle import Settler, ledger_change, send_by
 from .message import BadMessage, Item, Work, decode, intake_of
@@ -88,13 +89,23 @@ class Poster:
         except BadMessage as exc:
             log.critical("dropped a message from the work queue: %s", exc)
             return handled
-        if not self.priority and self.client.journals.crowded((work.company, work.journal)):
-            # Nothing claimed yet: the same message goes back on the queue for a while, and this slot
-            # takes another (a single payment's poster never steps aside: its caller is waiting).
+        # A journal's line is one message long, across every instance: a message for a journal that
+        # another message already waits for goes back on the queue as it is, nothing claimed, for a
+        # while, and this slot takes another (a single payment's poster never steps aside: its caller
+        # is waiting, and it asks for the turn more often than the batches do).
+        place = None if self.priority else self.client.journal_place(work.company, work.journal)
+        if place is None and not self.priority:
             self.queue.send(work, delay=STEP_ASIDE_SECONDS + random.uniform(0, STEP_ASIDE_SECONDS))  # noqa: S311
             handled.stepped_aside = len(work.items)
-            log.info("batch %s: its journal is awaited by another of this worker's messages", work.batch)
+            log.info("batch %s: another message waits for its journal already", work.batch)
             return handled
+        try:
+            return self._post(work, handled, place)
+        finally:
+            if place is not None:  # left once the turn was had; here if it never came to waiting
+                place.leave()
+
+    def _post(self, work: Work, handled: Handled, place: Place | NoPlace | None) -> Handled:
         scope = Scope(work.company, work.journal)
         telemetry.SOURCE.set(work.source)  # the outcome lines name the file the payments came from
         entered = CALLER.set(work.caller)  # entries claimed afresh record who sent the payments
@@ -111,7 +122,7 @@ class Poster:
         # the ledger after the turn is given back (a full transaction's worth sooner), so the next
         # insert into the journal does not wait for this one's ledger writes.
         turn = (
-            self.client.journal_turn(work.company, work.journal, until, eager=self.priority)
+            self.client.journal_turn(work.company, work.journal, until, eager=self.priority, place=place)
             if claimed
             else nullcontext(True)
         )

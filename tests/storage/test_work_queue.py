@@ -407,6 +407,73 @@ def test_a_message_for_a_journal_this_worker_already_waits_for_steps_aside_untou
     assert entry.state == "posted" and entry.target_id == stored["id"]
 
 
+def test_a_journals_line_is_one_message_long_across_instances_and_the_rest_step_aside_untouched(
+    azure_env, azurite, sandbox
+):
+    """With limits shared by every instance, a message for a busy journal waits in its line, holding the
+    journal's one place in it; a message for the same journal at another instance, while the place is
+    held, goes back on the queue as it is (nothing claimed, nothing sent), freeing its message slot for a
+    journal that is free. The waiter leaves the place once the turn is its own, for the next message."""
+    from azure.storage.queue import BinaryBase64DecodePolicy, QueueClient
+
+    from payments import runtime
+    from payments.credentials import target_credential
+    from payments.outbound import TargetClient
+    from payments.settings import load_settings
+    from payments.work import Poster
+
+    env = configure_storage(
+        azure_env,
+        azurite,
+        **queue_settings(PAYMENTS_SHARED_CONCURRENCY="5", PAYMENTS_FLOW_CONTAINER=f"flow-{id(sandbox)}"),
+    )
+    payments = [
+        check({"customerNumber": "10000", "amount": f"-{n}.00", "documentNumber": f"LINE-{n}"}).payment
+        for n in (1, 2)
+    ]
+    for payment in payments:  # two messages for one journal
+        runtime.pipeline().submit(C, J, [payment])
+    queue = QueueClient.from_connection_string(
+        azurite.connection_string,
+        env.settings["PAYMENTS_WORK_QUEUE"],
+        message_decode_policy=BinaryBase64DecodePolicy(),
+    )
+    first, second = queue.receive_messages(max_messages=2, visibility_timeout=60)
+    elsewhere = runtime.make_shared_flow(load_settings())  # another instance, inserting into the journal
+    assert elsewhere is not None
+    with elsewhere.journal(C, J, until=None) as turn:
+        assert turn
+        waiting = threading.Thread(target=runtime.poster().handle, args=(first.content,))
+        waiting.start()  # this instance's first message waits in the journal's line
+        wait_until(
+            lambda: {e.state for e in entries(env) if e.natural["documentNumber"] == "LINE-1"} == {"claimed"},
+            10,
+        )
+        assert elsewhere.place(C, J) is None  # it holds the journal's one place in line
+        assert sandbox.payments() == []
+
+        # A third instance takes the second message.
+        mine = runtime.poster()
+        settings = mine.client.settings
+        client = TargetClient(
+            settings, target_credential(settings), shared=runtime.make_shared_flow(settings)
+        )
+        handled = Poster(client, mine.ledger, mine.queue).handle(second.content)
+        assert handled.stepped_aside == 1 and not handled.kinds
+        states = {e.natural["documentNumber"]: e.state for e in entries(env)}
+        assert states["LINE-2"] == "queued"  # not claimed
+    waiting.join(30)
+    for message in (first, second):
+        queue.delete_message(message)  # the host deletes a message its function took without failing
+    place = elsewhere.place(C, J)
+    assert place is not None  # the waiter left it once the turn was its own
+    place.leave()
+    with queue_host(env) as host:  # the message put back comes again after its delay
+        host.drain()
+    assert sorted(p["documentNumber"] for p in sandbox.payments()) == ["LINE-1", "LINE-2"]
+    assert {e.state for e in entries(env)} == {"posted"}
+
+
 # The table transactions a deferred batch's payments go through, in order: their rows in the index of
 # open entries, their acceptance, the poster's claim, the outcomes.
 WRITES = ("open-index", "acceptance", "claim", "outcomes")
