@@ -258,13 +258,17 @@ class TargetClient(Exchanging):
                 if not ours:
                     yield False
                     return
-                # The turn's inserts go as one identity, the one with the most room now, holding one of
-                # its shared slots for the whole turn: an insert into this journal is the only request
-                # the turn makes at a time, and taking a slot per insert cost two storage round trips.
-                principal = self.principals.pick()
-                slot = self.shared.slot(principal.shared_name()) if self.shared is not None else nullcontext()
-                with slot:
-                    self._turn.journal, self._turn.principal = key, principal
+                # The turn's inserts go as one identity, holding one of its shared slots for the whole
+                # turn: an insert into this journal is the only request the turn makes at a time, and
+                # taking a slot per insert cost two storage round trips. The identity is the first, in
+                # order of room as this worker sees it, with a slot free across every instance.
+                ranked = self.principals.ranked()
+                if self.shared is None:
+                    self._turn.journal, self._turn.principal = key, ranked[0]
+                    yield True
+                    return
+                with self.shared.slot_among([p.shared_name() for p in ranked]) as which:
+                    self._turn.journal, self._turn.principal = key, ranked[which]
                     yield True
         finally:
             self._turn.journal = self._turn.principal = None

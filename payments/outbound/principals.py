@@ -59,6 +59,11 @@ class Principals:
     def pick(self, avoid: Principal | None = None) -> Principal:
         """The identity with the most room now: not refused, its gate open, the fewest requests in flight
         for its bound; ties go round-robin so the load spreads evenly. `avoid`: one that just failed."""
+        return self.ranked(avoid)[0]
+
+    def ranked(self, avoid: Principal | None = None) -> list[Principal]:
+        """The identities, the one with the most room first; those refused (or `avoid`) are left out,
+        unless that leaves none: then the one that may be tried first alone."""
         now = self._clock()
         with self._lock:
             start = next(self._turn) % len(self.all)
@@ -70,7 +75,9 @@ class Principals:
             busy = p.in_flight.busy / max(1, p.in_flight.limit)
             return (1 if refused else 0, closed, busy)
 
-        return min(ordered, key=score)
+        ranked = sorted(ordered, key=score)
+        usable = [p for p in ranked if score(p)[0] == 0]
+        return usable or ranked[:1]
 
     def refused(self, principal: Principal) -> bool:
         """The target refused this identity's grant: set it aside for a while. True when another

@@ -16,7 +16,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -106,12 +106,25 @@ class SharedFlow:
     @contextmanager
     def slot(self, identity: str | None = None) -> Iterator[None]:
         """One of an identity's request slots, for the length of one exchange."""
-        prefix = "slots/" if identity is None else f"slots/{identity}/"
-        names = [f"{prefix}{i}" for i in range(self.slots)]
-        lease = self._take(names, until=None, shuffle=True)
-        assert lease is not None
-        try:
+        with self.slot_among([identity]):
             yield
+
+    @contextmanager
+    def slot_among(self, identities: Sequence[str | None]) -> Iterator[int]:
+        """A request slot of the first of `identities` (in order of preference) that has one free, across
+        every instance, waiting while none has one; yields which identity's (its index). An instance's
+        own choice of identity counts only its own requests: asking every identity's slots in turn sends
+        the request as one with room rather than wait for a busy one while another is free."""
+        names: list[str] = []
+        owner: dict[str, int] = {}
+        for index, identity in enumerate(identities):
+            prefix = "slots/" if identity is None else f"slots/{identity}/"
+            for i in random.sample(range(self.slots), self.slots):  # spread within one identity's
+                owner[f"{prefix}{i}"] = index
+                names.append(f"{prefix}{i}")
+        name, lease = self._take_named(names, until=None, shuffle=False)
+        try:
+            yield owner[name]
         finally:
             self._give_back(lease)
 
@@ -155,12 +168,21 @@ class SharedFlow:
     def _take(
         self, names: list[str], until: float | None, shuffle: bool, longest: float = LONGEST_POLL
     ) -> Any:
+        """A lease on the first of `names` free (in their order, or shuffled), waiting until `until`;
+        None when that passed first."""
+        return self._take_named(names, until, shuffle, longest)[1]
+
+    def _take_named(
+        self, names: list[str], until: float | None, shuffle: bool, longest: float = LONGEST_POLL
+    ) -> tuple[str, Any]:
         try:
             return self._take_lease(names, until, shuffle, longest)
         except AzureError as exc:
             raise _storage_down(exc) from None
 
-    def _take_lease(self, names: list[str], until: float | None, shuffle: bool, longest: float) -> Any:
+    def _take_lease(
+        self, names: list[str], until: float | None, shuffle: bool, longest: float
+    ) -> tuple[str, Any]:
         from azure.storage.blob import BlobLeaseClient
 
         delay = 0.02
@@ -176,9 +198,9 @@ class SharedFlow:
                         continue
                     raise
                 self._renewer.add(lease)
-                return lease
+                return name, lease
             if until is not None and self._clock() + delay > until:
-                return None
+                return "", None
             self.waits += 1
             self._sleep(delay)
             delay = min(delay * 2, longest)

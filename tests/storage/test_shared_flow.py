@@ -125,7 +125,9 @@ def test_a_caller_waiting_for_its_answer_asks_for_a_journals_turn_more_often_tha
 
     from payments.outbound.shared import SharedFlow
 
-    container = ContainerClient.from_connection_string(azurite.connection_string, f"flow-{uuid.uuid4().hex[:8]}")
+    container = ContainerClient.from_connection_string(
+        azurite.connection_string, f"flow-{uuid.uuid4().hex[:8]}"
+    )
     holder = SharedFlow(container, 5)
     asked: dict[bool, list[float]] = {}
     with holder.journal(C, J, until=None) as held:
@@ -143,3 +145,39 @@ def test_a_caller_waiting_for_its_answer_asks_for_a_journals_turn_more_often_tha
                 assert ours is False  # the holder kept it throughout
     assert max(asked[False]) == 0.5 and max(asked[True]) == 0.1
     assert len(asked[True]) > 2 * len(asked[False])  # asked that much more often in the same 3 s
+
+
+def test_a_journals_turn_goes_as_an_identity_with_a_slot_free_across_instances(drop, sandbox, azure_env):
+    """Which identity has room is known to each instance for its own requests only: another instance
+    holds all five of identity A's slots. This instance's turns, whichever identity it would have chosen
+    first, go as B, which has slots free, rather than wait for A's."""
+    import threading
+    import time
+    from contextlib import ExitStack
+
+    a, b = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d", "1b2c3d4e-5f6a-4b7c-9d8e-0f1a2b3c4d5e"
+    azure_env(
+        "businesscentral",
+        **drop.settings,
+        PAYMENTS_SHARED_CONCURRENCY="5",
+        PAYMENTS_TARGET_CLIENT_IDS=f"{a},{b}",
+    )
+    elsewhere = make_shared_flow(load_settings())
+    with ExitStack() as held:
+        for _ in range(5):
+            held.enter_context(elsewhere.slot(a))
+        release = held.pop_all()
+        freed = threading.Timer(20, release.close)  # should it come to waiting for A
+        freed.start()
+        one = worker()
+        started = time.monotonic()
+        for payment in payments(4, "ROOM"):  # four turns: round-robin puts A first in some
+            with one.client.journal_turn(C, J, None) as ours:
+                assert ours
+                one.client.create_payment(C, J, payment.payload())
+        elapsed = time.monotonic() - started
+        freed.cancel()
+        release.close()
+    assert sandbox.requests_by_identity[a] == 0 and sandbox.requests_by_identity[b] == 4
+    assert elapsed < 10
+    assert len(sandbox.payments()) == 4
