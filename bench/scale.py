@@ -176,10 +176,12 @@ def run(args: argparse.Namespace, azurite, kill: bool, identities: int = 1) -> d
     import azure.functions as func
 
     singles = args.singles
-    batched = args.payments * identities - singles
+    # As many batches for every journal (the payments asked for, rounded to that), so that no journal
+    # has work left while the others are idle: the capacity counts every journal busy until the end.
+    per_journal = max(1, round((args.payments * identities - singles) / (100 * len(journals))))
     work: list[tuple[str, list[dict], bool]] = []
     n = 0
-    for b in range(batched // 100):
+    for b in range(per_journal * len(journals)):
         journal = journals[b % len(journals)]
         items = [
             {
@@ -351,11 +353,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
-        "--payments", type=int, default=20_000, help="per identity: each identity's journals get as deep a backlog"
+        "--payments",
+        type=int,
+        default=20_000,
+        help="per identity: each identity's journals get as deep a backlog (rounded to whole batches per journal)",
     )
     parser.add_argument("--singles", type=int, default=200, help="of them sent one per call (synchronous)")
     parser.add_argument(
-        "--workers", type=int, default=6, help="per identity, as Flex Consumption adds instances with the queue"
+        "--workers",
+        type=int,
+        default=6,
+        help="per identity, as Flex Consumption adds instances with the queue",
     )
     parser.add_argument(
         "--concurrency", type=int, default=5, help="messages at once per worker (host.json batchSize)"
